@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# The project's own PostgreSQL cluster with pg_cron: private, in a git-ignored folder, on 127.0.0.1.
+#
+#   scripts/db.sh up | down | status | url | psql [psql args…] | reset | install
+#
+# Environment (all optional):
+#   KPI_DB_PORT    port to listen on              (default 54329: clear of a system PostgreSQL on 5432)
+#   KPI_DB_NAME    application database; pg_cron lives in it (default kpi_history)
+#   KPI_DB_DIR     data directory                 (default <repo>/.data/pg)
+#   KPI_DB_FAST    1 = fsync off, for throwaway test clusters only
+#   KPI_PG_BINDIR  PostgreSQL's bin directory     (default: the newest one installed)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PORT="${KPI_DB_PORT:-54329}"
+DB_NAME="${KPI_DB_NAME:-kpi_history}"
+DATA_DIR="${KPI_DB_DIR:-$ROOT/.data/pg}"
+SUPERUSER=postgres
+
+say() { printf 'db: %s\n' "$*" >&2; }
+die() { printf 'db: error: %s\n' "$*" >&2; exit 1; }
+is_root() { [ "$(id -u)" = 0 ]; }
+
+# PostgreSQL refuses to run as root, so as root the server runs as the `postgres` system user.
+as_server_user() {
+  if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+find_bindir() {
+  if [ -n "${KPI_PG_BINDIR:-}" ]; then echo "$KPI_PG_BINDIR"; return; fi
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -n "$dir" ] && [ -x "$dir/postgres" ]; then echo "$dir"; return; fi
+  if command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/postgres" ]; then pg_config --bindir; return; fi
+  if command -v postgres >/dev/null; then dirname "$(readlink -f "$(command -v postgres)")"; return; fi
+}
+
+has_pg_cron() {
+  local bindir=$1 libdir
+  libdir=$("$bindir/pg_config" --pkglibdir 2>/dev/null || echo "$bindir/../lib")
+  [ -f "$libdir/pg_cron.so" ]
+}
+
+apt_install() {
+  say "installing $* with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial || true)" ] || [ -n "${KPI_APT_UPDATE:-}" ]; then
+    apt-get update -qq >&2
+  fi
+  apt-get install -y -qq "$@" >&2 || { apt-get update -qq >&2 && apt-get install -y -qq "$@" >&2; }
+}
+
+# Installs PostgreSQL and the matching pg_cron when missing (root on Debian/Ubuntu), or says exactly
+# what to run. Prints the bin directory.
+ensure_binaries() {
+  local bindir major
+  bindir=$(find_bindir || true)
+  if [ -z "$bindir" ]; then
+    if is_root && command -v apt-get >/dev/null; then
+      apt_install postgresql postgresql-contrib
+      bindir=$(find_bindir || true)
+    fi
+    [ -n "$bindir" ] || die "PostgreSQL is not installed. Run: sudo apt-get install postgresql postgresql-contrib \
+(or install PostgreSQL 15+ and set KPI_PG_BINDIR to its bin directory)"
+  fi
+  major=$("$bindir/postgres" --version | sed -E 's/[^0-9]*([0-9]+).*/\1/')
+  [ "$major" -ge 15 ] || die "PostgreSQL $major found in $bindir; 15 or newer is needed (security_invoker views)."
+  if ! has_pg_cron "$bindir"; then
+    if is_root && command -v apt-get >/dev/null; then
+      apt_install "postgresql-$major-cron"
+    fi
+    has_pg_cron "$bindir" || die "pg_cron is not installed for PostgreSQL $major. Run: sudo apt-get install postgresql-$major-cron"
+  fi
+  echo "$bindir"
+}
+
+# As root, the data directory must be reachable by the `postgres` user; a checkout under /root is
+# not, so its cluster lives under /var/lib/postgresql instead (the same place every time).
+resolve_data_dir() {
+  if is_root; then
+    mkdir -p "$(dirname "$DATA_DIR")"
+    chown postgres: "$(dirname "$DATA_DIR")"
+    if ! runuser -u postgres -- test -w "$(dirname "$DATA_DIR")"; then
+      local hash
+      hash=$(printf '%s' "$DATA_DIR" | md5sum | cut -c1-12)
+      DATA_DIR="/var/lib/postgresql/kpi-history/$hash/$(basename "$DATA_DIR")"
+      mkdir -p "$(dirname "$DATA_DIR")"
+      chown -R postgres: /var/lib/postgresql/kpi-history
+    fi
+  else
+    mkdir -p "$(dirname "$DATA_DIR")"
+  fi
+}
+
+url() { echo "postgres://$SUPERUSER@127.0.0.1:$PORT/$DB_NAME"; }
+
+write_config() {
+  local fsync=on
+  [ "${KPI_DB_FAST:-0}" = 1 ] && fsync=off
+  as_server_user tee "$DATA_DIR/kpi-history.conf" >/dev/null <<EOF
+# Written by scripts/db.sh on every start; edit the script, not this file.
+listen_addresses = '127.0.0.1'
+port = $PORT
+unix_socket_directories = ''
+shared_preload_libraries = 'pg_cron'
+cron.database_name = '$DB_NAME'
+# Jobs run in background workers: no connection, so no password or pg_hba entry is needed.
+cron.use_background_workers = on
+max_worker_processes = 32
+fsync = $fsync
+log_min_messages = warning
+EOF
+  grep -q "^include_if_exists = 'kpi-history.conf'" "$DATA_DIR/postgresql.conf" ||
+    echo "include_if_exists = 'kpi-history.conf'" | as_server_user tee -a "$DATA_DIR/postgresql.conf" >/dev/null
+}
+
+# The server is running when postmaster.pid names a live PostgreSQL process. pg_ctl's own check is
+# fooled by a crashed postmaster left as a zombie, or by its PID reused by another program.
+server_pid() {
+  local pidfile="$DATA_DIR/postmaster.pid" pid state
+  [ -f "$pidfile" ] || return 1
+  pid=$(head -n 1 "$pidfile")
+  [ -r "/proc/$pid/stat" ] || return 1
+  state=$(sed -E 's/^[0-9]+ \([^)]*\) (.).*/\1/' "/proc/$pid/stat")
+  [ "$state" != Z ] && grep -qE '^(postgres|postmaster)' "/proc/$pid/comm" && echo "$pid"
+}
+
+is_running() { server_pid >/dev/null; }
+
+# A crash leaves postmaster.pid behind; remove it so that pg_ctl does not refuse to start.
+clear_stale_pid() {
+  if [ -f "$DATA_DIR/postmaster.pid" ] && ! is_running; then
+    say "removing stale $DATA_DIR/postmaster.pid left by a crashed server"
+    rm -f "$DATA_DIR/postmaster.pid"
+  fi
+}
+
+psql_super() { "$BINDIR/psql" -X -v ON_ERROR_STOP=1 -q -h 127.0.0.1 -p "$PORT" -U "$SUPERUSER" "$@"; }
+
+cmd_up() {
+  BINDIR=$(ensure_binaries)
+  resolve_data_dir
+  if [ ! -f "$DATA_DIR/PG_VERSION" ]; then
+    say "creating cluster in $DATA_DIR"
+    mkdir -p "$DATA_DIR"
+    is_root && chown postgres: "$DATA_DIR"
+    chmod 700 "$DATA_DIR"
+    as_server_user "$BINDIR/initdb" -D "$DATA_DIR" -U "$SUPERUSER" --auth=trust -E UTF8 --no-locale >/dev/null
+  fi
+  write_config
+  clear_stale_pid
+  if is_running && ! "$BINDIR/pg_isready" -q -h 127.0.0.1 -p "$PORT"; then
+    # Settings such as the port only apply on restart; a server that does not answer on ours is stale.
+    say "restarting: the running server does not answer on port $PORT"
+    as_server_user "$BINDIR/pg_ctl" -D "$DATA_DIR" -m fast -w stop >/dev/null
+  fi
+  if ! is_running; then
+    say "starting PostgreSQL on 127.0.0.1:$PORT (log: $DATA_DIR.log)"
+    as_server_user "$BINDIR/pg_ctl" -D "$DATA_DIR" -l "$DATA_DIR.log" -w -t 60 start >/dev/null ||
+      die "the server did not start; see $DATA_DIR.log (is port $PORT taken? set KPI_DB_PORT)"
+  fi
+  if [ -z "$(psql_super -d postgres -tAc "select 1 from pg_database where datname = '$DB_NAME'")" ]; then
+    psql_super -d postgres -c "create database \"$DB_NAME\""
+  fi
+  # pg_cron can only be created in cron.database_name, which is this database.
+  psql_super -d "$DB_NAME" -c "set client_min_messages = warning; create extension if not exists pg_cron"
+  say "ready: $(url)"
+}
+
+cmd_down() {
+  BINDIR=$(find_bindir) || die "PostgreSQL is not installed"
+  resolve_data_dir
+  if [ -f "$DATA_DIR/PG_VERSION" ] && is_running; then
+    as_server_user "$BINDIR/pg_ctl" -D "$DATA_DIR" -m fast -w stop >/dev/null
+    say "stopped"
+  else
+    say "not running"
+  fi
+}
+
+cmd_status() {
+  BINDIR=$(find_bindir) || die "PostgreSQL is not installed"
+  resolve_data_dir
+  if [ -f "$DATA_DIR/PG_VERSION" ] && is_running && "$BINDIR/pg_isready" -q -h 127.0.0.1 -p "$PORT"; then
+    echo "running  $(url)  data: $DATA_DIR"
+  else
+    echo "stopped  data: $DATA_DIR"
+    return 3
+  fi
+}
+
+cmd_reset() {
+  cmd_down
+  rm -rf "$DATA_DIR" "$DATA_DIR.log"
+  cmd_up
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  url) url ;;
+  psql)
+    shift
+    BINDIR=$(find_bindir) || die "PostgreSQL is not installed"
+    exec "$BINDIR/psql" "$(url)" "$@"
+    ;;
+  reset) cmd_reset ;;
+  install) say "PostgreSQL and pg_cron found in $(ensure_binaries)" ;;
+  *)
+    echo "usage: scripts/db.sh up|down|status|url|psql [args]|reset|install" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,162 @@
+// Vitest global setup: finds a PostgreSQL server with pg_cron for the run, migrates a template
+// database that every test file clones, and migrates the pg_cron database for the scheduling tests.
+//
+// Where the server comes from, in order:
+//   1. TEST_DATABASE_URL — a database on a server you provide (it is migrated, never dropped);
+//   2. the project's own throwaway cluster (.data/test-pg, port 54339), started by scripts/db.sh;
+//   3. a container built from db/Dockerfile, when a Docker engine answers (testcontainers).
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import postgres from 'postgres';
+import type { TestProject } from 'vitest/node';
+import { databaseUrl, migrate } from '../helpers/dbmate.js';
+
+export interface TestDatabaseInfo {
+  /** How the server was obtained, for the run's first line. */
+  source: string;
+  /** A URL on the server whose role may create databases; its path is replaced per database. */
+  serverUrl: string;
+  /** The migrated database every test file clones. */
+  templateDatabase: string;
+  /** The database pg_cron runs its jobs in, migrated; null when the server has no pg_cron. */
+  cronDatabase: string | null;
+  /** Why cronDatabase is null. */
+  cronUnavailableReason: string | null;
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    testDatabase: TestDatabaseInfo;
+  }
+}
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const TEMPLATE = 'kpi_test_template';
+
+interface Server {
+  source: string;
+  serverUrl: string;
+  /** A database the tests may wipe and re-create; it is the pg_cron database when one exists. */
+  disposableCronDatabase: string | null;
+  stop?: () => Promise<void>;
+}
+
+function localCluster(): Server {
+  const port = process.env.KPI_TEST_DB_PORT ?? '54339';
+  const name = 'kpi_test';
+  execFileSync('bash', ['scripts/db.sh', 'up'], {
+    cwd: root,
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: {
+      ...process.env,
+      KPI_DB_DIR: `${root}.data/test-pg`,
+      KPI_DB_PORT: port,
+      KPI_DB_NAME: name,
+      KPI_DB_FAST: '1',
+    },
+  });
+  return {
+    source: `the project's test cluster (.data/test-pg, 127.0.0.1:${port})`,
+    serverUrl: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    disposableCronDatabase: name,
+  };
+}
+
+async function container(): Promise<Server> {
+  // Imported only here: it is heavy, and useless without a Docker engine.
+  const { GenericContainer, Wait } = await import('testcontainers');
+  const image = await GenericContainer.fromDockerfile(`${root}db`).build('kpi-history-test-db', {
+    deleteOnExit: false,
+  });
+  const started = await image
+    .withEnvironment({ POSTGRES_PASSWORD: 'postgres', POSTGRES_DB: 'kpi_history' })
+    .withExposedPorts(5432)
+    .withWaitStrategy(Wait.forLogMessage(/database system is ready to accept connections/, 2))
+    .start();
+  return {
+    source: `a container built from db/Dockerfile (${started.getHost()}:${started.getMappedPort(5432)})`,
+    serverUrl: `postgres://postgres:postgres@${started.getHost()}:${started.getMappedPort(5432)}/postgres`,
+    disposableCronDatabase: 'kpi_history',
+    stop: async () => {
+      await started.stop();
+    },
+  };
+}
+
+async function dockerAnswers(): Promise<boolean> {
+  try {
+    const { getContainerRuntimeClient } = await import('testcontainers');
+    await getContainerRuntimeClient();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function findServer(): Promise<Server> {
+  const given = process.env.TEST_DATABASE_URL;
+  if (given) {
+    return { source: `TEST_DATABASE_URL (${new URL(given).host})`, serverUrl: given, disposableCronDatabase: null };
+  }
+  try {
+    return localCluster();
+  } catch (localError) {
+    if (await dockerAnswers()) return container();
+    throw new Error(
+      'No database for the tests: scripts/db.sh could not start the local cluster (see above), ' +
+        'no Docker engine answers, and TEST_DATABASE_URL is not set.',
+      { cause: localError },
+    );
+  }
+}
+
+export default async function setup(project: TestProject) {
+  const server = await findServer();
+  console.log(`[kpi-history tests] database server: ${server.source}`);
+
+  const admin = postgres(server.serverUrl, { max: 1, onnotice: () => {} });
+  try {
+    const [{ cron_database: cronSetting } = { cron_database: null }] = await admin<
+      { cron_database: string | null }[]
+    >`select current_setting('cron.database_name', true) as cron_database`;
+
+    let cronDatabase: string | null = null;
+    let cronUnavailableReason: string | null = null;
+    if (server.disposableCronDatabase) {
+      // A fresh pg_cron database each run: no jobs or run details left from an earlier run.
+      const name = server.disposableCronDatabase;
+      await admin.unsafe(`drop database if exists "${name}" with (force)`);
+      await admin.unsafe(`create database "${name}"`);
+      const cron = postgres(databaseUrl(server.serverUrl, name), { max: 1, onnotice: () => {} });
+      await cron`create extension if not exists pg_cron`;
+      await cron.end();
+      migrate(databaseUrl(server.serverUrl, name));
+      cronDatabase = name;
+    } else if (cronSetting && cronSetting === new URL(server.serverUrl).pathname.slice(1)) {
+      migrate(server.serverUrl);
+      cronDatabase = cronSetting;
+    } else {
+      cronUnavailableReason = cronSetting
+        ? `TEST_DATABASE_URL is not the pg_cron database (cron.database_name = ${cronSetting})`
+        : 'the server given by TEST_DATABASE_URL does not preload pg_cron';
+    }
+
+    await admin.unsafe(`drop database if exists "${TEMPLATE}" with (force)`);
+    await admin.unsafe(`create database "${TEMPLATE}"`);
+    migrate(databaseUrl(server.serverUrl, TEMPLATE));
+
+    project.provide('testDatabase', {
+      source: server.source,
+      serverUrl: server.serverUrl,
+      templateDatabase: TEMPLATE,
+      cronDatabase,
+      cronUnavailableReason,
+    });
+  } finally {
+    await admin.end();
+  }
+
+  return async () => {
+    await server.stop?.();
+  };
+}
