@@ -1,4 +1,4 @@
-\restrict dbmate
+\restrict kpi_history
 
 -- Dumped from database version 15.18 (Debian 15.18-0+deb12u1)
 -- Dumped by pg_dump version 15.18 (Debian 15.18-0+deb12u1)
@@ -396,7 +396,7 @@ ALTER TABLE ONLY kpi.vli_audits
 -- PostgreSQL database dump complete
 --
 
-\unrestrict dbmate
+\unrestrict kpi_history
 
 
 --

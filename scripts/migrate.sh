@@ -11,4 +11,10 @@ if [ -z "${DATABASE_URL:-}" ]; then
   DATABASE_URL="$(bash scripts/db.sh url)?sslmode=disable"
 fi
 export DATABASE_URL
-exec node_modules/.bin/dbmate --migrations-dir db/migrations --schema-file db/schema.sql "${@:-up}"
+node_modules/.bin/dbmate --migrations-dir db/migrations --schema-file db/schema.sql "${@:-up}"
+
+# pg_dump fences its output with a random \restrict key; a fixed one keeps the committed dump's diff
+# to what really changed.
+if [ -f db/schema.sql ]; then
+  sed -i -E 's/^\\(un)?restrict .*/\\\1restrict kpi_history/' db/schema.sql
+fi
