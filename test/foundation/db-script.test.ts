@@ -5,12 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../helpers/dbmate.js';
+import { freePort } from '../helpers/ports.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kpi-dbsh-'));
 const env = {
   ...process.env,
   KPI_DB_DIR: join(dir, 'pg'),
-  KPI_DB_PORT: process.env.KPI_TEST_DBSH_PORT ?? '54349',
+  KPI_DB_PORT: String(await freePort(54349)),
   KPI_DB_NAME: 'kpi_dbsh',
   KPI_DB_FAST: '1',
 };

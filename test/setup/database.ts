@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import type { TestProject } from 'vitest/node';
 import { databaseUrl, migrate } from '../helpers/dbmate.js';
+import { freePort } from '../helpers/ports.js';
 
 export interface TestDatabaseInfo {
   /** How the server was obtained, for the run's first line. */
@@ -41,20 +42,29 @@ interface Server {
   stop?: () => Promise<void>;
 }
 
-function localCluster(): Server {
-  const port = process.env.KPI_TEST_DB_PORT ?? '54339';
+async function localCluster(): Promise<Server> {
   const name = 'kpi_test';
-  execFileSync('bash', ['scripts/db.sh', 'up'], {
-    cwd: root,
-    stdio: ['ignore', 'ignore', 'inherit'],
-    env: {
-      ...process.env,
-      KPI_DB_DIR: `${root}.data/test-pg`,
-      KPI_DB_PORT: port,
-      KPI_DB_NAME: name,
-      KPI_DB_FAST: '1',
-    },
-  });
+  const env = { ...process.env, KPI_DB_DIR: `${root}.data/test-pg`, KPI_DB_NAME: name, KPI_DB_FAST: '1' };
+  const dbsh = (command: string, port: number) =>
+    execFileSync('bash', ['scripts/db.sh', command], {
+      cwd: root,
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...env, KPI_DB_PORT: String(port) },
+    });
+  let port = Number(process.env.KPI_TEST_DB_PORT ?? 54339);
+  const ourClusterRuns = (() => {
+    try {
+      dbsh('status', port);
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  // Another checkout's test cluster (or anything else) may hold the default port: take the next free one.
+  if (!ourClusterRuns && !process.env.KPI_TEST_DB_PORT) {
+    port = await freePort(port);
+  }
+  dbsh('up', port);
   return {
     source: `the project's test cluster (.data/test-pg, 127.0.0.1:${port})`,
     serverUrl: `postgres://postgres@127.0.0.1:${port}/postgres`,
@@ -99,7 +109,7 @@ async function findServer(): Promise<Server> {
     return { source: `TEST_DATABASE_URL (${new URL(given).host})`, serverUrl: given, disposableCronDatabase: null };
   }
   try {
-    return localCluster();
+    return await localCluster();
   } catch (localError) {
     if (await dockerAnswers()) return container();
     throw new Error(
