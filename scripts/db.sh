@@ -149,7 +149,7 @@ cmd_up() {
   fi
   write_config
   clear_stale_pid
-  if is_running && ! "$BINDIR/pg_isready" -q -h 127.0.0.1 -p "$PORT"; then
+  if is_running && ! "$BINDIR/pg_isready" -q -h 127.0.0.1 -p "$PORT" -U "$SUPERUSER"; then
     # Settings such as the port only apply on restart; a server that does not answer on ours is stale.
     say "restarting: the running server does not answer on port $PORT"
     as_server_user "$BINDIR/pg_ctl" -D "$DATA_DIR" -m fast -w stop >/dev/null
@@ -181,7 +181,7 @@ cmd_down() {
 cmd_status() {
   BINDIR=$(find_bindir) || die "PostgreSQL is not installed"
   resolve_data_dir
-  if [ -f "$DATA_DIR/PG_VERSION" ] && is_running && "$BINDIR/pg_isready" -q -h 127.0.0.1 -p "$PORT"; then
+  if [ -f "$DATA_DIR/PG_VERSION" ] && is_running && "$BINDIR/pg_isready" -q -h 127.0.0.1 -p "$PORT" -U "$SUPERUSER"; then
     echo "running  $(url)  data: $DATA_DIR"
   else
     echo "stopped  data: $DATA_DIR"

@@ -43,8 +43,9 @@ create table kpi.vli_audits (
     constraint vli_audits_integrity_pct_range check (integrity_pct between 0 and 100)
 );
 comment on table kpi.vli_audits is 'VLI audits; the latest one before the end of a week gives that week''s integrity.';
--- "Latest audit before a point in time" is one index-only probe.
-create index vli_audits_tenant_latest_idx on kpi.vli_audits (tenant_id, audited_at desc) include (integrity_pct);
+-- "Latest audit before a point in time" is one index-only probe; id breaks ties between audits
+-- taken at the same instant, so the choice is deterministic.
+create index vli_audits_tenant_latest_idx on kpi.vli_audits (tenant_id, audited_at desc, id desc) include (integrity_pct);
 
 -- ============================================================================================
 -- Source: clarity reports (JSON metrics; HRP = hallucination-risk probability, 0 to 1)
@@ -58,7 +59,7 @@ create table kpi.clarity_reports (
   metrics jsonb not null constraint clarity_reports_metrics_is_object check (jsonb_typeof(metrics) = 'object')
 );
 comment on table kpi.clarity_reports is 'Clarity measurements; metrics->''hrp'' is the hallucination-risk probability (0 to 1).';
-create index clarity_reports_tenant_latest_idx on kpi.clarity_reports (tenant_id, measured_at desc);
+create index clarity_reports_tenant_latest_idx on kpi.clarity_reports (tenant_id, measured_at desc, id desc);
 
 -- ============================================================================================
 -- The history: one row per tenant per week

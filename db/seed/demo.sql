@@ -47,6 +47,6 @@ from (values ('00000000-0000-4000-a000-00000000ac01'::uuid, 8),
 cross join lateral generate_series(1, t.weeks) as w;
 
 insert into kpi.clarity_reports (tenant_id, measured_at, metrics) values
-  ('00000000-0000-4000-a000-000000000b0b', '2026-11-26 14:00+00', '{"hrp": "high", "tokens_sampled": 4200}');
+  ('00000000-0000-4000-a000-000000000b0b', '2026-11-27 09:00+00', '{"hrp": "high", "tokens_sampled": 4200}');
 
 commit;
