@@ -127,6 +127,9 @@ server_pid() {
 
 is_running() { server_pid >/dev/null; }
 
+# The port our server listens on (line 4 of postmaster.pid); another server may hold $PORT.
+running_port() { sed -n 4p "$DATA_DIR/postmaster.pid" 2>/dev/null; }
+
 # A crash leaves postmaster.pid behind; remove it so that pg_ctl does not refuse to start.
 clear_stale_pid() {
   if [ -f "$DATA_DIR/postmaster.pid" ] && ! is_running; then
@@ -149,9 +152,9 @@ cmd_up() {
   fi
   write_config
   clear_stale_pid
-  if is_running && ! "$BINDIR/pg_isready" -q -h 127.0.0.1 -p "$PORT" -U "$SUPERUSER"; then
-    # Settings such as the port only apply on restart; a server that does not answer on ours is stale.
-    say "restarting: the running server does not answer on port $PORT"
+  if is_running && [ "$(running_port)" != "$PORT" ]; then
+    # Settings such as the port only apply on restart.
+    say "restarting: the running server listens on port $(running_port), not $PORT"
     as_server_user "$BINDIR/pg_ctl" -D "$DATA_DIR" -m fast -w stop >/dev/null
   fi
   if ! is_running; then
@@ -181,7 +184,8 @@ cmd_down() {
 cmd_status() {
   BINDIR=$(find_bindir) || die "PostgreSQL is not installed"
   resolve_data_dir
-  if [ -f "$DATA_DIR/PG_VERSION" ] && is_running && "$BINDIR/pg_isready" -q -h 127.0.0.1 -p "$PORT" -U "$SUPERUSER"; then
+  if [ -f "$DATA_DIR/PG_VERSION" ] && is_running && [ "$(running_port)" = "$PORT" ] &&
+    "$BINDIR/pg_isready" -q -h 127.0.0.1 -p "$PORT" -U "$SUPERUSER"; then
     echo "running  $(url)  data: $DATA_DIR"
   else
     echo "stopped  data: $DATA_DIR"

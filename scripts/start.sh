@@ -19,9 +19,35 @@ psql_db -P footer=off -c "
          (select count(*) from kpi.clarity_reports c where c.tenant_id = t.id) as clarity_reports
   from kpi.tenants t order by t.slug"
 
+echo
+echo "== Aggregation: kpi.fill_all_kpi_history() (what pg_cron runs daily at 04:00 UTC)"
+psql_db -P footer=off -c "
+  select r.status, r.ok as tenants_ok, r.total as tenants_total, r.rows_written,
+         jsonb_path_query_array(r.errors, '\$[*].code') as errors,
+         jsonb_path_query_array(r.warnings, '\$[*].code') as warnings
+  from jsonb_to_record(kpi.fill_all_kpi_history())
+    as r(status text, ok int, total int, rows_written int, errors jsonb, warnings jsonb)"
+
+echo
+echo "== Latest kpi_history row of each demo tenant"
+psql_db -P footer=off -c "
+  select distinct on (t.slug) t.slug, h.as_of, h.aiv_pct, h.ati_pct, h.crs_pct, h.elasticity_usd_per_point,
+         h.vli_integrity_pct, h.vli_is_fallback, h.hrp_pct, h.updated_at
+  from kpi.kpi_history h join kpi.tenants t on t.id = h.tenant_id
+  order by t.slug, h.as_of desc"
+
+echo
+echo "== Last runs (kpi.kpi_runs)"
+psql_db -P footer=off -c "
+  select id, kind, trigger, status, started_at, duration_ms, ok_count, total_count, rows_written
+  from kpi.kpi_runs order by id desc limit 5"
+
 cat <<EOF
 
 The database is running at $(bash scripts/db.sh url)
   Look around:   npm run db:psql            (or: scripts/db.sh psql -c 'select * from kpi.tenants')
+  Fill again:    scripts/db.sh psql -c 'select kpi.fill_all_kpi_history()'
+  Backfill:      scripts/db.sh psql -c 'select kpi.backfill_kpi_history()'
+  The schedule:  scripts/db.sh psql -c 'select jobname, schedule, command from cron.job'
   Stop it:       npm run db:down
 EOF

@@ -40,6 +40,8 @@ interface Server {
   /** A database the tests may wipe and re-create; it is the pg_cron database when one exists. */
   disposableCronDatabase: string | null;
   stop?: () => Promise<void>;
+  /** Restarts a server whose pg_cron launcher is gone (only the local cluster can). */
+  restart?: () => Promise<void>;
 }
 
 async function localCluster(): Promise<Server> {
@@ -66,6 +68,10 @@ async function localCluster(): Promise<Server> {
   }
   dbsh('up', port);
   return {
+    restart: async () => {
+      dbsh('down', port);
+      dbsh('up', port);
+    },
     source: `the project's test cluster (.data/test-pg, 127.0.0.1:${port})`,
     serverUrl: `postgres://postgres@127.0.0.1:${port}/postgres`,
     disposableCronDatabase: name,
@@ -133,13 +139,26 @@ export default async function setup(project: TestProject) {
     let cronDatabase: string | null = null;
     let cronUnavailableReason: string | null = null;
     if (server.disposableCronDatabase) {
-      // A fresh pg_cron database each run: no jobs or run details left from an earlier run.
+      // A clean pg_cron database each run: no jobs, run details or data left from an earlier run.
+      // It is emptied in place, not dropped: dropping it stops pg_cron's launcher for good.
       const name = server.disposableCronDatabase;
-      await admin.unsafe(`drop database if exists "${name}" with (force)`);
-      await admin.unsafe(`create database "${name}"`);
       const cron = postgres(databaseUrl(server.serverUrl, name), { max: 1, onnotice: () => {} });
-      await cron`create extension if not exists pg_cron`;
-      await cron.end();
+      try {
+        await cron.unsafe(`
+          create extension if not exists pg_cron;
+          drop schema if exists kpi cascade;
+          drop schema if exists api cascade;
+          drop table if exists public.schema_migrations;
+          delete from cron.job;
+          delete from cron.job_run_details;`);
+        const [launcher] = await cron`select 1 from pg_stat_activity where backend_type = 'pg_cron launcher'`;
+        if (!launcher) {
+          await cron.end();
+          await server.restart?.();
+        }
+      } finally {
+        await cron.end();
+      }
       migrate(databaseUrl(server.serverUrl, name));
       cronDatabase = name;
     } else if (cronSetting && cronSetting === new URL(server.serverUrl).pathname.slice(1)) {

@@ -1,0 +1,95 @@
+// The pg_cron side, in the database pg_cron really runs in: the job rows the migration creates,
+// re-scheduling without duplicates, the retention job, and pg_cron firing the fill for real.
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, cronDatabase, type Sql } from '../helpers/database.js';
+import { dbmate, projectRoot } from '../helpers/dbmate.js';
+import { insertAvi, insertTenant } from '../fixtures/sources.js';
+import { ACME, GLOBEX } from '../fixtures/tenants.js';
+
+const cron = cronDatabase();
+const SCHEDULE_MIGRATION = `${projectRoot}db/migrations/20261130000500_schedule_daily_fill.sql`;
+
+describe.skipIf(!cron.url)(`pg_cron${cron.url ? '' : ` — not run: ${cron.reason}`}`, () => {
+  let sql: Sql;
+  beforeAll(async () => {
+    sql = connect(cron.url!);
+    // This database is re-created for every test run, so fixed tenants are safe here.
+    await sql`delete from kpi.tenants where id in (${ACME}, ${GLOBEX})`;
+  });
+  afterAll(() => sql.end());
+
+  const jobs = () => sql`
+    select jobname, schedule, command, database, username, active from cron.job
+    where jobname like 'kpi-history%' order by jobname`;
+
+  it('the migration scheduled the daily fill at 04:00 UTC and the cleanup at 04:30 UTC', async () => {
+    const [{ db }] = await sql<[{ db: string }]>`select current_database() as db`;
+    expect(await jobs()).toEqual([
+      { jobname: 'kpi-history', schedule: '0 4 * * *', command: 'call kpi.run_scheduled_kpi_fill()', database: db, username: 'postgres', active: true },
+      { jobname: 'kpi-history-cleanup', schedule: '30 4 * * *', command: 'select kpi.clean_up_run_history()', database: db, username: 'postgres', active: true },
+    ]);
+  });
+
+  it('scheduling again does not duplicate the jobs', async () => {
+    const before = await sql`select jobid, jobname from cron.job order by jobid`;
+    const up = readFileSync(SCHEDULE_MIGRATION, 'utf8').split('-- migrate:down')[0]!;
+    const scheduleBlock = up.slice(up.indexOf('do $$'));
+    await sql.unsafe(scheduleBlock);
+    await sql.unsafe(scheduleBlock);
+    expect(await sql`select jobid, jobname from cron.job order by jobid`).toEqual(before);
+  });
+
+  it('rolling the migration back unschedules the jobs, and applying it again restores them', async () => {
+    dbmate(cron.url!, '--no-dump-schema', 'rollback');
+    expect(await jobs()).toEqual([]);
+    dbmate(cron.url!, '--no-dump-schema', 'up');
+    expect((await jobs()).map((j) => j.jobname)).toEqual(['kpi-history', 'kpi-history-cleanup']);
+  });
+
+  it('the cleanup keeps 90 days of run log and 7 days of pg_cron run details', async () => {
+    await sql`
+      insert into kpi.kpi_runs (kind, trigger, status, started_at, finished_at) values
+        ('fill_all', 'sql', 'ok', now() - interval '91 days', now() - interval '91 days'),
+        ('fill_all', 'sql', 'ok', now() - interval '89 days', now() - interval '89 days')`;
+    await sql`
+      insert into cron.job_run_details (jobid, runid, command, status, start_time, end_time) values
+        (999, 900001, 'old', 'succeeded', now() - interval '8 days', now() - interval '8 days'),
+        (999, 900002, 'recent', 'succeeded', now() - interval '6 days', now() - interval '6 days')`;
+    const [{ result }] = await sql<[{ result: Record<string, number> }]>`select kpi.clean_up_run_history() as result`;
+    expect(result).toEqual({ kpi_runs_deleted: 1, cron_job_run_details_deleted: 1 });
+    const runs = await sql`select 1 from kpi.kpi_runs where started_at < now() - interval '88 days'`;
+    expect(runs).toHaveLength(1);
+    expect(await sql`select command from cron.job_run_details where jobid = 999`).toEqual([{ command: 'recent' }]);
+  });
+
+  it('pg_cron fires the fill: rows appear, the run says pg_cron, the job run succeeded', async () => {
+    await insertTenant(sql, ACME, 'acme');
+    await insertTenant(sql, GLOBEX, 'globex');
+    await insertAvi(sql, ACME, { weekStart: '2024-06-03', aivPct: 61 });
+    await insertAvi(sql, GLOBEX, { weekStart: '2024-06-10', aivPct: 62 });
+    const [{ jobid }] = await sql<[{ jobid: number }]>`
+      select cron.schedule('kpi-history-test-fire', '* * * * *', 'call kpi.run_scheduled_kpi_fill()') as jobid`;
+    try {
+      // pg_cron schedules by the minute: the job starts at the next minute boundary.
+      let detail: { status: string; return_message: string } | undefined;
+      for (let waited = 0; waited < 100_000 && detail?.status !== 'succeeded'; waited += 1000) {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        [detail] = await sql<{ status: string; return_message: string }[]>`
+          select status, return_message from cron.job_run_details where jobid = ${jobid} order by runid desc limit 1`;
+        if (detail?.status === 'failed') break;
+      }
+      expect(detail).toEqual({ status: 'succeeded', return_message: 'CALL' });
+    } finally {
+      await sql`select cron.unschedule(${jobid}::bigint)`;
+    }
+    const rows = await sql`
+      select tenant_id, as_of::text, aiv_pct::float from kpi.kpi_history where tenant_id in (${ACME}, ${GLOBEX}) order by as_of`;
+    expect(rows).toEqual([
+      { tenant_id: ACME, as_of: '2024-06-03', aiv_pct: 61 },
+      { tenant_id: GLOBEX, as_of: '2024-06-10', aiv_pct: 62 },
+    ]);
+    const [run] = await sql`select kind, trigger, status, finished_at is not null as finished from kpi.kpi_runs order by id desc limit 1`;
+    expect(run).toEqual({ kind: 'fill_all', trigger: 'pg_cron', status: 'ok', finished: true });
+  }, 120_000);
+});
