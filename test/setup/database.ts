@@ -143,6 +143,7 @@ export default async function setup(project: TestProject) {
       // It is emptied in place, not dropped: dropping it stops pg_cron's launcher for good.
       const name = server.disposableCronDatabase;
       const cron = postgres(databaseUrl(server.serverUrl, name), { max: 1, onnotice: () => {} });
+      let launcherRuns = false;
       try {
         await cron.unsafe(`
           create extension if not exists pg_cron;
@@ -151,14 +152,16 @@ export default async function setup(project: TestProject) {
           drop table if exists public.schema_migrations;
           delete from cron.job;
           delete from cron.job_run_details;`);
-        const [launcher] = await cron`select 1 from pg_stat_activity where backend_type = 'pg_cron launcher'`;
-        if (!launcher) {
-          await cron.end();
-          await server.restart?.();
+        // A launcher that started before this database existed retries about once a second.
+        for (let i = 0; i < 20 && !launcherRuns; i++) {
+          const found = await cron`select 1 from pg_stat_activity where backend_type = 'pg_cron launcher'`;
+          launcherRuns = found.length > 0;
+          if (!launcherRuns) await new Promise((resolve) => setTimeout(resolve, 250));
         }
       } finally {
         await cron.end();
       }
+      if (!launcherRuns) await server.restart?.();
       migrate(databaseUrl(server.serverUrl, name));
       cronDatabase = name;
     } else if (cronSetting && cronSetting === new URL(server.serverUrl).pathname.slice(1)) {
