@@ -57,6 +57,177 @@ COMMENT ON SCHEMA kpi IS 'Private: KPI source tables, history, run log and the a
 
 
 --
+-- Name: kpi_api; Type: SCHEMA; Schema: -; Owner: -
+--
+
+CREATE SCHEMA kpi_api;
+
+
+--
+-- Name: SCHEMA kpi_api; Type: COMMENT; Schema: -; Owner: -
+--
+
+COMMENT ON SCHEMA kpi_api IS 'Private: request context and the owner-rights functions behind the api schema. Not exposed over HTTP.';
+
+
+--
+-- Name: text/csv; Type: DOMAIN; Schema: api; Owner: -
+--
+
+CREATE DOMAIN api."text/csv" AS text;
+
+
+--
+-- Name: DOMAIN "text/csv"; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON DOMAIN api."text/csv" IS 'Media type text/csv: functions returning it answer Accept: text/csv with their text as is.';
+
+
+--
+-- Name: kpi_history_cron(json); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.kpi_history_cron(json) RETURNS json
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+declare
+  failed_sqlstate text;
+  failed_message text;
+  failed_detail text;
+begin
+  return kpi_api.run_cron($1::jsonb,
+    coalesce(kpi_api.request_header('x-cron-secret'), kpi_api.request_claims() ->> 'cron_secret'));
+exception when others then
+  get stacked diagnostics failed_sqlstate = returned_sqlstate, failed_message = message_text,
+                          failed_detail = pg_exception_detail;
+  perform kpi_api.raise_caught_error(failed_sqlstate, failed_message, failed_detail);
+  return null;
+end
+$_$;
+
+
+--
+-- Name: FUNCTION kpi_history_cron(json); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.kpi_history_cron(json) IS 'Runs the KPI fill. Body: {} for all tenants, or {"tenantId": "<uuid>"} for one. Needs the cron secret in the x-cron-secret header (or a "cron_secret" JWT claim).
+Result: {"ok": true, "as_of": "YYYY-MM-DD", …} for one tenant; {"ok": n, "total": n, "errors": [{"tenant_id", "code", "message"}], "warnings": [...], "status", "run_id"} for all, or {"skipped": true} while another all-tenant run is going.
+Errors (body {"code", "message"}): FORBIDDEN 403 (missing or wrong secret), INVALID_INPUT 400, UNKNOWN_TENANT 404, NO_AVI 422, INTERNAL_ERROR 500.
+Example: POST /rpc/kpi_history_cron with header x-cron-secret: $CRON_SECRET and body {}';
+
+
+--
+-- Name: kpi_history_csv(integer, date, date); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.kpi_history_csv("limit" integer DEFAULT 52, "from" date DEFAULT NULL::date, "to" date DEFAULT NULL::date) RETURNS api."text/csv"
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  tenant_slug text;
+  header text;
+  body text;
+begin
+  if "limit" is null or "limit" < 1 or "limit" > 1000 then
+    perform kpi_api.raise_http_error('INVALID_INPUT', 'limit must be between 1 and 1000');
+  end if;
+  if "from" > "to" then
+    perform kpi_api.raise_http_error('INVALID_INPUT', '"from" is after "to"');
+  end if;
+  -- Through row-level security, like the rows: the active tenant or an error.
+  select t.slug into tenant_slug from kpi.tenants t where t.id = (select kpi_api.current_tenant_id());
+
+  -- The header and the field order come from the export view, so the two cannot disagree.
+  select string_agg(kpi_api.csv_field(a.attname), ',' order by a.attnum) || E'\r\n' into header
+  from pg_catalog.pg_attribute a
+  where a.attrelid = 'api.kpi_history_export'::regclass and a.attnum > 0 and not a.attisdropped;
+
+  -- The latest `limit` weeks in the range, oldest first.
+  select string_agg(line, '' order by as_of) into body
+  from (
+    select e.as_of,
+           (select string_agg(kpi_api.csv_field(f.value), ',') from json_each_text(row_to_json(e)) f) || E'\r\n' as line
+    from api.kpi_history_export e
+    where ("from" is null or e.as_of >= "from") and ("to" is null or e.as_of <= "to")
+    order by e.as_of desc
+    limit "limit"
+  ) latest;
+
+  perform set_config('response.headers', json_build_array(json_build_object(
+    'Content-Disposition',
+    format('attachment; filename="kpi-history-%s-%s.csv"', tenant_slug, to_char(now() at time zone 'UTC', 'YYYY-MM-DD'))))::text, true);
+  return header || coalesce(body, '');
+end
+$$;
+
+
+--
+-- Name: FUNCTION kpi_history_csv("limit" integer, "from" date, "to" date); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.kpi_history_csv("limit" integer, "from" date, "to" date) IS 'CSV (RFC 4180: header row, CRLF, quoted where needed) of the active tenant''s latest `limit` weeks (1..1000, default 52) with as_of in [from, to], oldest first. Columns: those of api.kpi_history_export. Sets Content-Disposition: attachment; filename="kpi-history-<tenant>-<date>.csv".
+Example: GET /rpc/kpi_history_csv?limit=12&from=2024-01-01 with Accept: text/csv';
+
+
+--
+-- Name: kpi_history_health(); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.kpi_history_health() RETURNS json
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select kpi_api.health()
+$$;
+
+
+--
+-- Name: FUNCTION kpi_history_health(); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.kpi_history_health() IS 'Health of the daily KPI fill; no token needed, nothing tenant-specific. {"status": "healthy" | "degraded", "timestamp", "reasons": [...], "last_run": {"status", "trigger", "started_at", "finished_at"}, "last_success_at", "schedule": {"job", "cron", "timezone", "active"}}. Degraded when the last run failed or never finished, or no run succeeded in the last 26 hours.
+Example: GET /rpc/kpi_history_health';
+
+
+--
+-- Name: add_cron_secret(text); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.add_cron_secret(secret text) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  added boolean := false;
+  new_salt bytea := uuid_send(gen_random_uuid());
+begin
+  if secret is null or length(secret) < 32 then
+    perform kpi.raise_error('INVALID_INPUT',
+      format('CRON_SECRET must be at least 32 characters (it has %s)', coalesce(length(secret), 0)),
+      'Generate one with: openssl rand -base64 48');
+  end if;
+  if not exists (select from kpi.cron_secrets s
+                 where s.retired_at is null and s.secret_sha256 = kpi.cron_secret_hash(s.salt, secret)) then
+    insert into kpi.cron_secrets (salt, secret_sha256) values (new_salt, kpi.cron_secret_hash(new_salt, secret));
+    added := true;
+  end if;
+  return jsonb_build_object('added', added,
+    'active_secrets', (select count(*) from kpi.cron_secrets where retired_at is null));
+end
+$$;
+
+
+--
+-- Name: FUNCTION add_cron_secret(secret text); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.add_cron_secret(secret text) IS 'Adds an active cron secret (32+ characters), keeping the others: the first step of a rotation.';
+
+
+--
 -- Name: assert_tenant_exists(uuid); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -146,6 +317,15 @@ $$;
 --
 
 COMMENT ON FUNCTION kpi.clean_up_run_history() IS 'Deletes kpi_runs rows older than 90 days and cron.job_run_details rows older than 7 days. Run daily by pg_cron.';
+
+
+--
+-- Name: cron_secret_hash(bytea, text); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.cron_secret_hash(salt bytea, secret text) RETURNS bytea
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN sha256((salt || convert_to(secret, 'UTF8'::name)));
 
 
 --
@@ -329,6 +509,31 @@ begin
   raise exception using errcode = state, message = message, hint = hint;
 end
 $$;
+
+
+--
+-- Name: retire_cron_secrets(integer); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.retire_cron_secrets(keep integer DEFAULT 1) RETURNS jsonb
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  with retired as (
+    update kpi.cron_secrets set retired_at = clock_timestamp()
+    where retired_at is null
+      and id not in (select id from kpi.cron_secrets where retired_at is null order by id desc limit greatest(keep, 0))
+    returning 1)
+  select jsonb_build_object('retired', (select count(*) from retired),
+    'active_secrets', (select count(*) from kpi.cron_secrets where retired_at is null) - (select count(*) from retired))
+$$;
+
+
+--
+-- Name: FUNCTION retire_cron_secrets(keep integer); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.retire_cron_secrets(keep integer) IS 'Retires all active cron secrets but the newest `keep` (default 1): the last step of a rotation.';
 
 
 --
@@ -527,9 +732,445 @@ end
 $$;
 
 
+--
+-- Name: cron_secret_matches(text); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.cron_secret_matches(candidate text) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select exists (
+    select from kpi.cron_secrets s
+    where s.retired_at is null and s.secret_sha256 = kpi.cron_secret_hash(s.salt, candidate))
+$$;
+
+
+--
+-- Name: csv_field(text); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.csv_field(value text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN (value IS NULL) THEN ''::text WHEN (value ~ '[",\r\n]'::text) THEN (('"'::text || replace(value, '"'::text, '""'::text)) || '"'::text) ELSE value END;
+
+
+--
+-- Name: current_tenant_id(); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.current_tenant_id() RETURNS uuid
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $_$
+declare
+  claims jsonb := kpi_api.request_claims();
+  wanted text := kpi_api.request_header('x-tenant');
+  allowed text[];
+begin
+  allowed := array(
+    select lower(value)
+    from jsonb_array_elements_text(case when jsonb_typeof(claims -> 'tenant_ids') = 'array'
+                                        then claims -> 'tenant_ids' else '[]'::jsonb end)
+    union
+    select lower(claims ->> 'tenant_id') where jsonb_typeof(claims -> 'tenant_id') = 'string');
+  -- Only well-formed uuids count; anything else in the claims is ignored, never matched.
+  allowed := array(select a from unnest(allowed) a
+                   where a ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$');
+  if wanted is not null then
+    if lower(btrim(wanted)) = any (allowed) then
+      return lower(btrim(wanted))::uuid;
+    end if;
+    perform kpi_api.raise_http_error('FORBIDDEN', 'the x-tenant header names a tenant this token does not grant');
+  end if;
+  if cardinality(allowed) = 1 then
+    return allowed[1]::uuid;
+  end if;
+  if cardinality(allowed) > 1 then
+    perform kpi_api.raise_http_error('TENANT_REQUIRED', 'this token grants several tenants: choose one with the x-tenant header');
+  end if;
+  perform kpi_api.raise_http_error('FORBIDDEN', 'this token grants no tenant');
+  return null;
+end
+$_$;
+
+
+--
+-- Name: deny(text, text); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.deny(endpoint text, reason text) RETURNS json
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  insert into kpi.api_denials (endpoint, reason, db_role, jwt_sub)
+  values (endpoint, reason, current_setting('role'), kpi_api.request_claims() ->> 'sub');
+  perform set_config('response.status', '403', true);
+  return json_build_object('code', 'FORBIDDEN', 'message', 'a valid cron secret is required',
+                           'details', null, 'hint', 'Send it in the x-cron-secret header.');
+end
+$$;
+
+
+--
+-- Name: health(); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.health() RETURNS json
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $_$
+declare
+  last_run kpi.kpi_runs;
+  last_success timestamptz;
+  schedule jsonb;
+  reasons text[] := '{}';
+begin
+  select * into last_run from kpi.kpi_runs
+  where kind = 'fill_all' and status <> 'skipped' order by started_at desc, id desc limit 1;
+  select max(finished_at) into last_success from kpi.kpi_runs
+  where kind = 'fill_all' and status in ('ok', 'partial');
+
+  if last_run.status = 'failed' then
+    reasons := reasons || 'the last run failed'::text;
+  elsif last_run.status = 'running'
+        and not exists (select from pg_catalog.pg_stat_activity a where a.pid = last_run.backend_pid) then
+    reasons := reasons || 'the last run never finished'::text;
+  end if;
+  if last_success is null or last_success < now() - interval '26 hours' then
+    reasons := reasons || 'no successful run in the last 26 hours'::text;
+  end if;
+
+  if to_regclass('cron.job') is not null then
+    execute $q$select jsonb_build_object('job', jobname, 'cron', schedule, 'timezone', 'UTC', 'active', active)
+               from cron.job where jobname = 'kpi-history'$q$ into schedule;
+  end if;
+
+  return json_build_object(
+    'status', case when cardinality(reasons) = 0 then 'healthy' else 'degraded' end,
+    'timestamp', now(),
+    'reasons', to_json(reasons),
+    'last_run', case when last_run.id is null then null else json_build_object(
+                  'status', last_run.status, 'trigger', last_run.trigger,
+                  'started_at', last_run.started_at, 'finished_at', last_run.finished_at) end,
+    'last_success_at', last_success,
+    'schedule', schedule);
+end
+$_$;
+
+
+--
+-- Name: raise_caught_error(text, text, text); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.raise_caught_error(caught_sqlstate text, caught_message text, caught_detail text) RETURNS void
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  known text := (select e.code from kpi.error_codes e where e.sqlstate = caught_sqlstate);
+begin
+  if caught_sqlstate = 'PGRST' then
+    -- Already an HTTP answer (raise_http_error further down): pass it on unchanged.
+    raise sqlstate 'PGRST' using message = caught_message, detail = caught_detail;
+  end if;
+  if caught_sqlstate in ('25006', '42501') then
+    -- A write in a read-only (GET) request, a missing privilege: PostgREST's own answers (405, 401/403).
+    raise exception using errcode = caught_sqlstate, message = caught_message;
+  end if;
+  if known is null then
+    raise warning 'kpi-history api: unexpected error % (the client got INTERNAL_ERROR)', caught_sqlstate;
+    perform kpi_api.raise_http_error('INTERNAL_ERROR', 'an unexpected error occurred; nothing was changed');
+  end if;
+  perform kpi_api.raise_http_error(known, caught_message);
+end
+$$;
+
+
+--
+-- Name: raise_http_error(text, text, text); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.raise_http_error(code text, message text, hint text DEFAULT NULL::text) RETURNS void
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  status smallint := (select e.http_status from kpi.error_codes e where e.code = raise_http_error.code);
+begin
+  if status is null then
+    raise exception 'kpi_api.raise_http_error: unknown error code %', code;
+  end if;
+  raise sqlstate 'PGRST' using
+    message = jsonb_build_object('code', code, 'message', message, 'details', null, 'hint', hint)::text,
+    detail = jsonb_build_object('status', status, 'headers', '{}'::jsonb)::text;
+end
+$$;
+
+
+--
+-- Name: request_claims(); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.request_claims() RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select coalesce(nullif(current_setting('request.jwt.claims', true), '')::jsonb, '{}'::jsonb)
+$$;
+
+
+--
+-- Name: request_header(text); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.request_header(name text) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select coalesce(nullif(current_setting('request.headers', true), '')::jsonb, '{}'::jsonb) ->> lower(name)
+$$;
+
+
+--
+-- Name: run_cron(jsonb, text); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.run_cron(body jsonb, secret text) RETURNS json
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $_$
+declare
+  unknown_field text;
+  result jsonb;
+begin
+  if secret is null then
+    return kpi_api.deny('/rpc/kpi_history_cron', 'missing cron secret');
+  end if;
+  if not kpi_api.cron_secret_matches(secret) then
+    return kpi_api.deny('/rpc/kpi_history_cron', 'wrong cron secret');
+  end if;
+  if body is null or jsonb_typeof(body) <> 'object' then
+    perform kpi_api.raise_http_error('INVALID_INPUT', 'the body must be a JSON object: {} or {"tenantId": "<uuid>"}');
+  end if;
+  select k into unknown_field from jsonb_object_keys(body) k where k <> 'tenantId' limit 1;
+  if unknown_field is not null then
+    perform kpi_api.raise_http_error('INVALID_INPUT', 'the body accepts only "tenantId"');
+  end if;
+  if body ? 'tenantId' then
+    if jsonb_typeof(body -> 'tenantId') <> 'string'
+       or (body ->> 'tenantId') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+      perform kpi_api.raise_http_error('INVALID_INPUT', 'tenantId must be a UUID string');
+    end if;
+    return kpi.fill_kpi_history((body ->> 'tenantId')::uuid)::json;
+  end if;
+
+  result := kpi.fill_all_kpi_history();
+  if result ->> 'status' = 'failed' then
+    -- The run is logged as failed and changed nothing; the caller learns where to look, not why.
+    perform set_config('response.status', '500', true);
+    return json_build_object('code', 'INTERNAL_ERROR',
+      'message', format('the run failed and changed nothing; see run %s in kpi.kpi_runs', result ->> 'run_id'),
+      'details', null, 'hint', null);
+  end if;
+  return result::json;
+end
+$_$;
+
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
+
+--
+-- Name: kpi_history; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.kpi_history (
+    id bigint NOT NULL,
+    tenant_id uuid NOT NULL,
+    as_of date NOT NULL,
+    aiv_pct numeric(5,2) NOT NULL,
+    ati_pct numeric(5,2) NOT NULL,
+    crs_pct numeric(5,2) NOT NULL,
+    elasticity_usd_per_point numeric(10,2) NOT NULL,
+    vli_integrity_pct numeric(5,2) NOT NULL,
+    vli_is_fallback boolean NOT NULL,
+    hrp_pct numeric(5,2),
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT kpi_history_aiv_pct_range CHECK (((aiv_pct >= (0)::numeric) AND (aiv_pct <= (100)::numeric))),
+    CONSTRAINT kpi_history_as_of_is_monday CHECK ((EXTRACT(isodow FROM as_of) = (1)::numeric)),
+    CONSTRAINT kpi_history_ati_pct_range CHECK (((ati_pct >= (0)::numeric) AND (ati_pct <= (100)::numeric))),
+    CONSTRAINT kpi_history_crs_pct_range CHECK (((crs_pct >= (0)::numeric) AND (crs_pct <= (100)::numeric))),
+    CONSTRAINT kpi_history_hrp_pct_range CHECK (((hrp_pct >= (0)::numeric) AND (hrp_pct <= (100)::numeric))),
+    CONSTRAINT kpi_history_vli_integrity_pct_range CHECK (((vli_integrity_pct >= (0)::numeric) AND (vli_integrity_pct <= (100)::numeric)))
+);
+
+ALTER TABLE ONLY kpi.kpi_history FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE kpi_history; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.kpi_history IS 'Weekly KPIs per tenant, written only by the aggregation (kpi.fill_* functions).';
+
+
+--
+-- Name: COLUMN kpi_history.as_of; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.kpi_history.as_of IS 'The Monday of the AVI week the row describes.';
+
+
+--
+-- Name: COLUMN kpi_history.vli_is_fallback; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.kpi_history.vli_is_fallback IS 'True when no VLI audit existed before the end of the week and vli_integrity_pct is the 100 fallback.';
+
+
+--
+-- Name: COLUMN kpi_history.hrp_pct; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.kpi_history.hrp_pct IS 'Hallucination-risk probability in percent (100 x clarity metrics->''hrp''); NULL when missing or invalid.';
+
+
+--
+-- Name: kpi_history; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.kpi_history WITH (security_invoker='true') AS
+ SELECT h.as_of,
+    h.aiv_pct,
+    h.ati_pct,
+    h.crs_pct,
+    h.elasticity_usd_per_point,
+    h.vli_integrity_pct,
+    h.vli_is_fallback,
+    h.hrp_pct,
+    h.updated_at
+   FROM kpi.kpi_history h;
+
+
+--
+-- Name: VIEW kpi_history; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.kpi_history IS 'Weekly KPIs of the active tenant (the x-tenant header, or the only tenant of the token), one row per week (as_of, a Monday). Needs a JWT with role "authenticated" and "tenant_ids". PostgREST filters apply.
+Example: GET /kpi_history?order=as_of.desc&limit=52 (also: as_of=gte.2024-01-01)';
+
+
+--
+-- Name: COLUMN kpi_history.as_of; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history.as_of IS 'Monday of the AVI week this row describes.';
+
+
+--
+-- Name: COLUMN kpi_history.vli_is_fallback; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history.vli_is_fallback IS 'True when no VLI audit preceded the end of the week and vli_integrity_pct is the fallback 100.';
+
+
+--
+-- Name: COLUMN kpi_history.hrp_pct; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history.hrp_pct IS 'Hallucination-risk probability in percent; NULL when the clarity report had none or an invalid one.';
+
+
+--
+-- Name: tenants; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.tenants (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    slug text NOT NULL,
+    name text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT tenants_name_not_blank CHECK ((btrim(name) <> ''::text)),
+    CONSTRAINT tenants_slug_format CHECK ((slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'::text))
+);
+
+ALTER TABLE ONLY kpi.tenants FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE tenants; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.tenants IS 'Customers of the SaaS. The slug is URL- and filename-safe (used in CSV file names).';
+
+
+--
+-- Name: kpi_history_export; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.kpi_history_export WITH (security_invoker='true') AS
+ SELECT t.slug AS tenant,
+    h.as_of,
+    h.aiv_pct,
+    h.ati_pct,
+    h.crs_pct,
+    h.elasticity_usd_per_point,
+    h.vli_integrity_pct,
+    h.vli_is_fallback,
+    h.hrp_pct,
+    h.updated_at
+   FROM (kpi.kpi_history h
+     JOIN kpi.tenants t ON ((t.id = h.tenant_id)));
+
+
+--
+-- Name: VIEW kpi_history_export; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.kpi_history_export IS 'The CSV export''s columns in order, for the active tenant (row-level security), or for every tenant in psql as the owner. Prefer GET /rpc/kpi_history_csv for a file.
+Example: GET /kpi_history_export?order=as_of.desc&limit=10';
+
+
+--
+-- Name: api_denials; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.api_denials (
+    id bigint NOT NULL,
+    denied_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    endpoint text NOT NULL,
+    reason text NOT NULL,
+    db_role text DEFAULT CURRENT_USER NOT NULL,
+    jwt_sub text
+);
+
+ALTER TABLE ONLY kpi.api_denials FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE api_denials; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.api_denials IS 'Audit of refused API calls (missing or wrong cron secret…). Holds no secret.';
+
+
+--
+-- Name: api_denials_id_seq; Type: SEQUENCE; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.api_denials ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME kpi.api_denials_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 
 --
 -- Name: avi_reports; Type: TABLE; Schema: kpi; Owner: -
@@ -549,6 +1190,8 @@ CREATE TABLE kpi.avi_reports (
     CONSTRAINT avi_reports_crs_pct_range CHECK (((crs_pct >= (0)::numeric) AND (crs_pct <= (100)::numeric))),
     CONSTRAINT avi_reports_week_start_is_monday CHECK ((EXTRACT(isodow FROM week_start) = (1)::numeric))
 );
+
+ALTER TABLE ONLY kpi.avi_reports FORCE ROW LEVEL SECURITY;
 
 
 --
@@ -591,6 +1234,8 @@ CREATE TABLE kpi.clarity_reports (
     CONSTRAINT clarity_reports_metrics_is_object CHECK ((jsonb_typeof(metrics) = 'object'::text))
 );
 
+ALTER TABLE ONLY kpi.clarity_reports FORCE ROW LEVEL SECURITY;
+
 
 --
 -- Name: TABLE clarity_reports; Type: COMMENT; Schema: kpi; Owner: -
@@ -614,6 +1259,42 @@ ALTER TABLE kpi.clarity_reports ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY
 
 
 --
+-- Name: cron_secrets; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.cron_secrets (
+    id bigint NOT NULL,
+    salt bytea NOT NULL,
+    secret_sha256 bytea NOT NULL,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    retired_at timestamp with time zone
+);
+
+ALTER TABLE ONLY kpi.cron_secrets FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE cron_secrets; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.cron_secrets IS 'Hashes of the secrets that authorize POST /rpc/kpi_history_cron; rows with retired_at NULL are active.';
+
+
+--
+-- Name: cron_secrets_id_seq; Type: SEQUENCE; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.cron_secrets ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME kpi.cron_secrets_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: error_codes; Type: TABLE; Schema: kpi; Owner: -
 --
 
@@ -625,6 +1306,8 @@ CREATE TABLE kpi.error_codes (
     CONSTRAINT error_codes_code_format CHECK ((code ~ '^[A-Z][A-Z_]*$'::text)),
     CONSTRAINT error_codes_sqlstate_format CHECK ((sqlstate ~ '^KH[0-9]{3}$'::text))
 );
+
+ALTER TABLE ONLY kpi.error_codes FORCE ROW LEVEL SECURITY;
 
 
 --
@@ -639,60 +1322,6 @@ COMMENT ON TABLE kpi.error_codes IS 'Stable error codes: raised as SQLSTATE KH<h
 --
 
 COMMENT ON COLUMN kpi.error_codes.code IS 'Also used as warning codes: INVALID_CLARITY (a clarity report whose hrp is not a number in 0..1).';
-
-
---
--- Name: kpi_history; Type: TABLE; Schema: kpi; Owner: -
---
-
-CREATE TABLE kpi.kpi_history (
-    id bigint NOT NULL,
-    tenant_id uuid NOT NULL,
-    as_of date NOT NULL,
-    aiv_pct numeric(5,2) NOT NULL,
-    ati_pct numeric(5,2) NOT NULL,
-    crs_pct numeric(5,2) NOT NULL,
-    elasticity_usd_per_point numeric(10,2) NOT NULL,
-    vli_integrity_pct numeric(5,2) NOT NULL,
-    vli_is_fallback boolean NOT NULL,
-    hrp_pct numeric(5,2),
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT kpi_history_aiv_pct_range CHECK (((aiv_pct >= (0)::numeric) AND (aiv_pct <= (100)::numeric))),
-    CONSTRAINT kpi_history_as_of_is_monday CHECK ((EXTRACT(isodow FROM as_of) = (1)::numeric)),
-    CONSTRAINT kpi_history_ati_pct_range CHECK (((ati_pct >= (0)::numeric) AND (ati_pct <= (100)::numeric))),
-    CONSTRAINT kpi_history_crs_pct_range CHECK (((crs_pct >= (0)::numeric) AND (crs_pct <= (100)::numeric))),
-    CONSTRAINT kpi_history_hrp_pct_range CHECK (((hrp_pct >= (0)::numeric) AND (hrp_pct <= (100)::numeric))),
-    CONSTRAINT kpi_history_vli_integrity_pct_range CHECK (((vli_integrity_pct >= (0)::numeric) AND (vli_integrity_pct <= (100)::numeric)))
-);
-
-
---
--- Name: TABLE kpi_history; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON TABLE kpi.kpi_history IS 'Weekly KPIs per tenant, written only by the aggregation (kpi.fill_* functions).';
-
-
---
--- Name: COLUMN kpi_history.as_of; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON COLUMN kpi.kpi_history.as_of IS 'The Monday of the AVI week the row describes.';
-
-
---
--- Name: COLUMN kpi_history.vli_is_fallback; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON COLUMN kpi.kpi_history.vli_is_fallback IS 'True when no VLI audit existed before the end of the week and vli_integrity_pct is the 100 fallback.';
-
-
---
--- Name: COLUMN kpi_history.hrp_pct; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON COLUMN kpi.kpi_history.hrp_pct IS 'Hallucination-risk probability in percent (100 x clarity metrics->''hrp''); NULL when missing or invalid.';
 
 
 --
@@ -722,6 +1351,7 @@ CREATE TABLE kpi.kpi_runs (
     trigger text NOT NULL,
     db_user text DEFAULT CURRENT_USER NOT NULL,
     application_name text,
+    backend_pid integer DEFAULT pg_backend_pid() NOT NULL,
     status text DEFAULT 'running'::text NOT NULL,
     started_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     finished_at timestamp with time zone,
@@ -738,6 +1368,8 @@ CREATE TABLE kpi.kpi_runs (
     CONSTRAINT kpi_runs_trigger CHECK ((trigger = ANY (ARRAY['pg_cron'::text, 'api'::text, 'sql'::text]))),
     CONSTRAINT kpi_runs_warnings_is_array CHECK ((jsonb_typeof(warnings) = 'array'::text))
 );
+
+ALTER TABLE ONLY kpi.kpi_runs FORCE ROW LEVEL SECURITY;
 
 
 --
@@ -769,27 +1401,6 @@ ALTER TABLE kpi.kpi_runs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 
 
 --
--- Name: tenants; Type: TABLE; Schema: kpi; Owner: -
---
-
-CREATE TABLE kpi.tenants (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    slug text NOT NULL,
-    name text NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT tenants_name_not_blank CHECK ((btrim(name) <> ''::text)),
-    CONSTRAINT tenants_slug_format CHECK ((slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'::text))
-);
-
-
---
--- Name: TABLE tenants; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON TABLE kpi.tenants IS 'Customers of the SaaS. The slug is URL- and filename-safe (used in CSV file names).';
-
-
---
 -- Name: vli_audits; Type: TABLE; Schema: kpi; Owner: -
 --
 
@@ -800,6 +1411,8 @@ CREATE TABLE kpi.vli_audits (
     integrity_pct numeric(5,2) NOT NULL,
     CONSTRAINT vli_audits_integrity_pct_range CHECK (((integrity_pct >= (0)::numeric) AND (integrity_pct <= (100)::numeric)))
 );
+
+ALTER TABLE ONLY kpi.vli_audits FORCE ROW LEVEL SECURITY;
 
 
 --
@@ -833,6 +1446,14 @@ CREATE TABLE public.schema_migrations (
 
 
 --
+-- Name: api_denials api_denials_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.api_denials
+    ADD CONSTRAINT api_denials_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: avi_reports avi_reports_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
 --
 
@@ -854,6 +1475,14 @@ ALTER TABLE ONLY kpi.avi_reports
 
 ALTER TABLE ONLY kpi.clarity_reports
     ADD CONSTRAINT clarity_reports_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: cron_secrets cron_secrets_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.cron_secrets
+    ADD CONSTRAINT cron_secrets_pkey PRIMARY KEY (id);
 
 
 --
@@ -929,6 +1558,13 @@ ALTER TABLE ONLY public.schema_migrations
 
 
 --
+-- Name: api_denials_denied_at_idx; Type: INDEX; Schema: kpi; Owner: -
+--
+
+CREATE INDEX api_denials_denied_at_idx ON kpi.api_denials USING btree (denied_at DESC);
+
+
+--
 -- Name: clarity_reports_tenant_latest_idx; Type: INDEX; Schema: kpi; Owner: -
 --
 
@@ -982,6 +1618,137 @@ ALTER TABLE ONLY kpi.vli_audits
 
 
 --
+-- Name: tenants A tenant is visible to its own members while active; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "A tenant is visible to its own members while active" ON kpi.tenants FOR SELECT TO authenticated USING ((id = ( SELECT kpi_api.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: kpi_history KPI history is visible to members of the active tenant; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "KPI history is visible to members of the active tenant" ON kpi.kpi_history FOR SELECT TO authenticated USING ((tenant_id = ( SELECT kpi_api.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: api_denials; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.api_denials ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: api_denials api_denials are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "api_denials are maintained by their owner" ON kpi.api_denials TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: avi_reports; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.avi_reports ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: avi_reports avi_reports are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "avi_reports are maintained by their owner" ON kpi.avi_reports TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: clarity_reports; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.clarity_reports ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: clarity_reports clarity_reports are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "clarity_reports are maintained by their owner" ON kpi.clarity_reports TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: cron_secrets; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.cron_secrets ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: cron_secrets cron_secrets are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "cron_secrets are maintained by their owner" ON kpi.cron_secrets TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: error_codes; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.error_codes ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: error_codes error_codes are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "error_codes are maintained by their owner" ON kpi.error_codes TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: kpi_history; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.kpi_history ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: kpi_history kpi_history are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "kpi_history are maintained by their owner" ON kpi.kpi_history TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: kpi_runs; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.kpi_runs ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: kpi_runs kpi_runs are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "kpi_runs are maintained by their owner" ON kpi.kpi_runs TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: tenants; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.tenants ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: tenants tenants are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "tenants are maintained by their owner" ON kpi.tenants TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: vli_audits; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.vli_audits ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: vli_audits vli_audits are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "vli_audits are maintained by their owner" ON kpi.vli_audits TO postgres USING (true) WITH CHECK (true);
+
+
+--
 -- PostgreSQL database dump complete
 --
 
@@ -997,4 +1764,7 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261130000200'),
     ('20261130000300'),
     ('20261130000400'),
-    ('20261130000500');
+    ('20261130000500'),
+    ('20261130000600'),
+    ('20261130000700'),
+    ('20261130000800');

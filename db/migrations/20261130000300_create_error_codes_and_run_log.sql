@@ -56,6 +56,8 @@ create table kpi.kpi_runs (
   trigger text not null constraint kpi_runs_trigger check (trigger in ('pg_cron', 'api', 'sql')),
   db_user text not null default current_user,
   application_name text,
+  -- The session doing the run: a `running` run whose session is gone will never finish.
+  backend_pid integer not null default pg_backend_pid(),
   -- running: started and not finished (still going, or its session died before it could say).
   status text not null default 'running'
     constraint kpi_runs_status check (status in ('running', 'ok', 'partial', 'failed', 'skipped')),
