@@ -31,6 +31,11 @@ describe.skipIf(!cron.url)(`pg_cron${cron.url ? '' : ` — not run: ${cron.reaso
     ]);
   });
 
+  it('the health check reports the schedule', async () => {
+    const [{ health }] = await sql<[{ health: { schedule: unknown } }]>`select kpi_api.health() as health`;
+    expect(health.schedule).toEqual({ job: 'kpi-history', cron: '0 4 * * *', timezone: 'UTC', active: true });
+  });
+
   it('scheduling again does not duplicate the jobs', async () => {
     const before = await sql`select jobid, jobname from cron.job order by jobid`;
     const up = readFileSync(SCHEDULE_MIGRATION, 'utf8').split('-- migrate:down')[0]!;
@@ -40,8 +45,15 @@ describe.skipIf(!cron.url)(`pg_cron${cron.url ? '' : ` — not run: ${cron.reaso
     expect(await sql`select jobid, jobname from cron.job order by jobid`).toEqual(before);
   });
 
-  it('rolling the migration back unschedules the jobs, and applying it again restores them', async () => {
-    dbmate(cron.url!, '--no-dump-schema', 'rollback');
+  it('rolling the migrations back down to the schedule unschedules the jobs; applying them again restores them', async () => {
+    // Later migrations are rolled back first, which exercises their down sections too.
+    const scheduleVersion = SCHEDULE_MIGRATION.split('/').at(-1)!.split('_')[0]!;
+    for (let i = 0; i < 20; i++) {
+      const [{ applied }] = await sql<[{ applied: boolean }]>`
+        select exists (select from public.schema_migrations where version = ${scheduleVersion}) as applied`;
+      if (!applied) break;
+      dbmate(cron.url!, '--no-dump-schema', 'rollback');
+    }
     expect(await jobs()).toEqual([]);
     dbmate(cron.url!, '--no-dump-schema', 'up');
     expect((await jobs()).map((j) => j.jobname)).toEqual(['kpi-history', 'kpi-history-cleanup']);

@@ -147,8 +147,15 @@ export default async function setup(project: TestProject) {
       try {
         await cron.unsafe(`
           create extension if not exists pg_cron;
-          drop schema if exists kpi cascade;
-          drop schema if exists api cascade;
+          do $$
+          declare s text;
+          begin
+            for s in select nspname from pg_namespace
+                     where nspname not in ('public', 'cron', 'information_schema') and nspname not like 'pg\\_%'
+            loop
+              execute format('drop schema %I cascade', s);
+            end loop;
+          end $$;
           drop table if exists public.schema_migrations;
           delete from cron.job;
           delete from cron.job_run_details;`);

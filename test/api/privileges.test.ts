@@ -1,0 +1,144 @@
+// The privilege matrix of the API roles, and the properties every object must have: invoker
+// views, definer functions with a fixed search_path, row-level security forced on every table,
+// and a COMMENT (PostgREST's OpenAPI description) on everything exposed.
+import { describe, expect, it } from 'vitest';
+import { useTestDatabase } from '../helpers/database.js';
+
+const db = useTestDatabase();
+
+describe('privilege matrix', () => {
+  it('anon and authenticated may use exactly these api objects', async () => {
+    const rows = await db.sql`
+      select r.role, c.relname as object, 'select' as privilege
+      from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      cross join (values ('anon'), ('authenticated')) r(role)
+      where n.nspname = 'api' and has_table_privilege(r.role, c.oid, 'select')
+      union all
+      select r.role, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', 'execute'
+      from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      cross join (values ('anon'), ('authenticated')) r(role)
+      where n.nspname = 'api' and has_function_privilege(r.role, p.oid, 'execute')
+      order by 1, 2`;
+    expect(rows.map((r) => `${r.role} ${r.privilege} ${r.object}`).sort()).toEqual([
+      'anon execute kpi_history_cron(json)',
+      'anon execute kpi_history_health()',
+      'authenticated execute kpi_history_cron(json)',
+      'authenticated execute kpi_history_csv("limit" integer, "from" date, "to" date)',
+      'authenticated execute kpi_history_health()',
+      'authenticated select kpi_history',
+      'authenticated select kpi_history_export',
+    ].sort());
+  });
+
+  it('in the private schemas they may execute only the request-context functions, and read two RLS-guarded tables', async () => {
+    const rows = await db.sql`
+      select r.role, n.nspname || '.' || p.proname as object
+      from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      cross join (values ('anon'), ('authenticated')) r(role)
+      where n.nspname in ('kpi', 'kpi_api') and has_function_privilege(r.role, p.oid, 'execute')
+      union all
+      select r.role, n.nspname || '.' || c.relname
+      from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      cross join (values ('anon'), ('authenticated')) r(role)
+      where n.nspname = 'kpi' and c.relkind = 'r'
+        and (has_table_privilege(r.role, c.oid, 'select, insert, update, delete, truncate')
+             or has_any_column_privilege(r.role, c.oid, 'select, insert, update'))
+      order by 1, 2`;
+    expect(rows.map((r) => `${r.role} ${r.object}`).sort()).toEqual([
+      'anon kpi_api.health',
+      'anon kpi_api.raise_caught_error',
+      'anon kpi_api.raise_http_error',
+      'anon kpi_api.request_claims',
+      'anon kpi_api.request_header',
+      'anon kpi_api.run_cron',
+      'authenticated kpi.kpi_history',
+      'authenticated kpi.tenants',
+      'authenticated kpi_api.csv_field',
+      'authenticated kpi_api.current_tenant_id',
+      'authenticated kpi_api.health',
+      'authenticated kpi_api.raise_caught_error',
+      'authenticated kpi_api.raise_http_error',
+      'authenticated kpi_api.request_claims',
+      'authenticated kpi_api.request_header',
+      'authenticated kpi_api.run_cron',
+    ].sort());
+  });
+
+  it('authenticated reads only id, slug and name of kpi.tenants', async () => {
+    const [row] = await db.sql`
+      select has_column_privilege('authenticated', 'kpi.tenants', 'slug', 'select') as slug,
+             has_column_privilege('authenticated', 'kpi.tenants', 'created_at', 'select') as created_at`;
+    expect(row).toEqual({ slug: true, created_at: false });
+  });
+
+  it('anon has no usage on kpi; neither role may create anything anywhere', async () => {
+    const rows = await db.sql`
+      select r.role, n.nspname, has_schema_privilege(r.role, n.oid, 'usage') as usage,
+             has_schema_privilege(r.role, n.oid, 'create') as "create"
+      from pg_namespace n cross join (values ('anon'), ('authenticated')) r(role)
+      where n.nspname in ('api', 'kpi', 'kpi_api') order by 1, 2`;
+    expect(rows).toEqual([
+      { role: 'anon', nspname: 'api', usage: true, create: false },
+      { role: 'anon', nspname: 'kpi', usage: false, create: false },
+      { role: 'anon', nspname: 'kpi_api', usage: true, create: false },
+      { role: 'authenticated', nspname: 'api', usage: true, create: false },
+      { role: 'authenticated', nspname: 'kpi', usage: true, create: false },
+      { role: 'authenticated', nspname: 'kpi_api', usage: true, create: false },
+    ]);
+  });
+});
+
+describe('object properties', () => {
+  it('every SECURITY DEFINER function has a fixed, empty search_path and lives outside the exposed schema', async () => {
+    const rows = await db.sql`
+      select n.nspname || '.' || p.proname as fn, p.proconfig
+      from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where p.prosecdef and n.nspname in ('api', 'kpi', 'kpi_api')`;
+    expect(rows.length).toBeGreaterThan(0);
+    for (const row of rows) {
+      expect(row.proconfig, row.fn).toContain('search_path=""');
+      expect(row.fn.startsWith('api.'), row.fn).toBe(false);
+    }
+  });
+
+  it('every api view is security_invoker, and the api schema holds only views, functions and the CSV domain', async () => {
+    const relations = await db.sql`
+      select c.relname, c.relkind, c.reloptions from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = 'api' order by 1`;
+    expect(relations.map((r) => r.relname)).toEqual(['kpi_history', 'kpi_history_export']);
+    for (const view of relations) {
+      expect(view.relkind).toBe('v');
+      expect(view.reloptions).toContain('security_invoker=true');
+    }
+    const types = await db.sql`
+      select t.typname from pg_type t join pg_namespace n on n.oid = t.typnamespace
+      where n.nspname = 'api' and t.typtype = 'd'`;
+    expect(types).toEqual([{ typname: 'text/csv' }]);
+  });
+
+  it('every kpi table has row-level security enabled and forced', async () => {
+    const tables = await db.sql`
+      select c.relname, c.relrowsecurity, c.relforcerowsecurity
+      from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = 'kpi' and c.relkind = 'r' order by 1`;
+    expect(tables.length).toBeGreaterThanOrEqual(9);
+    for (const t of tables) expect([t.relname, t.relrowsecurity, t.relforcerowsecurity]).toEqual([t.relname, true, true]);
+  });
+
+  it('the RLS policy on kpi_history looks the tenant up once per statement and uses the (tenant_id, as_of) index', async () => {
+    const [policy] = await db.sql`
+      select qual from pg_policies where schemaname = 'kpi' and tablename = 'kpi_history' and 'authenticated' = any(roles)`;
+    expect(policy!.qual).toMatch(/^\(tenant_id = \( SELECT kpi_api\.current_tenant_id\(\) AS current_tenant_id\)\)$/);
+  });
+
+  it('every api object has a COMMENT with an example call', async () => {
+    const rows = await db.sql`
+      select c.relname as name, obj_description(c.oid, 'pg_class') as comment
+      from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'api'
+      union all
+      select p.proname, obj_description(p.oid, 'pg_proc')
+      from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'api'`;
+    expect(rows.length).toBe(5);
+    for (const row of rows) expect(row.comment, row.name).toMatch(/Example: (GET|POST) \//);
+  });
+});
