@@ -20,8 +20,10 @@ function dotenvExample(): Record<string, string> {
 }
 
 describe('docker-compose.yml', () => {
-  it('runs the three services: db from db/Dockerfile, dbmate migrations, PostgREST 12.2+', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['db', 'migrate', 'postgrest']);
+  it('runs db from db/Dockerfile, dbmate migrations, the cron secret installer and PostgREST 12.2+', () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['cron-secret', 'db', 'migrate', 'postgrest']);
+    expect(compose.services['cron-secret'].image).toBe(compose.services.db.image);
+    expect(compose.services['cron-secret'].command).toEqual(['bash', '/app/scripts/cron-secret.sh', 'install']);
     expect(compose.services.db.build).toBe('./db');
     expect(compose.services.migrate.image).toMatch(/dbmate/);
     expect(compose.services.migrate.volumes).toContain('./db:/db:ro');

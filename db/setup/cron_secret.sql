@@ -1,0 +1,29 @@
+-- Installs CRON_SECRET from the environment (psql 15+: \getenv), never from the command line, so
+-- that it shows in no process list. Run by scripts/cron-secret.sh with -v action=install|rotate|retire.
+\set ON_ERROR_STOP on
+\set QUIET on
+-- A superuser keeps this session's statements, and the secret in them, out of the server log.
+\o /dev/null
+select set_config(name, value, false)
+from (values ('log_statement', 'none'), ('log_min_duration_statement', '-1'),
+             ('log_min_error_statement', 'panic')) as s (name, value)
+where (select rolsuper from pg_roles where rolname = current_user);
+\o
+\getenv secret CRON_SECRET
+
+\if :{?secret}
+\else
+\set secret ''
+\endif
+
+select :'action' in ('install', 'rotate') as needs_secret \gset
+\if :needs_secret
+select kpi.add_cron_secret(:'secret') as result \gset
+\echo added: :result
+\endif
+
+select :'action' in ('install', 'retire') as retires \gset
+\if :retires
+select kpi.retire_cron_secrets(1) as result \gset
+\echo retired: :result
+\endif

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Smoke test of the HTTP API: health, the cron RPC with a wrong and the right secret, the history
+# as JSON, the CSV export.
+#
+#   BASE_URL=http://localhost:3000 CRON_SECRET=… TOKEN=… scripts/test-kpi-history.sh
+#       against a running PostgREST with curl (TOKEN: a tenant JWT; or set PGRST_JWT_SECRET and
+#       TENANT_ID and one is minted)
+#   DATABASE_URL=postgres://… CRON_SECRET=… TENANT_ID=… scripts/test-kpi-history.sh
+#       without PostgREST: the same requests, run through psql the way PostgREST runs them
+#       (one transaction, role, JWT claims, headers). DATABASE_URL defaults to the local cluster.
+#
+# TENANT_ID defaults to the demo tenant acme. Exits non-zero when any check fails.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+TENANT_ID="${TENANT_ID:-00000000-0000-4000-a000-00000000ac01}"
+WRONG_SECRET="not-the-cron-secret-but-long-enough-to-look-real"
+failures=0
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+check() { # name, then a command that succeeds when the check passes
+  local name=$1
+  shift
+  if "$@"; then
+    echo "ok    $name"
+  else
+    echo "FAIL  $name"
+    failures=$((failures + 1))
+  fi
+}
+contains() { grep -q -- "$2" "$1"; }
+first_line_is() { [ "$(head -n 1 "$1" | tr -d '\r')" = "$2" ]; }
+
+if [ -z "${CRON_SECRET:-}" ]; then
+  echo "test-kpi-history: set CRON_SECRET to the secret installed with scripts/cron-secret.sh" >&2
+  exit 2
+fi
+CSV_HEADER="tenant,as_of,aiv_pct,ati_pct,crs_pct,elasticity_usd_per_point,vli_integrity_pct,vli_is_fallback,hrp_pct,updated_at"
+
+# ---------------------------------------------------------------------------------------------
+if [ -n "${BASE_URL:-}" ]; then
+  echo "== $BASE_URL (PostgREST, with curl)"
+  if [ -z "${TOKEN:-}" ]; then
+    if [ -z "${PGRST_JWT_SECRET:-}" ]; then
+      echo "test-kpi-history: set TOKEN, or PGRST_JWT_SECRET to mint one" >&2
+      exit 2
+    fi
+    TOKEN=$(node_modules/.bin/tsx scripts/token.ts "$TENANT_ID") || exit 2
+  fi
+  # Secrets go to curl in files, not on its command line where any user could read them.
+  umask 077
+  printf 'x-cron-secret: %s\n' "$WRONG_SECRET" >"$work/wrong.h"
+  printf 'x-cron-secret: %s\n' "$CRON_SECRET" >"$work/right.h"
+  printf 'Authorization: Bearer %s\nx-tenant: %s\n' "$TOKEN" "$TENANT_ID" >"$work/user.h"
+  http() { # out-file, curl args… → prints the status code
+    curl -s -o "$1" -D "$1.headers" -w '%{http_code}' "${@:2}"
+  }
+  status=$(http "$work/health" "$BASE_URL/rpc/kpi_history_health")
+  check "health answers 200 with a status" bash -c "[ $status = 200 ] && grep -q '\"status\"' '$work/health'"
+  status=$(http "$work/denied" -X POST -H @"$work/wrong.h" -H 'Content-Type: application/json' -d '{}' "$BASE_URL/rpc/kpi_history_cron")
+  check "cron RPC with a wrong secret: 403 FORBIDDEN" bash -c "[ $status = 403 ] && grep -q FORBIDDEN '$work/denied'"
+  status=$(http "$work/cron" -X POST -H @"$work/right.h" -H 'Content-Type: application/json' -d '{}' "$BASE_URL/rpc/kpi_history_cron")
+  check "cron RPC with the secret: 200 and a result" bash -c "[ $status = 200 ] && grep -q '\"ok\"' '$work/cron'"
+  status=$(http "$work/history" -H @"$work/user.h" "$BASE_URL/kpi_history?order=as_of.desc&limit=52")
+  check "history: 200 and a JSON array" bash -c "[ $status = 200 ] && head -c 1 '$work/history' | grep -q '\['"
+  status=$(http "$work/export.csv" -H @"$work/user.h" -H 'Accept: text/csv' "$BASE_URL/rpc/kpi_history_csv?limit=52")
+  check "CSV: 200, text/csv, attachment" bash -c "[ $status = 200 ] && grep -qi '^content-type: text/csv' '$work/export.csv.headers' && grep -qi '^content-disposition: attachment' '$work/export.csv.headers'"
+  check "CSV: header row" first_line_is "$work/export.csv" "$CSV_HEADER"
+
+# ---------------------------------------------------------------------------------------------
+else
+  if [ -z "${DATABASE_URL:-}" ]; then
+    DATABASE_URL=$(bash scripts/db.sh url)
+  fi
+  echo "== ${DATABASE_URL%%\?*} (psql, as PostgREST would run each request)"
+  # request ROLE METHOD PATH CLAIMS HEADERS SQL: the answer's status and body, one line each.
+  # The claims, headers and secrets travel in the environment and psql's \getenv, so they are
+  # quoted by psql and appear on no command line.
+  request() {
+    SMOKE_ROLE=$1 SMOKE_METHOD=$2 SMOKE_PATH=$3 SMOKE_CLAIMS=$4 SMOKE_HEADERS=$5 \
+      psql "$DATABASE_URL" -X -q -t -A -v ON_ERROR_STOP=1 2>&1 <<SQL
+\getenv role SMOKE_ROLE
+\getenv method SMOKE_METHOD
+\getenv path SMOKE_PATH
+\getenv claims SMOKE_CLAIMS
+\getenv headers SMOKE_HEADERS
+begin isolation level read committed $([ "$2" = GET ] && echo read only);
+\o /dev/null
+select set_config('search_path', '"api", "public"', true), set_config('role', :'role', true),
+       set_config('request.jwt.claims', :'claims', true), set_config('request.method', :'method', true),
+       set_config('request.path', :'path', true), set_config('request.headers', :'headers', true),
+       set_config('request.cookies', '{}', true);
+\o
+$6
+select coalesce(nullif(current_setting('response.status', true), ''), '200');
+commit;
+SQL
+  }
+  anon='{"role":"anon"}'
+  user="{\"role\":\"authenticated\",\"sub\":\"smoke\",\"tenant_ids\":[\"$TENANT_ID\"]}"
+  cron_headers() { printf '{"x-cron-secret":"%s","content-type":"application/json"}' "$1"; }
+
+  request anon GET /rpc/kpi_history_health "$anon" '{}' 'select api.kpi_history_health();' >"$work/health"
+  check "health answers with a status" contains "$work/health" '"status"'
+  SECRET_HEADERS=$(cron_headers "$WRONG_SECRET")
+  request anon POST /rpc/kpi_history_cron "$anon" "$SECRET_HEADERS" "select api.kpi_history_cron('{}');" >"$work/denied"
+  check "cron RPC with a wrong secret: 403 FORBIDDEN" bash -c "grep -q FORBIDDEN '$work/denied' && tail -n 1 '$work/denied' | grep -qx 403"
+  SECRET_HEADERS=$(cron_headers "$CRON_SECRET")
+  request anon POST /rpc/kpi_history_cron "$anon" "$SECRET_HEADERS" "select api.kpi_history_cron('{}');" >"$work/cron"
+  check "cron RPC with the secret: 200 and a result" bash -c "grep -q '\"ok\"' '$work/cron' && tail -n 1 '$work/cron' | grep -qx 200"
+  request authenticated GET /kpi_history "$user" "{\"x-tenant\":\"$TENANT_ID\"}" \
+    'select coalesce(json_agg(h), $$[]$$) from (select * from api.kpi_history order by as_of desc limit 52) h;' >"$work/history"
+  check "history: a JSON array of the tenant's weeks" bash -c "head -c 2 '$work/history' | grep -q '\[{' && tail -n 1 '$work/history' | grep -qx 200"
+  request authenticated GET /rpc/kpi_history_csv "$user" "{\"accept\":\"text/csv\"}" \
+    "select api.kpi_history_csv(52); select current_setting('response.headers', true);" >"$work/export.csv"
+  check "CSV: header row" first_line_is "$work/export.csv" "$CSV_HEADER"
+  check "CSV: attachment with the tenant's file name" contains "$work/export.csv" 'attachment; filename=\\"kpi-history-'
+fi
+
+if [ "$failures" -gt 0 ]; then
+  echo "$failures check(s) failed" >&2
+  for file in "$work"/*; do
+    # Show what came back, never the request files holding secrets.
+    case "$file" in *.h) continue ;; esac
+    echo "--- $(basename "$file")" >&2
+    head -c 2000 "$file" >&2
+    echo >&2
+  done
+  exit 1
+fi
+echo "all checks passed"

@@ -1,0 +1,122 @@
+// The operator commands around the API: the smoke script (in psql mode, as `npm test` runs it),
+// the cron secret installer, and the development token minter.
+import { spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useTestDatabase } from '../helpers/database.js';
+import { projectRoot } from '../helpers/dbmate.js';
+import { mintToken } from '../../scripts/token.js';
+import { ACME } from '../fixtures/tenants.js';
+
+const db = useTestDatabase();
+const SECRET = 'smoke-test-cron-secret-0123456789abcdef';
+
+function run(command: string[], env: Record<string, string | undefined> = {}) {
+  const result = spawnSync(command[0]!, command.slice(1), {
+    cwd: projectRoot,
+    encoding: 'utf8',
+    env: { ...process.env, DATABASE_URL: db.url, ...env },
+  });
+  return { code: result.status, out: result.stdout + result.stderr };
+}
+
+beforeAll(() => {
+  // The seed is a psql script (it holds its own transaction), as `npm start` runs it.
+  expect(run(['psql', db.url, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', 'db/seed/demo.sql']).code).toBe(0);
+});
+
+describe('scripts/cron-secret.sh', () => {
+  const active = async () => (await db.sql`select count(*)::int as n from kpi.cron_secrets where retired_at is null`)[0]!.n;
+
+  it('refuses a missing or short CRON_SECRET with the command to make one', () => {
+    expect(run(['bash', 'scripts/cron-secret.sh', 'install'], { CRON_SECRET: '' })).toMatchObject({
+      code: 1,
+      out: expect.stringContaining('CRON_SECRET is not set'),
+    });
+    const short = run(['bash', 'scripts/cron-secret.sh', 'install'], { CRON_SECRET: 'x'.repeat(31) });
+    expect(short.code).toBe(1);
+    expect(short.out).toContain('at least 32 characters (it has 31)');
+    expect(short.out).toContain('openssl rand -base64 48');
+  });
+
+  it('installs, rotates and retires, printing no secret', async () => {
+    const install = run(['bash', 'scripts/cron-secret.sh', 'install'], { CRON_SECRET: 'first-secret-'.padEnd(40, '1') });
+    expect(install.code).toBe(0);
+    expect(await active()).toBe(1);
+    const rotate = run(['bash', 'scripts/cron-secret.sh', 'rotate'], { CRON_SECRET: SECRET });
+    expect(rotate.code).toBe(0);
+    expect(await active()).toBe(2);
+    expect(run(['bash', 'scripts/cron-secret.sh', 'retire']).code).toBe(0);
+    expect(await active()).toBe(1);
+    const [{ matches }] = await db.sql<[{ matches: boolean }]>`
+      select kpi.cron_secret_hash(salt, ${SECRET}) = secret_sha256 as matches from kpi.cron_secrets where retired_at is null`;
+    expect(matches).toBe(true);
+    expect(install.out + rotate.out).not.toMatch(/first-secret|smoke-test-cron-secret/);
+  });
+});
+
+describe('scripts/test-kpi-history.sh (psql mode)', () => {
+  it('passes every check against the demo data', async () => {
+    await db.sql`select kpi.fill_all_kpi_history()`;
+    const result = run(['bash', 'scripts/test-kpi-history.sh'], { CRON_SECRET: SECRET, BASE_URL: '' });
+    expect(result.out).toContain('all checks passed');
+    expect(result.out.match(/^ok {4}/gm)).toHaveLength(6);
+    expect(result.code).toBe(0);
+  });
+
+  it('fails, without showing the secret, when the secret is wrong', () => {
+    const wrong = 'a-wrong-secret-that-is-long-enough-000000';
+    const result = run(['bash', 'scripts/test-kpi-history.sh'], { CRON_SECRET: wrong, BASE_URL: '' });
+    expect(result.code).toBe(1);
+    expect(result.out).toContain('FAIL  cron RPC with the secret');
+    expect(result.out).not.toContain(wrong);
+  });
+
+  it('fails for a tenant the data does not have', () => {
+    const result = run(['bash', 'scripts/test-kpi-history.sh'], {
+      CRON_SECRET: SECRET,
+      BASE_URL: '',
+      TENANT_ID: '00000000-0000-4000-a000-00000000beef',
+    });
+    expect(result.code).toBe(1);
+    expect(result.out).toContain('FAIL  history');
+  });
+});
+
+describe('scripts/token.ts', () => {
+  const secret = 'a-jwt-secret-of-at-least-32-characters!';
+
+  it('mints an HS256 JWT for the authenticated role and the tenants, with an expiry', () => {
+    const token = mintToken({ secret, tenantIds: [ACME.toUpperCase()], sub: 'alice', ttlSeconds: 600, now: new Date(1_700_000_000_000) });
+    const [header, payload, signature] = token.split('.');
+    expect(JSON.parse(Buffer.from(header!, 'base64url').toString())).toEqual({ alg: 'HS256', typ: 'JWT' });
+    expect(JSON.parse(Buffer.from(payload!, 'base64url').toString())).toEqual({
+      role: 'authenticated',
+      sub: 'alice',
+      tenant_ids: [ACME],
+      iat: 1_700_000_000,
+      exp: 1_700_000_600,
+    });
+    expect(signature).toBe(createHmac('sha256', secret).update(`${header}.${payload}`).digest('base64url'));
+  });
+
+  it('refuses a short secret and ids that are not uuids', () => {
+    expect(() => mintToken({ secret: 'short', tenantIds: [ACME] })).toThrow(/at least 32 characters/);
+    expect(() => mintToken({ secret, tenantIds: ['acme'] })).toThrow(/uuid/);
+    expect(() => mintToken({ secret, tenantIds: [] })).toThrow(/uuid/);
+  });
+
+  it('as a command reads the secret from PGRST_JWT_SECRET, and says so when it is missing', () => {
+    const tsx = `${projectRoot}node_modules/.bin/tsx`;
+    const ok = run([tsx, 'scripts/token.ts', ACME], { PGRST_JWT_SECRET: secret });
+    expect(ok.code).toBe(0);
+    expect(ok.out.trim()).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+    const missing = run([tsx, 'scripts/token.ts', ACME], { PGRST_JWT_SECRET: '' });
+    expect(missing).toMatchObject({ code: 1, out: expect.stringContaining('set PGRST_JWT_SECRET') });
+  });
+
+  it('is documented with the secret coming from the environment only', () => {
+    expect(readFileSync(`${projectRoot}.env.example`, 'utf8')).toMatch(/^PGRST_JWT_SECRET=change-me/m);
+  });
+});
