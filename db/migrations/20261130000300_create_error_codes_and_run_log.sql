@@ -3,15 +3,15 @@
 -- ============================================================================================
 -- Error codes: the one list of the stable codes callers see
 -- ============================================================================================
--- Functions raise them as SQLSTATE 'KH' || http_status (so the status is readable from the SQLSTATE
--- alone); the API layer and the SDK translate the SQLSTATE into `code` with this table.
+-- Functions raise them with their own SQLSTATE (class KH, digits near the HTTP status); the API
+-- layer and the SDK translate the SQLSTATE into `code` and a status with this table.
 create table kpi.error_codes (
   code text primary key constraint error_codes_code_format check (code ~ '^[A-Z][A-Z_]*$'),
   sqlstate char(5) not null unique constraint error_codes_sqlstate_format check (sqlstate ~ '^KH[0-9]{3}$'),
   http_status smallint not null,
   description text not null
 );
-comment on table kpi.error_codes is 'Stable error codes: raised as SQLSTATE KH<http status>, answered over HTTP as {"code": code}.';
+comment on table kpi.error_codes is 'Stable error codes: raised with SQLSTATE class KH, answered over HTTP as {"code": code}.';
 
 insert into kpi.error_codes (code, sqlstate, http_status, description) values
   ('INVALID_INPUT', 'KH400', 400, 'A parameter or request body is malformed.'),
@@ -24,7 +24,7 @@ insert into kpi.error_codes (code, sqlstate, http_status, description) values
 -- Warnings do not stop a run; they are listed in its result and its log row.
 comment on column kpi.error_codes.code is 'Also used as warning codes: INVALID_CLARITY (a clarity report whose hrp is not a number in 0..1).';
 
-/** Raises the named error with SQLSTATE KH<status>; unknown names are a programming error. */
+-- Raises the named error with its SQLSTATE; an unknown name is a programming error.
 create function kpi.raise_error(code text, message text, hint text default null) returns void
 language plpgsql stable
 set search_path = ''

@@ -1,0 +1,167 @@
+// Generates sdk/src/database.types.ts from a migrated database: the `api` schema's views and
+// functions (the shape @supabase/postgrest-js expects) and the error codes of kpi.error_codes.
+// The SQL is the contract; this file is derived from it and checked in (a test fails when stale).
+//
+//   npm run gen:types                  (DATABASE_URL, or the local cluster)
+import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import postgres from 'postgres';
+
+export const TYPES_FILE = fileURLToPath(new URL('../sdk/src/database.types.ts', import.meta.url));
+
+interface Column {
+  relation: string;
+  name: string;
+  type: string;
+  not_null: boolean;
+  comment: string | null;
+}
+interface Routine {
+  name: string;
+  arg_names: string[] | null;
+  arg_types: string[];
+  arg_defaults: number;
+  returns: string;
+  returns_set: boolean;
+  comment: string | null;
+}
+interface ErrorCode {
+  code: string;
+  sqlstate: string;
+  http_status: number;
+  description: string;
+}
+
+/** PostgreSQL type → TypeScript, as PostgREST serializes it to JSON. */
+function tsType(pgType: string): string {
+  switch (pgType) {
+    case 'smallint':
+    case 'integer':
+    case 'bigint':
+    case 'numeric':
+    case 'real':
+    case 'double precision':
+      return 'number';
+    case 'boolean':
+      return 'boolean';
+    case 'json':
+    case 'jsonb':
+      return 'Json';
+    case 'void':
+      return 'undefined';
+    default:
+      // text, dates and times, uuid, and the "text/csv" media type domain are strings.
+      return 'string';
+  }
+}
+
+const key = (name: string) => (/^[a-z_][a-z0-9_]*$/.test(name) ? name : JSON.stringify(name));
+const doc = (text: string | null, indent: string) =>
+  text ? `${indent}/** ${text.split('\n')[0]!.replaceAll('*/', '* /')} */\n` : '';
+
+export async function generateTypes(sql: postgres.Sql): Promise<string> {
+  // Views' columns are nullable as far as the catalog knows; a column taken unchanged from a NOT
+  // NULL table column keeps NOT NULL.
+  const columns = await sql<Column[]>`
+    select c.relname as relation, a.attname as name, format_type(a.atttypid, null) as type,
+           coalesce(bool_or(base.attnotnull), false) as not_null,
+           col_description(c.oid, a.attnum) as comment
+    from pg_class c
+    join pg_namespace n on n.oid = c.relnamespace
+    join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+    left join information_schema.view_column_usage u
+      on u.view_schema = n.nspname and u.view_name = c.relname and u.column_name = a.attname
+    left join pg_attribute base
+      on base.attrelid = format('%I.%I', u.table_schema, u.table_name)::regclass and base.attname = u.column_name
+    where n.nspname = 'api' and c.relkind = 'v'
+    group by c.relname, c.oid, a.attname, a.atttypid, a.attnum
+    order by c.relname, a.attnum`;
+  const routines = await sql<Routine[]>`
+    select p.proname as name, p.proargnames as arg_names,
+           array(select format_type(t, null) from unnest(p.proargtypes) t) as arg_types,
+           p.pronargdefaults as arg_defaults,
+           format_type(p.prorettype, null) as returns, p.proretset as returns_set,
+           obj_description(p.oid, 'pg_proc') as comment
+    from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+    where n.nspname = 'api' and p.prokind = 'f'
+    order by p.proname`;
+  const errorCodes = await sql<ErrorCode[]>`select code, sqlstate, http_status, description from kpi.error_codes order by code`;
+
+  const views = new Map<string, Column[]>();
+  for (const column of columns) views.set(column.relation, [...(views.get(column.relation) ?? []), column]);
+  const viewTypes = [...views]
+    .map(([name, cols]) => {
+      const row = cols
+        .map((c) => `${doc(c.comment, '          ')}          ${key(c.name)}: ${tsType(c.type)}${c.not_null ? '' : ' | null'};`)
+        .join('\n');
+      return `      ${key(name)}: {\n        Row: {\n${row}\n        };\n        Relationships: [];\n      };`;
+    })
+    .join('\n');
+
+  const functionTypes = routines
+    .map((r) => {
+      const names = r.arg_names ?? [];
+      let args: string;
+      if (r.arg_types.length === 1 && !names[0] && ['json', 'jsonb'].includes(r.arg_types[0]!)) {
+        // A single unnamed json parameter receives the whole request body.
+        args = '{ [key: string]: Json | undefined }';
+      } else if (r.arg_types.length === 0) {
+        args = 'Record<PropertyKey, never>';
+      } else {
+        const firstDefault = r.arg_types.length - r.arg_defaults;
+        args = `{ ${r.arg_types
+          .map((type, i) => `${key(names[i] ?? `arg${i}`)}${i >= firstDefault ? '?' : ''}: ${tsType(type)}`)
+          .join('; ')} }`;
+      }
+      const returns = `${tsType(r.returns)}${r.returns_set ? '[]' : ''}`;
+      return `${doc(r.comment, '      ')}      ${key(r.name)}: {\n        Args: ${args};\n        Returns: ${returns};\n      };`;
+    })
+    .join('\n');
+
+  const codes = errorCodes
+    .map((e) => `  ${e.code}: { sqlstate: '${e.sqlstate}', httpStatus: ${e.http_status}, description: ${JSON.stringify(e.description)} },`)
+    .join('\n');
+
+  return `// Generated by \`npm run gen:types\` from the migrated database. Do not edit by hand.
+// Source: the views and functions of schema api, and the rows of kpi.error_codes.
+
+export type Json = string | number | boolean | null | { [key: string]: Json | undefined } | Json[];
+
+export type Database = {
+  api: {
+    Tables: {};
+    Views: {
+${viewTypes}
+    };
+    Functions: {
+${functionTypes}
+    };
+    Enums: {};
+    CompositeTypes: {};
+  };
+};
+
+/** The stable error codes the database raises (SQLSTATE class KH) and the API answers with. */
+export const DATABASE_ERRORS = {
+${codes}
+} as const;
+
+export type DatabaseErrorCode = keyof typeof DATABASE_ERRORS;
+`;
+}
+
+async function main(): Promise<void> {
+  const url =
+    process.env.DATABASE_URL ??
+    execFileSync('bash', [fileURLToPath(new URL('./db.sh', import.meta.url)), 'url'], { encoding: 'utf8' }).trim();
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    writeFileSync(TYPES_FILE, await generateTypes(sql));
+    console.log(`wrote ${TYPES_FILE}`);
+  } finally {
+    await sql.end();
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await main();

@@ -1,0 +1,183 @@
+// kpi-history — the browser-safe entry: typed calls to the PostgREST API. No Node built-ins and no
+// database driver here (a test bundles this file for browsers to keep it so).
+//
+// Every call returns its data or throws a KpiHistoryError with a stable `code`.
+import { PostgrestClient } from '@supabase/postgrest-js';
+import type { Database } from './database.types.js';
+import { codeForHttpError, KpiHistoryError } from './errors.js';
+import { logHttp, pathOf } from './log.js';
+import type { CsvQuery, FillAllResult, FillResult, HealthResult, HistoryQuery, KpiHistoryRow, SkippedResult } from './results.js';
+
+export { KPI_ERROR_CODES, KpiHistoryError, type KpiErrorCode } from './errors.js';
+export { DATABASE_ERRORS, type Database, type DatabaseErrorCode, type Json } from './database.types.js';
+export type * from './results.js';
+
+type Fetch = typeof fetch;
+
+interface CommonOptions {
+  /** PostgREST's base URL, e.g. https://api.example.com or http://localhost:3000. */
+  url: string;
+  /** Defaults to the global fetch. */
+  fetch?: Fetch;
+  /** Extra headers sent with every call (an API gateway key, say). */
+  headers?: Record<string, string>;
+  /** Retry GETs on network errors and 503/520 (1 s, 2 s, 4 s), as postgrest-js does. Default true. */
+  retry?: boolean;
+}
+
+export interface KpiHistoryClientOptions extends CommonOptions {
+  /** A JWT with role "authenticated" and the user's "tenant_ids". */
+  token: string;
+  /** The tenant to act for (the x-tenant header); needed when the token grants several. */
+  tenantId?: string;
+}
+
+export interface KpiCronClientOptions extends CommonOptions {
+  /** The CRON_SECRET installed in the database. Server-side code only: never ship it to a browser. */
+  cronSecret: string;
+}
+
+/** Logs method, path, status and duration of each call; never headers or bodies. */
+function loggingFetch(base: Fetch): Fetch {
+  return async (input, init) => {
+    const method = init?.method ?? 'GET';
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    const started = Date.now();
+    try {
+      const response = await base(input, init);
+      logHttp('%s %s %d %dms', method, pathOf(url), response.status, Date.now() - started);
+      return response;
+    } catch (error) {
+      logHttp('%s %s network error after %dms', method, pathOf(url), Date.now() - started);
+      throw error;
+    }
+  };
+}
+
+interface PostgrestErrorLike {
+  code?: string;
+  message?: string;
+  details?: string | null;
+  hint?: string | null;
+}
+
+/** Turns a postgrest-js error (status 0: no answer at all) into a KpiHistoryError. */
+function toError(error: PostgrestErrorLike, status: number, what: string): KpiHistoryError {
+  if (status === 0) {
+    return new KpiHistoryError({ code: 'NETWORK_ERROR', message: `${what}: ${error.message ?? 'no answer'}`, details: error.details });
+  }
+  return new KpiHistoryError({
+    code: codeForHttpError(error.code, status),
+    message: error.message ?? `${what} answered ${status}`,
+    status,
+    details: error.details,
+    hint: error.hint,
+    serverCode: error.code,
+  });
+}
+
+function unwrap<T>(result: { data: T | null; error: PostgrestErrorLike | null; status: number }, what: string): T {
+  if (result.error) throw toError(result.error, result.status, what);
+  if (result.data === null) {
+    throw new KpiHistoryError({ code: 'UNEXPECTED_RESPONSE', message: `${what} answered ${result.status} without a body`, status: result.status });
+  }
+  return result.data;
+}
+
+function postgrest(options: CommonOptions, headers: Record<string, string>) {
+  return new PostgrestClient<Database, { PostgrestVersion: '12' }, 'api'>(options.url.replace(/\/+$/, ''), {
+    schema: 'api',
+    headers: { ...options.headers, ...headers },
+    fetch: loggingFetch(options.fetch ?? ((...args) => fetch(...args))),
+    retry: options.retry,
+  });
+}
+
+/** The file name from `Content-Disposition: attachment; filename="…"`. */
+function filenameOf(contentDisposition: string | null): string | null {
+  return /filename="([^"]+)"/.exec(contentDisposition ?? '')?.[1] ?? null;
+}
+
+export function createKpiHistoryClient(options: KpiHistoryClientOptions) {
+  const auth: Record<string, string> = { Authorization: `Bearer ${options.token}` };
+  if (options.tenantId) auth['x-tenant'] = options.tenantId;
+  const client = postgrest(options, auth);
+  const baseUrl = options.url.replace(/\/+$/, '');
+  const fetchLogged = loggingFetch(options.fetch ?? ((...args) => fetch(...args)));
+
+  /** The CSV with its headers: postgrest-js hides response headers, so this is a plain GET. */
+  async function requestCsv(query: CsvQuery): Promise<{ text: string; filename: string }> {
+    const params = new URLSearchParams();
+    if (query.limit !== undefined) params.set('limit', String(query.limit));
+    if (query.from) params.set('from', query.from);
+    if (query.to) params.set('to', query.to);
+    const url = `${baseUrl}/rpc/kpi_history_csv${params.size ? `?${params}` : ''}`;
+    let response: Response;
+    try {
+      response = await fetchLogged(url, { method: 'GET', headers: { ...options.headers, ...auth, Accept: 'text/csv' } });
+    } catch (cause) {
+      throw new KpiHistoryError({ code: 'NETWORK_ERROR', message: `CSV export: ${(cause as Error).message}`, cause });
+    }
+    const text = await response.text();
+    if (!response.ok) {
+      let body: PostgrestErrorLike = {};
+      try {
+        body = JSON.parse(text) as PostgrestErrorLike;
+      } catch {
+        body = { message: `CSV export answered ${response.status}` };
+      }
+      throw toError(body, response.status, 'CSV export');
+    }
+    const today = new Date().toISOString().slice(0, 10);
+    return { text, filename: filenameOf(response.headers.get('content-disposition')) ?? `kpi-history-${today}.csv` };
+  }
+
+  return {
+    /** The active tenant's weeks, newest first (52 by default). */
+    async history(query: HistoryQuery = {}): Promise<KpiHistoryRow[]> {
+      let request = client
+        .from('kpi_history')
+        .select('*')
+        .order('as_of', { ascending: query.order === 'asc' })
+        .limit(query.limit ?? 52);
+      if (query.from) request = request.gte('as_of', query.from);
+      if (query.to) request = request.lte('as_of', query.to);
+      return unwrap(await request, 'history');
+    },
+
+    /** The CSV export (RFC 4180) as text. */
+    async exportCsv(query: CsvQuery = {}): Promise<string> {
+      return (await requestCsv(query)).text;
+    },
+
+    /** The CSV export as a Blob with the server's file name, ready for a download link. */
+    async exportCsvFile(query: CsvQuery = {}): Promise<{ blob: Blob; filename: string }> {
+      const { text, filename } = await requestCsv(query);
+      return { blob: new Blob([text], { type: 'text/csv' }), filename };
+    },
+
+    /** Health of the daily fill (no tenant data in it). */
+    async health(): Promise<HealthResult> {
+      return unwrap(await client.rpc('kpi_history_health', {}, { get: true }), 'health') as unknown as HealthResult;
+    },
+  };
+}
+
+export type KpiHistoryClient = ReturnType<typeof createKpiHistoryClient>;
+
+export interface KpiCronClient {
+  /** Fills every tenant's latest week. */
+  run(): Promise<FillAllResult | SkippedResult>;
+  /** Fills one tenant's latest week. */
+  run(input: { tenantId: string }): Promise<FillResult>;
+}
+
+export function createKpiCronClient(options: KpiCronClientOptions): KpiCronClient {
+  const client = postgrest(options, { 'x-cron-secret': options.cronSecret });
+  async function run(input?: { tenantId: string }): Promise<FillResult | FillAllResult | SkippedResult> {
+    const body = input ? { tenantId: input.tenantId } : {};
+    const result = unwrap(await client.rpc('kpi_history_cron', body), 'cron run');
+    return result as unknown as FillResult | FillAllResult | SkippedResult;
+  }
+  return { run } as KpiCronClient;
+}

@@ -1,0 +1,76 @@
+// The JSON results of the fill functions and the health check. The database returns them as json,
+// which the generated types can only call Json; their shapes are documented in the functions'
+// COMMENTs, and test/sdk asserts these types against what the database really returns.
+import type { Database } from './database.types.js';
+
+export type KpiHistoryRow = Database['api']['Views']['kpi_history']['Row'];
+export type KpiHistoryExportRow = Database['api']['Views']['kpi_history_export']['Row'];
+
+export interface TenantProblem {
+  tenant_id: string;
+  code: string;
+  message: string;
+  /** The week concerned, for warnings. */
+  as_of?: string;
+}
+
+/** `fillKpiHistory(tenantId)`: the tenant's latest week was written (or already right). */
+export interface FillResult {
+  ok: true;
+  /** The Monday of the week written, YYYY-MM-DD. */
+  as_of: string;
+  rows_written: number;
+  warnings: TenantProblem[];
+  run_id: number;
+}
+
+export type RunStatus = 'ok' | 'partial' | 'failed' | 'skipped';
+
+/** `fillAllKpiHistory()` and `backfillKpiHistory()`. */
+export interface FillAllResult {
+  /** Tenants written (or already right). */
+  ok: number;
+  /** Tenants considered. */
+  total: number;
+  errors: TenantProblem[];
+  warnings: TenantProblem[];
+  rows_written: number;
+  status: Exclude<RunStatus, 'skipped'>;
+  run_id: number;
+  /** Backfills: the weeks computed. */
+  weeks?: number;
+}
+
+/** Another all-tenant run held the lock; nothing was done. */
+export interface SkippedResult {
+  skipped: true;
+  status: 'skipped';
+  message: string;
+  run_id: number;
+}
+
+export interface HealthResult {
+  status: 'healthy' | 'degraded';
+  timestamp: string;
+  reasons: string[];
+  last_run: { status: RunStatus | 'running'; trigger: 'pg_cron' | 'api' | 'sql'; started_at: string; finished_at: string | null } | null;
+  last_success_at: string | null;
+  schedule: { job: string; cron: string; timezone: string; active: boolean } | null;
+}
+
+export interface HistoryQuery {
+  /** Weeks to return, newest first unless `order` is 'asc' (default 52). */
+  limit?: number;
+  /** Earliest as_of, YYYY-MM-DD (inclusive). */
+  from?: string;
+  /** Latest as_of, YYYY-MM-DD (inclusive). */
+  to?: string;
+  order?: 'asc' | 'desc';
+}
+
+export interface CsvQuery {
+  /** The latest `limit` weeks (1–1000, default 52). */
+  limit?: number;
+  from?: string;
+  to?: string;
+}

@@ -1,0 +1,144 @@
+// kpi-history/server — for trusted server code (a Next.js route, a worker): the fill functions
+// and reads over a direct database connection, as the table owner (no row-level security).
+// The names and results are those of the original programmatic API.
+//
+// Every call returns its data or throws a KpiHistoryError with a stable `code`.
+import postgres from 'postgres';
+import { codeForSqlstate, KpiHistoryError, type KpiErrorCode } from './errors.js';
+import { logSql } from './log.js';
+import type { FillAllResult, FillResult, HealthResult, HistoryQuery, KpiHistoryRow, SkippedResult } from './results.js';
+
+export * from './index.js';
+
+export interface KpiHistoryServerOptions {
+  /** A postgres.js instance to use (and not to end). */
+  sql?: postgres.Sql;
+  /** Otherwise a connection URL; default: the DATABASE_URL environment variable. */
+  databaseUrl?: string;
+}
+
+export interface BackfillOptions {
+  /** One tenant; all tenants when omitted. */
+  tenantId?: string;
+  /** First week (YYYY-MM-DD, inclusive); unbounded when omitted. */
+  from?: string;
+  /** Last week (inclusive); unbounded when omitted. */
+  to?: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+// postgres.js's and Node's codes for "could not reach or lost the server".
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED']);
+
+function invalid(message: string): KpiHistoryError {
+  return new KpiHistoryError({ code: 'INVALID_INPUT', message });
+}
+
+/** PostgreSQL's error → KpiHistoryError: our KH SQLSTATEs by kpi.error_codes, others by class. */
+export function toKpiHistoryError(error: unknown): KpiHistoryError {
+  if (error instanceof KpiHistoryError) return error;
+  if (error instanceof postgres.PostgresError) {
+    const code: KpiErrorCode =
+      codeForSqlstate(error.code) ??
+      (error.code === '42501' ? 'FORBIDDEN' : error.code.startsWith('22') || error.code.startsWith('23') ? 'INVALID_INPUT' : 'INTERNAL_ERROR');
+    return new KpiHistoryError({ code, message: error.message, details: error.detail ?? null, hint: error.hint ?? null, serverCode: error.code, cause: error });
+  }
+  const systemCode = (error as { code?: string } | null)?.code;
+  if (systemCode && NETWORK_CODES.has(systemCode)) {
+    return new KpiHistoryError({ code: 'NETWORK_ERROR', message: `database unreachable: ${(error as Error).message}`, serverCode: systemCode, cause: error });
+  }
+  return new KpiHistoryError({ code: 'INTERNAL_ERROR', message: (error as Error)?.message ?? String(error), cause: error });
+}
+
+export function createKpiHistoryServer(options: KpiHistoryServerOptions = {}) {
+  const url = options.databaseUrl ?? process.env.DATABASE_URL;
+  if (!options.sql && !url) {
+    throw invalid('no database: pass { sql } or { databaseUrl }, or set DATABASE_URL');
+  }
+  const sql = options.sql ?? postgres(url!, { onnotice: () => {}, connection: { application_name: 'kpi-history' } });
+  const ownsConnection = !options.sql;
+
+  /** Runs one query, logging its name and duration, and mapping its errors. */
+  async function call<T>(name: string, query: () => Promise<T>): Promise<T> {
+    const started = Date.now();
+    try {
+      const result = await query();
+      logSql('%s ok %dms', name, Date.now() - started);
+      return result;
+    } catch (error) {
+      const mapped = toKpiHistoryError(error);
+      logSql('%s %s %dms', name, mapped.code, Date.now() - started);
+      throw mapped;
+    }
+  }
+
+  const single = async <T>(name: string, query: () => Promise<{ result: T }[]>) => (await call(name, query))[0]!.result;
+
+  return {
+    /** Writes the tenant's latest AVI week. Throws UNKNOWN_TENANT, NO_AVI, INVALID_INPUT. */
+    fillKpiHistory(tenantId: string): Promise<FillResult> {
+      if (typeof tenantId !== 'string' || !UUID.test(tenantId)) return Promise.reject(invalid('tenantId must be a UUID'));
+      return single('fill_kpi_history', () => sql<{ result: FillResult }[]>`select kpi.fill_kpi_history(${tenantId}) as result`);
+    },
+
+    /** Writes every tenant's latest AVI week in one set-based statement. */
+    fillAllKpiHistory(): Promise<FillAllResult | SkippedResult> {
+      return single('fill_all_kpi_history', () => sql<{ result: FillAllResult | SkippedResult }[]>`select kpi.fill_all_kpi_history() as result`);
+    },
+
+    /** Writes every AVI week in [from, to] for one tenant or all, as of each week. */
+    backfillKpiHistory(backfill: BackfillOptions = {}): Promise<FillAllResult | SkippedResult> {
+      const { tenantId = null, from = null, to = null } = backfill;
+      if (tenantId !== null && !UUID.test(tenantId)) return Promise.reject(invalid('tenantId must be a UUID'));
+      for (const [name, value] of [['from', from], ['to', to]] as const) {
+        if (value !== null && !DATE.test(value)) return Promise.reject(invalid(`${name} must be a date, YYYY-MM-DD`));
+      }
+      return single('backfill_kpi_history', () => sql<{ result: FillAllResult | SkippedResult }[]>`
+        select kpi.backfill_kpi_history(${tenantId}::uuid, ${from}::date, ${to}::date) as result`);
+    },
+
+    /** A tenant's weeks, newest first (52 by default), shaped exactly like the HTTP API's rows. */
+    readKpiHistory(tenantId: string, query: HistoryQuery = {}): Promise<KpiHistoryRow[]> {
+      if (!UUID.test(tenantId)) return Promise.reject(invalid('tenantId must be a UUID'));
+      const { limit = 52, from = null, to = null, order = 'desc' } = query;
+      if (!Number.isInteger(limit) || limit < 1) return Promise.reject(invalid('limit must be a positive integer'));
+      // json_agg serializes as PostgREST does: numeric as JSON numbers, times in ISO 8601.
+      return single('read_kpi_history', () => sql<{ result: KpiHistoryRow[] }[]>`
+        select coalesce(json_agg(row_to_json(h) order by h.as_of ${order === 'asc' ? sql`asc` : sql`desc`}), '[]') as result
+        from (
+          select as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, vli_is_fallback, hrp_pct, updated_at
+          from kpi.kpi_history
+          where tenant_id = ${tenantId} and as_of >= coalesce(${from}::date, '-infinity') and as_of <= coalesce(${to}::date, 'infinity')
+          order by as_of ${order === 'asc' ? sql`asc` : sql`desc`}
+          limit ${limit}
+        ) h`);
+    },
+
+    /** Health of the daily fill, as GET /rpc/kpi_history_health answers it. */
+    health(): Promise<HealthResult> {
+      return single('health', () => sql<{ result: HealthResult }[]>`select kpi_api.health() as result`);
+    },
+
+    /** Closes the connection pool, unless it was passed in. */
+    async end(): Promise<void> {
+      if (ownsConnection) await sql.end();
+    },
+  };
+}
+
+export type KpiHistoryServer = ReturnType<typeof createKpiHistoryServer>;
+
+// The original programmatic API: functions on a shared connection from DATABASE_URL, made on
+// first use. closeKpiHistory() ends it so that a script can exit.
+let shared: KpiHistoryServer | undefined;
+const server = () => (shared ??= createKpiHistoryServer());
+
+export const fillKpiHistory = (tenantId: string) => server().fillKpiHistory(tenantId);
+export const fillAllKpiHistory = () => server().fillAllKpiHistory();
+export const backfillKpiHistory = (options?: BackfillOptions) => server().backfillKpiHistory(options);
+export const readKpiHistory = (tenantId: string, query?: HistoryQuery) => server().readKpiHistory(tenantId, query);
+export async function closeKpiHistory(): Promise<void> {
+  await shared?.end();
+  shared = undefined;
+}

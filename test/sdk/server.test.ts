@@ -1,0 +1,179 @@
+// kpi-history/server against the real database: every call, every error code, and the shapes
+// declared in sdk/src/results.ts checked against what the database returns.
+import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
+import { useTestDatabase } from '../helpers/database.js';
+import {
+  createKpiHistoryServer,
+  KpiHistoryError,
+  toKpiHistoryError,
+  type FillAllResult,
+  type FillResult,
+  type KpiHistoryServer,
+  type SkippedResult,
+} from '../../sdk/src/server.js';
+import { insertTwoTenantsWithHistory } from '../fixtures/api.js';
+import { insertTenant } from '../fixtures/sources.js';
+import { ACME, GLOBEX, INITECH, UNKNOWN } from '../fixtures/tenants.js';
+
+const db = useTestDatabase();
+let server: KpiHistoryServer;
+
+beforeAll(async () => {
+  await insertTwoTenantsWithHistory(db.sql);
+  await insertTenant(db.sql, INITECH, 'initech');
+  server = createKpiHistoryServer({ sql: db.sql });
+});
+afterAll(() => server.end()); // leaves the test's own connection open: it was passed in
+
+async function failure(promise: Promise<unknown>): Promise<KpiHistoryError> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).toBeInstanceOf(KpiHistoryError);
+    return error as KpiHistoryError;
+  }
+  throw new Error('expected a KpiHistoryError');
+}
+
+describe('fillKpiHistory', () => {
+  it('returns { ok: true, as_of } and the rest of FillResult', async () => {
+    const result = await server.fillKpiHistory(ACME);
+    expectTypeOf(result).toEqualTypeOf<FillResult>();
+    expect(result).toEqual({ ok: true, as_of: '2024-01-22', rows_written: 0, warnings: [], run_id: expect.any(Number) });
+  });
+
+  it.each([
+    ['NO_AVI', INITECH, 'KH422'],
+    ['UNKNOWN_TENANT', UNKNOWN, 'KH404'],
+  ])('throws %s', async (code, tenant, sqlstate) => {
+    const error = await failure(server.fillKpiHistory(tenant));
+    expect(error).toMatchObject({ code, serverCode: sqlstate, status: undefined });
+    expect(error.message).toMatch(/tenant/);
+  });
+
+  it('throws INVALID_INPUT for an id that is not a UUID, without asking the database', async () => {
+    expect(await failure(server.fillKpiHistory('acme'))).toMatchObject({ code: 'INVALID_INPUT', serverCode: undefined });
+  });
+});
+
+describe('fillAllKpiHistory', () => {
+  it('returns { ok, total, errors } and the rest of FillAllResult', async () => {
+    const result = (await server.fillAllKpiHistory()) as FillAllResult;
+    expect(result).toEqual({
+      ok: 2,
+      total: 3,
+      weeks: 2,
+      rows_written: 0,
+      errors: [{ tenant_id: INITECH, code: 'NO_AVI', message: 'tenant initech has no AVI report' }],
+      warnings: [],
+      status: 'partial',
+      run_id: expect.any(Number),
+    });
+  });
+
+  it('returns SkippedResult while another all-tenant run holds the lock', async () => {
+    await db.sql.begin(async (tx) => {
+      await tx`select kpi.fill_all_kpi_history()`;
+      const other = createKpiHistoryServer({ databaseUrl: db.url });
+      try {
+        const result = await other.fillAllKpiHistory();
+        expect(result).toEqual<SkippedResult>({
+          skipped: true,
+          status: 'skipped',
+          message: 'another all-tenant run is in progress',
+          run_id: expect.any(Number),
+        });
+      } finally {
+        await other.end();
+      }
+    });
+  });
+});
+
+describe('backfillKpiHistory', () => {
+  it('backfills a range for one tenant', async () => {
+    await db.sql`delete from kpi.kpi_history where tenant_id = ${GLOBEX}`;
+    const result = await server.backfillKpiHistory({ tenantId: GLOBEX, from: '2024-01-08', to: '2024-01-15' });
+    expect(result).toMatchObject({ ok: 1, total: 1, weeks: 2, rows_written: 2, status: 'ok' });
+  });
+
+  it('backfills everything with no options', async () => {
+    expect(await server.backfillKpiHistory()).toMatchObject({ status: 'ok', ok: 2, weeks: 8 });
+  });
+
+  it.each([
+    [{ from: '2024-02-01', to: '2024-01-01' }, 'INVALID_INPUT', 'KH400'],
+    [{ tenantId: UNKNOWN }, 'UNKNOWN_TENANT', 'KH404'],
+    [{ tenantId: INITECH }, 'NO_AVI', 'KH422'],
+    [{ from: '01/02/2024' }, 'INVALID_INPUT', undefined],
+  ])('%j → %s', async (options, code, serverCode) => {
+    expect(await failure(server.backfillKpiHistory(options))).toMatchObject({ code, serverCode });
+  });
+});
+
+describe('readKpiHistory', () => {
+  it('reads a tenant’s weeks, newest first, shaped like the HTTP API’s rows (numbers, ISO times)', async () => {
+    const rows = await server.readKpiHistory(ACME, { limit: 2 });
+    expect(rows).toHaveLength(2);
+    expect(rows[0]).toEqual({
+      as_of: '2024-01-22',
+      aiv_pct: 13,
+      ati_pct: 23,
+      crs_pct: 33,
+      elasticity_usd_per_point: 1003,
+      vli_integrity_pct: 88.5,
+      vli_is_fallback: false,
+      hrp_pct: 12.5,
+      updated_at: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d+\+00:00$/),
+    });
+    expect(rows[1]!.as_of).toBe('2024-01-15');
+  });
+
+  it('filters by range and orders ascending on request', async () => {
+    const rows = await server.readKpiHistory(ACME, { from: '2024-01-08', to: '2024-01-15', order: 'asc' });
+    expect(rows.map((r) => r.as_of)).toEqual(['2024-01-08', '2024-01-15']);
+  });
+
+  it('refuses a bad limit', async () => {
+    expect(await failure(server.readKpiHistory(ACME, { limit: 0 }))).toMatchObject({ code: 'INVALID_INPUT' });
+  });
+});
+
+describe('health and errors', () => {
+  it('health() answers like the HTTP endpoint', async () => {
+    expect(await server.health()).toMatchObject({ status: 'healthy', reasons: [], last_run: { status: expect.any(String) } });
+  });
+
+  it('a database that cannot be reached is NETWORK_ERROR', async () => {
+    const nowhere = createKpiHistoryServer({ databaseUrl: 'postgres://nobody@127.0.0.1:9/none' });
+    try {
+      expect(await failure(nowhere.fillAllKpiHistory())).toMatchObject({ code: 'NETWORK_ERROR' });
+    } finally {
+      await nowhere.end();
+    }
+  });
+
+  it('a missing privilege is FORBIDDEN, any other database error INTERNAL_ERROR', async () => {
+    const asAnon = await db.sql
+      .begin(async (tx) => {
+        await tx`set local role anon`;
+        await tx`select kpi.fill_all_kpi_history()`;
+      })
+      .catch((e: unknown) => e);
+    expect(toKpiHistoryError(asAnon)).toMatchObject({ code: 'FORBIDDEN', serverCode: '42501' });
+    const other = await db.sql`select 1/0`.catch((e: unknown) => e);
+    expect(toKpiHistoryError(other)).toMatchObject({ code: 'INVALID_INPUT', serverCode: '22012' });
+    const unknown = await db.sql`select * from no_such_table`.catch((e: unknown) => e);
+    expect(toKpiHistoryError(unknown)).toMatchObject({ code: 'INTERNAL_ERROR', serverCode: '42P01' });
+  });
+
+  it('without a connection or DATABASE_URL, says how to give one', () => {
+    const saved = process.env.DATABASE_URL;
+    delete process.env.DATABASE_URL;
+    try {
+      expect(() => createKpiHistoryServer()).toThrow(/set DATABASE_URL/);
+    } finally {
+      if (saved !== undefined) process.env.DATABASE_URL = saved;
+    }
+  });
+});
