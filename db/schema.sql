@@ -1314,7 +1314,7 @@ ALTER TABLE ONLY kpi.error_codes FORCE ROW LEVEL SECURITY;
 -- Name: TABLE error_codes; Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON TABLE kpi.error_codes IS 'Stable error codes: raised as SQLSTATE KH<http status>, answered over HTTP as {"code": code}.';
+COMMENT ON TABLE kpi.error_codes IS 'Stable error codes: raised with SQLSTATE class KH, answered over HTTP as {"code": code}.';
 
 
 --

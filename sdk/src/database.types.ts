@@ -62,7 +62,7 @@ export type Database = {
   };
 };
 
-/** The stable error codes the database raises (SQLSTATE KH<status>) and the API answers with. */
+/** The stable error codes the database raises (SQLSTATE class KH) and the API answers with. */
 export const DATABASE_ERRORS = {
   FORBIDDEN: { sqlstate: 'KH403', httpStatus: 403, description: "Missing or wrong credentials for this operation or tenant." },
   INTERNAL_ERROR: { sqlstate: 'KH500', httpStatus: 500, description: "Something unexpected failed; the run log has the details." },

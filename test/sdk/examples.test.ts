@@ -1,0 +1,58 @@
+// The README's SDK examples are these files, verbatim; here they run (type-checked by `npm test`).
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useTestDatabase } from '../helpers/database.js';
+import { projectRoot } from '../helpers/dbmate.js';
+import { showKpis } from '../../sdk/examples/browser.js';
+import { refreshKpis } from '../../sdk/examples/server.js';
+import { insertTwoTenantsWithHistory } from '../fixtures/api.js';
+import { ACME, GLOBEX } from '../fixtures/tenants.js';
+import { json, postgrestError, recordingFetch } from './recording-fetch.js';
+
+const db = useTestDatabase();
+const readme = readFileSync(`${projectRoot}README.md`, 'utf8');
+
+describe('README examples', () => {
+  it.each(['sdk/examples/browser.ts', 'sdk/examples/server.ts'])('%s is in the README verbatim', (file) => {
+    expect(readme).toContain(readFileSync(`${projectRoot}${file}`, 'utf8').trim());
+  });
+
+  it('the browser example reads the history and the CSV, and handles FORBIDDEN', async () => {
+    const row = { as_of: '2024-01-22', aiv_pct: 13 };
+    const { fetch, requests } = recordingFetch((request) =>
+      request.url.pathname === '/kpi_history'
+        ? json([row])
+        : new Response('tenant,as_of\r\nacme,2024-01-22\r\n', { headers: { 'content-disposition': 'attachment; filename="kpi-history-acme-2024-02-01.csv"' } }),
+    );
+    const shown = await showKpis('http://localhost:3000', 'jwt', ACME, fetch);
+    expect(shown).toMatchObject({
+      summary: 'AIV 13% in the week of 2024-01-22',
+      download: { filename: 'kpi-history-acme-2024-02-01.csv', bytes: 31 },
+    });
+    expect(requests.map((r) => r.url.pathname)).toEqual(['/kpi_history', '/rpc/kpi_history_csv']);
+
+    const denied = recordingFetch(() => postgrestError(403, 'FORBIDDEN', 'the x-tenant header names a tenant this token does not grant'));
+    expect(await showKpis('http://localhost:3000', 'jwt', GLOBEX, denied.fetch)).toEqual({ summary: 'not your tenant', weeks: [] });
+  });
+
+  describe('the server example, against the database', () => {
+    const saved = process.env.DATABASE_URL;
+    beforeAll(async () => {
+      await insertTwoTenantsWithHistory(db.sql);
+      process.env.DATABASE_URL = db.url;
+    });
+    afterAll(() => {
+      if (saved === undefined) delete process.env.DATABASE_URL;
+      else process.env.DATABASE_URL = saved;
+    });
+
+    it('fills one tenant and all tenants', async () => {
+      expect(await refreshKpis(ACME)).toEqual({ tenant: '2024-01-22', all: '2/2 tenants' });
+    });
+
+    it('handles NO_AVI', async () => {
+      await db.sql`insert into kpi.tenants (id, slug, name) values ('00000000-0000-4000-a000-0000000000e1', 'empty', 'Empty')`;
+      expect(await refreshKpis('00000000-0000-4000-a000-0000000000e1')).toEqual({ tenant: null, all: 'no AVI report yet' });
+    });
+  });
+});

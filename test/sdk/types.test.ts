@@ -1,0 +1,100 @@
+// The public types are pinned here: `npm test` type-checks this file, so a wrong column name or
+// argument that compiled would fail the run (each @ts-expect-error must meet an error).
+import { readFileSync } from 'node:fs';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import { PostgrestClient } from '@supabase/postgrest-js';
+import { useTestDatabase } from '../helpers/database.js';
+import { generateTypes, TYPES_FILE } from '../../scripts/gen-types.js';
+import {
+  createKpiCronClient,
+  createKpiHistoryClient,
+  KPI_ERROR_CODES,
+  type Database,
+  type FillAllResult,
+  type FillResult,
+  type KpiErrorCode,
+  type KpiHistoryRow,
+  type SkippedResult,
+} from '../../sdk/src/index.js';
+import { fillKpiHistory, backfillKpiHistory } from '../../sdk/src/server.js';
+
+const db = useTestDatabase();
+
+describe('generated types', () => {
+  it('sdk/src/database.types.ts is what `npm run gen:types` makes from the migrations (run it to refresh)', async () => {
+    expect(readFileSync(TYPES_FILE, 'utf8')).toBe(await generateTypes(db.sql));
+  });
+
+  it('the error codes come from kpi.error_codes, plus the client-side ones', async () => {
+    const rows = await db.sql`select code from kpi.error_codes order by code`;
+    expect([...KPI_ERROR_CODES].sort()).toEqual([...rows.map((r) => r.code), 'NETWORK_ERROR', 'UNAUTHORIZED', 'UNEXPECTED_RESPONSE'].sort());
+  });
+});
+
+describe('public API types', () => {
+  const client = createKpiHistoryClient({ url: 'http://x', token: 't' });
+  const cron = createKpiCronClient({ url: 'http://x', cronSecret: 's' });
+
+  it('history rows are the view’s columns with their SQL types', () => {
+    expectTypeOf<KpiHistoryRow>().toEqualTypeOf<{
+      as_of: string;
+      aiv_pct: number;
+      ati_pct: number;
+      crs_pct: number;
+      elasticity_usd_per_point: number;
+      vli_integrity_pct: number;
+      vli_is_fallback: boolean;
+      hrp_pct: number | null;
+      updated_at: string;
+    }>();
+    expectTypeOf(client.history).returns.resolves.toEqualTypeOf<KpiHistoryRow[]>();
+    // @ts-expect-error: no such column
+    type _Missing = KpiHistoryRow['tenant_id'];
+    // Compiled, never called: the point is what the compiler accepts.
+    void (() => {
+      // @ts-expect-error: `order` is 'asc' or 'desc'
+      void client.history({ order: 'newest' });
+      // @ts-expect-error: limit is a number
+      void client.history({ limit: '52' });
+    });
+  });
+
+  it('the cron client’s run() has the two original shapes', () => {
+    expectTypeOf(cron.run).toBeCallableWith();
+    expectTypeOf(cron.run({ tenantId: 'x' })).resolves.toEqualTypeOf<FillResult>();
+    expectTypeOf(cron.run()).resolves.toEqualTypeOf<FillAllResult | SkippedResult>();
+    void (() => {
+      // @ts-expect-error: the body field is tenantId
+      void cron.run({ tenant_id: 'x' });
+    });
+  });
+
+  it('server calls keep the original names and results', () => {
+    expectTypeOf(fillKpiHistory).parameters.toEqualTypeOf<[string]>();
+    expectTypeOf(fillKpiHistory).returns.resolves.toEqualTypeOf<FillResult>();
+    void (() => {
+      // @ts-expect-error: dates are YYYY-MM-DD strings
+      void backfillKpiHistory({ from: new Date() });
+    });
+  });
+
+  it('error codes are a closed union', () => {
+    expectTypeOf<'NO_AVI'>().toMatchTypeOf<KpiErrorCode>();
+    // @ts-expect-error: not a code
+    const _wrong: KpiErrorCode = 'NOT_FOUND';
+    void _wrong;
+  });
+
+  it('postgrest-js with the generated Database type refuses unknown columns and arguments', () => {
+    const raw = new PostgrestClient<Database, { PostgrestVersion: '12' }, 'api'>('http://x', { schema: 'api' });
+    const columns = raw.from('kpi_history').select('as_of, hrp_pct');
+    expectTypeOf(columns).resolves.toMatchTypeOf<{ data: { as_of: string; hrp_pct: number | null }[] | null }>();
+    void (() => {
+      // @ts-expect-error: no such view
+      void raw.from('kpi_history_secret');
+      void raw.rpc('kpi_history_csv', { limit: 5 });
+      // @ts-expect-error: limit is a number
+      void raw.rpc('kpi_history_csv', { limit: 'five' });
+    });
+  });
+});
