@@ -273,7 +273,7 @@ begin
     perform kpi.raise_error('NO_AVI', format('tenant %s has no AVI report', tenant_id));
   end if;
   run_id := kpi.start_kpi_run('backfill', tenant_id, "from", "to");
-  result := kpi.write_kpi_history(tenant_id, "from", "to", false) - 'as_of'
+  result := kpi.write_kpi_history(tenant_id, "from", "to", false) - 'as_of' - 'no_avi'
             || jsonb_build_object('total', 1, 'errors', '[]'::jsonb, 'status', 'ok', 'run_id', run_id);
   perform kpi.finish_kpi_run(run_id, 'ok', result);
   return result;
@@ -339,7 +339,8 @@ CREATE FUNCTION kpi.current_trigger() RETURNS text
   select case
     when nullif(current_setting('request.path', true), '') is not null then 'api'
     when current_setting('application_name') = 'pg_cron'
-      or (select a.backend_type from pg_catalog.pg_stat_activity a where a.pid = pg_catalog.pg_backend_pid()) = 'pg_cron'
+      -- pg_stat_get_activity(pid) reads this backend's entry only, not every session's.
+      or (select a.backend_type from pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a) = 'pg_cron'
       then 'pg_cron'
     else 'sql'
   end
@@ -361,21 +362,13 @@ declare
 begin
   begin
     result := kpi.write_kpi_history(null, p_from, p_to, p_latest_only);
-    if p_latest_only then
-      -- Every tenant counts; those without any AVI report are the errors.
-      select result || jsonb_build_object(
-               'total', count(*),
-               'errors', coalesce(jsonb_agg(jsonb_build_object(
-                            'tenant_id', t.id,
-                            'code', 'NO_AVI',
-                            'message', format('tenant %s has no AVI report', t.slug))
-                          order by t.id) filter (where not exists (
-                            select from kpi.avi_reports r where r.tenant_id = t.id)), '[]'::jsonb))
-      into result
-      from kpi.tenants t;
-    else
-      result := result || jsonb_build_object('total', result -> 'ok', 'errors', '[]'::jsonb);
-    end if;
+    -- Tenants without any AVI report (found by the same pass) are the errors.
+    result := result - 'no_avi' || jsonb_build_object('errors', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'tenant_id', missing ->> 'tenant_id',
+               'code', 'NO_AVI',
+               'message', format('tenant %s has no AVI report', missing ->> 'slug')))
+      from jsonb_array_elements(result -> 'no_avi') missing), '[]'::jsonb));
   exception when others or query_canceled then
     get stacked diagnostics failure_state = returned_sqlstate, failure_message = message_text;
     result := jsonb_build_object(
@@ -638,23 +631,26 @@ CREATE FUNCTION kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to date, 
     LANGUAGE plpgsql
     SET search_path TO ''
     SET plan_cache_mode TO 'force_custom_plan'
+    SET enable_memoize TO 'off'
     AS $$
 declare
   stats jsonb;
 begin
   with avi as (
-    select latest.*
+    -- Every tenant with its latest report, or NULLs when it has none (those are reported).
+    select t.id as tenant_id, t.slug, latest.week_start, latest.aiv_pct, latest.ati_pct, latest.crs_pct,
+           latest.elasticity_usd_per_point
     from kpi.tenants t
-    cross join lateral (
-      select r.tenant_id, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
+    left join lateral (
+      select r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
       from kpi.avi_reports r
       where r.tenant_id = t.id
       order by r.week_start desc
       limit 1
-    ) latest
+    ) latest on true
     where p_latest_only and (p_tenant_id is null or t.id = p_tenant_id)
     union all
-    select r.tenant_id, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
+    select r.tenant_id, null, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
     from kpi.avi_reports r
     where not p_latest_only
       and (p_tenant_id is null or r.tenant_id = p_tenant_id)
@@ -680,22 +676,29 @@ begin
       limit 1
     ) vli on true
     left join lateral (
-      select c.metrics -> 'hrp' as hrp, c.measured_at
+      select c.hrp, c.measured_at
       from kpi.clarity_reports c
       where c.tenant_id = a.tenant_id and c.measured_at < kpi.week_end(a.week_start)
       order by c.measured_at desc, c.id desc
       limit 1
     ) clarity on true
+    where a.week_start is not null
   ),
   written as (
     insert into kpi.kpi_history as h (
       tenant_id, as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point,
       vli_integrity_pct, vli_is_fallback, hrp_pct)
-    select tenant_id, as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point,
-           vli_integrity_pct, vli_is_fallback, hrp_pct
-    from computed
+    select c.tenant_id, c.as_of, c.aiv_pct, c.ati_pct, c.crs_pct, c.elasticity_usd_per_point,
+           c.vli_integrity_pct, c.vli_is_fallback, c.hrp_pct
+    from computed c
+    where not exists (
+      select from kpi.kpi_history o
+      where o.tenant_id = c.tenant_id and o.as_of = c.as_of
+        and (o.aiv_pct, o.ati_pct, o.crs_pct, o.elasticity_usd_per_point, o.vli_integrity_pct, o.vli_is_fallback, o.hrp_pct)
+            is not distinct from
+            (c.aiv_pct, c.ati_pct, c.crs_pct, c.elasticity_usd_per_point, c.vli_integrity_pct, c.vli_is_fallback, c.hrp_pct))
     -- One order for every writer, so concurrent runs lock shared rows in the same order.
-    order by tenant_id, as_of
+    order by c.tenant_id, c.as_of
     on conflict (tenant_id, as_of) do update set
       aiv_pct = excluded.aiv_pct,
       ati_pct = excluded.ati_pct,
@@ -713,10 +716,16 @@ begin
     returning 1
   )
   select jsonb_build_object(
-           'ok', (select count(distinct tenant_id) from computed),
+           'ok', case when p_latest_only then (select count(*) from computed)
+                      else (select count(distinct tenant_id) from computed) end,
+           'total', case when p_latest_only then (select count(*) from avi)
+                         else (select count(distinct tenant_id) from computed) end,
            'weeks', (select count(*) from computed),
            'rows_written', (select count(*) from written),
            'as_of', (select max(as_of) from computed),
+           'no_avi', coalesce((
+             select jsonb_agg(jsonb_build_object('tenant_id', tenant_id, 'slug', slug) order by tenant_id)
+             from avi where week_start is null), '[]'::jsonb),
            'warnings', coalesce((
              select jsonb_agg(jsonb_build_object(
                       'tenant_id', tenant_id,
@@ -761,32 +770,33 @@ CREATE FUNCTION kpi_api.csv_field(value text) RETURNS text
 
 CREATE FUNCTION kpi_api.current_tenant_id() RETURNS uuid
     LANGUAGE plpgsql STABLE
-    SET search_path TO ''
     AS $_$
 declare
   claims jsonb := kpi_api.request_claims();
-  wanted text := kpi_api.request_header('x-tenant');
-  allowed text[];
+  wanted text := lower(btrim(kpi_api.request_header('x-tenant')));
+  -- The granted tenants as a JSON array of strings; anything else in the claims is ignored.
+  granted jsonb := case when jsonb_typeof(claims -> 'tenant_ids') = 'array' then claims -> 'tenant_ids' else '[]' end
+                   || case when jsonb_typeof(claims -> 'tenant_id') = 'string' then jsonb_build_array(claims -> 'tenant_id') else '[]' end;
+  uuid_pattern constant text := '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
+  only_one text;
+  how_many integer;
 begin
-  allowed := array(
-    select lower(value)
-    from jsonb_array_elements_text(case when jsonb_typeof(claims -> 'tenant_ids') = 'array'
-                                        then claims -> 'tenant_ids' else '[]'::jsonb end)
-    union
-    select lower(claims ->> 'tenant_id') where jsonb_typeof(claims -> 'tenant_id') = 'string');
-  -- Only well-formed uuids count; anything else in the claims is ignored, never matched.
-  allowed := array(select a from unnest(allowed) a
-                   where a ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$');
   if wanted is not null then
-    if lower(btrim(wanted)) = any (allowed) then
-      return lower(btrim(wanted))::uuid;
+    -- `?` finds a string element of the array; the scan below forgives upper-case ids in tokens.
+    if wanted ~ uuid_pattern
+       and (granted ? wanted
+            or exists (select from pg_catalog.jsonb_array_elements_text(granted) g where lower(g) = wanted)) then
+      return wanted::uuid;
     end if;
     perform kpi_api.raise_http_error('FORBIDDEN', 'the x-tenant header names a tenant this token does not grant');
   end if;
-  if cardinality(allowed) = 1 then
-    return allowed[1]::uuid;
+  select min(lower(g)), count(distinct lower(g)) into only_one, how_many
+  from pg_catalog.jsonb_array_elements(granted) e, lateral (select e #>> '{}' as g) s
+  where jsonb_typeof(e) = 'string' and lower(g) ~ uuid_pattern;
+  if how_many = 1 then
+    return only_one::uuid;
   end if;
-  if cardinality(allowed) > 1 then
+  if how_many > 1 then
     perform kpi_api.raise_http_error('TENANT_REQUIRED', 'this token grants several tenants: choose one with the x-tenant header');
   end if;
   perform kpi_api.raise_http_error('FORBIDDEN', 'this token grants no tenant');
@@ -915,7 +925,6 @@ $$;
 
 CREATE FUNCTION kpi_api.request_claims() RETURNS jsonb
     LANGUAGE sql STABLE
-    SET search_path TO ''
     AS $$
   select coalesce(nullif(current_setting('request.jwt.claims', true), '')::jsonb, '{}'::jsonb)
 $$;
@@ -927,7 +936,6 @@ $$;
 
 CREATE FUNCTION kpi_api.request_header(name text) RETURNS text
     LANGUAGE sql STABLE
-    SET search_path TO ''
     AS $$
   select coalesce(nullif(current_setting('request.headers', true), '')::jsonb, '{}'::jsonb) ->> lower(name)
 $$;
@@ -1231,6 +1239,7 @@ CREATE TABLE kpi.clarity_reports (
     tenant_id uuid NOT NULL,
     measured_at timestamp with time zone NOT NULL,
     metrics jsonb NOT NULL,
+    hrp jsonb GENERATED ALWAYS AS ((metrics -> 'hrp'::text)) STORED,
     CONSTRAINT clarity_reports_metrics_is_object CHECK ((jsonb_typeof(metrics) = 'object'::text))
 );
 
@@ -1466,7 +1475,7 @@ ALTER TABLE ONLY kpi.avi_reports
 --
 
 ALTER TABLE ONLY kpi.avi_reports
-    ADD CONSTRAINT avi_reports_tenant_week_key UNIQUE (tenant_id, week_start);
+    ADD CONSTRAINT avi_reports_tenant_week_key UNIQUE (tenant_id, week_start) INCLUDE (aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point);
 
 
 --
@@ -1568,7 +1577,7 @@ CREATE INDEX api_denials_denied_at_idx ON kpi.api_denials USING btree (denied_at
 -- Name: clarity_reports_tenant_latest_idx; Type: INDEX; Schema: kpi; Owner: -
 --
 
-CREATE INDEX clarity_reports_tenant_latest_idx ON kpi.clarity_reports USING btree (tenant_id, measured_at DESC, id DESC);
+CREATE INDEX clarity_reports_tenant_latest_idx ON kpi.clarity_reports USING btree (tenant_id, measured_at DESC, id DESC) INCLUDE (hrp);
 
 
 --

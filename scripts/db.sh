@@ -8,6 +8,7 @@
 #   KPI_DB_NAME    application database; pg_cron lives in it (default kpi_history)
 #   KPI_DB_DIR     data directory                 (default <repo>/.data/pg)
 #   KPI_DB_FAST    1 = fsync off, for throwaway test clusters only
+#   KPI_DB_SETTINGS  extra postgresql.conf lines, e.g. "shared_buffers = '4GB'" (the benchmark's)
 #   KPI_PG_BINDIR  PostgreSQL's bin directory     (default: the newest one installed)
 set -euo pipefail
 
@@ -109,6 +110,7 @@ cron.use_background_workers = on
 max_worker_processes = 32
 fsync = $fsync
 log_min_messages = warning
+${KPI_DB_SETTINGS:-}
 EOF
   grep -q "^include_if_exists = 'kpi-history.conf'" "$DATA_DIR/postgresql.conf" ||
     echo "include_if_exists = 'kpi-history.conf'" | as_server_user tee -a "$DATA_DIR/postgresql.conf" >/dev/null

@@ -26,8 +26,10 @@ create table kpi.avi_reports (
   crs_pct numeric(5, 2) not null constraint avi_reports_crs_pct_range check (crs_pct between 0 and 100),
   elasticity_usd_per_point numeric(10, 2) not null,
   computed_at timestamptz not null default now(),
-  -- Also the index behind "latest report per tenant" (a backward scan on (tenant_id, week_start)).
+  -- Also the index behind "latest report per tenant": a backward index-only scan, the values
+  -- included so that the fill never visits the heap.
   constraint avi_reports_tenant_week_key unique (tenant_id, week_start)
+    include (aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point)
 );
 comment on table kpi.avi_reports is 'One AVI report per tenant per week; week_start is the Monday the week begins.';
 comment on column kpi.avi_reports.elasticity_usd_per_point is 'Revenue change in US dollars per percentage point of AIV.';
@@ -56,10 +58,13 @@ create table kpi.clarity_reports (
   measured_at timestamptz not null,
   -- The content of the metrics is the producer's business: a bad HRP inside it is reported by the
   -- aggregation as a warning, not refused here, so that the rest of the report is kept.
-  metrics jsonb not null constraint clarity_reports_metrics_is_object check (jsonb_typeof(metrics) = 'object')
+  metrics jsonb not null constraint clarity_reports_metrics_is_object check (jsonb_typeof(metrics) = 'object'),
+  -- The one value the aggregation reads, kept beside the JSON so that its index can carry it.
+  hrp jsonb generated always as (metrics -> 'hrp') stored
 );
 comment on table kpi.clarity_reports is 'Clarity measurements; metrics->''hrp'' is the hallucination-risk probability (0 to 1).';
-create index clarity_reports_tenant_latest_idx on kpi.clarity_reports (tenant_id, measured_at desc, id desc);
+-- "Latest report before a point in time" is one index-only probe, like the audits'.
+create index clarity_reports_tenant_latest_idx on kpi.clarity_reports (tenant_id, measured_at desc, id desc) include (hrp);
 
 -- ============================================================================================
 -- The history: one row per tenant per week

@@ -28,31 +28,39 @@ return coalesce(jsonb_typeof(hrp), 'null') <> 'null' and kpi.hrp_pct(hrp) is nul
 -- ============================================================================================
 -- p_latest_only: each tenant's latest AVI week (the daily fill); otherwise every AVI week between
 -- p_from and p_to (a backfill). VLI and HRP are taken as of the end of each week: no look-ahead.
--- Rows whose values did not change are not written, so updated_at keeps meaning "last changed".
--- Custom plans: the NULL tenant and the p_latest_only branch fold away, so one tenant is an index
--- probe and all tenants is one pass.
+-- Every source read is an index-only probe. Rows whose values did not change are filtered out
+-- before the upsert (which would otherwise lock each of them), so a re-run writes nothing and
+-- updated_at keeps meaning "last changed"; the ON CONFLICT … WHERE guards concurrent writers.
+-- Returns {"ok": tenants with a row, "total": tenants considered, "weeks", "rows_written",
+-- "as_of" (the latest week), "no_avi": [{tenant_id, slug}] (latest mode), "warnings": [...]}.
+--
+-- Custom plans: the NULL tenant and the p_latest_only branch fold away, so one tenant is an
+-- index probe and all tenants one pass. Memoize is off: no probe repeats, so its cache only costs.
 create function kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to date, p_latest_only boolean)
 returns jsonb
 language plpgsql volatile
 set search_path = ''
 set plan_cache_mode = force_custom_plan
+set enable_memoize = off
 as $$
 declare
   stats jsonb;
 begin
   with avi as (
-    select latest.*
+    -- Every tenant with its latest report, or NULLs when it has none (those are reported).
+    select t.id as tenant_id, t.slug, latest.week_start, latest.aiv_pct, latest.ati_pct, latest.crs_pct,
+           latest.elasticity_usd_per_point
     from kpi.tenants t
-    cross join lateral (
-      select r.tenant_id, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
+    left join lateral (
+      select r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
       from kpi.avi_reports r
       where r.tenant_id = t.id
       order by r.week_start desc
       limit 1
-    ) latest
+    ) latest on true
     where p_latest_only and (p_tenant_id is null or t.id = p_tenant_id)
     union all
-    select r.tenant_id, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
+    select r.tenant_id, null, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
     from kpi.avi_reports r
     where not p_latest_only
       and (p_tenant_id is null or r.tenant_id = p_tenant_id)
@@ -78,22 +86,29 @@ begin
       limit 1
     ) vli on true
     left join lateral (
-      select c.metrics -> 'hrp' as hrp, c.measured_at
+      select c.hrp, c.measured_at
       from kpi.clarity_reports c
       where c.tenant_id = a.tenant_id and c.measured_at < kpi.week_end(a.week_start)
       order by c.measured_at desc, c.id desc
       limit 1
     ) clarity on true
+    where a.week_start is not null
   ),
   written as (
     insert into kpi.kpi_history as h (
       tenant_id, as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point,
       vli_integrity_pct, vli_is_fallback, hrp_pct)
-    select tenant_id, as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point,
-           vli_integrity_pct, vli_is_fallback, hrp_pct
-    from computed
+    select c.tenant_id, c.as_of, c.aiv_pct, c.ati_pct, c.crs_pct, c.elasticity_usd_per_point,
+           c.vli_integrity_pct, c.vli_is_fallback, c.hrp_pct
+    from computed c
+    where not exists (
+      select from kpi.kpi_history o
+      where o.tenant_id = c.tenant_id and o.as_of = c.as_of
+        and (o.aiv_pct, o.ati_pct, o.crs_pct, o.elasticity_usd_per_point, o.vli_integrity_pct, o.vli_is_fallback, o.hrp_pct)
+            is not distinct from
+            (c.aiv_pct, c.ati_pct, c.crs_pct, c.elasticity_usd_per_point, c.vli_integrity_pct, c.vli_is_fallback, c.hrp_pct))
     -- One order for every writer, so concurrent runs lock shared rows in the same order.
-    order by tenant_id, as_of
+    order by c.tenant_id, c.as_of
     on conflict (tenant_id, as_of) do update set
       aiv_pct = excluded.aiv_pct,
       ati_pct = excluded.ati_pct,
@@ -111,10 +126,16 @@ begin
     returning 1
   )
   select jsonb_build_object(
-           'ok', (select count(distinct tenant_id) from computed),
+           'ok', case when p_latest_only then (select count(*) from computed)
+                      else (select count(distinct tenant_id) from computed) end,
+           'total', case when p_latest_only then (select count(*) from avi)
+                         else (select count(distinct tenant_id) from computed) end,
            'weeks', (select count(*) from computed),
            'rows_written', (select count(*) from written),
            'as_of', (select max(as_of) from computed),
+           'no_avi', coalesce((
+             select jsonb_agg(jsonb_build_object('tenant_id', tenant_id, 'slug', slug) order by tenant_id)
+             from avi where week_start is null), '[]'::jsonb),
            'warnings', coalesce((
              select jsonb_agg(jsonb_build_object(
                       'tenant_id', tenant_id,
@@ -141,7 +162,8 @@ as $$
   select case
     when nullif(current_setting('request.path', true), '') is not null then 'api'
     when current_setting('application_name') = 'pg_cron'
-      or (select a.backend_type from pg_catalog.pg_stat_activity a where a.pid = pg_catalog.pg_backend_pid()) = 'pg_cron'
+      -- pg_stat_get_activity(pid) reads this backend's entry only, not every session's.
+      or (select a.backend_type from pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a) = 'pg_cron'
       then 'pg_cron'
     else 'sql'
   end
@@ -207,21 +229,13 @@ declare
 begin
   begin
     result := kpi.write_kpi_history(null, p_from, p_to, p_latest_only);
-    if p_latest_only then
-      -- Every tenant counts; those without any AVI report are the errors.
-      select result || jsonb_build_object(
-               'total', count(*),
-               'errors', coalesce(jsonb_agg(jsonb_build_object(
-                            'tenant_id', t.id,
-                            'code', 'NO_AVI',
-                            'message', format('tenant %s has no AVI report', t.slug))
-                          order by t.id) filter (where not exists (
-                            select from kpi.avi_reports r where r.tenant_id = t.id)), '[]'::jsonb))
-      into result
-      from kpi.tenants t;
-    else
-      result := result || jsonb_build_object('total', result -> 'ok', 'errors', '[]'::jsonb);
-    end if;
+    -- Tenants without any AVI report (found by the same pass) are the errors.
+    result := result - 'no_avi' || jsonb_build_object('errors', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'tenant_id', missing ->> 'tenant_id',
+               'code', 'NO_AVI',
+               'message', format('tenant %s has no AVI report', missing ->> 'slug')))
+      from jsonb_array_elements(result -> 'no_avi') missing), '[]'::jsonb));
   exception when others or query_canceled then
     get stacked diagnostics failure_state = returned_sqlstate, failure_message = message_text;
     result := jsonb_build_object(
@@ -334,7 +348,7 @@ begin
     perform kpi.raise_error('NO_AVI', format('tenant %s has no AVI report', tenant_id));
   end if;
   run_id := kpi.start_kpi_run('backfill', tenant_id, "from", "to");
-  result := kpi.write_kpi_history(tenant_id, "from", "to", false) - 'as_of'
+  result := kpi.write_kpi_history(tenant_id, "from", "to", false) - 'as_of' - 'no_avi'
             || jsonb_build_object('total', 1, 'errors', '[]'::jsonb, 'status', 'ok', 'run_id', run_id);
   perform kpi.finish_kpi_run(run_id, 'ok', result);
   return result;

@@ -11,10 +11,10 @@ revoke all on schema kpi_api from public;
 grant usage on schema kpi_api to anon, authenticated;
 
 -- The verified JWT claims PostgREST set for this request ({} outside PostgREST). After a request
--- the session sees '' rather than NULL, hence nullif.
+-- the session sees '' rather than NULL, hence nullif. (No SET clause on these two: it would keep
+-- them from being inlined into the row-level security check, which runs on every read.)
 create function kpi_api.request_claims() returns jsonb
 language sql stable
-set search_path = ''
 as $$
   select coalesce(nullif(current_setting('request.jwt.claims', true), '')::jsonb, '{}'::jsonb)
 $$;
@@ -22,7 +22,6 @@ $$;
 -- A request header (PostgREST lowercases their names), or NULL.
 create function kpi_api.request_header(name text) returns text
 language sql stable
-set search_path = ''
 as $$
   select coalesce(nullif(current_setting('request.headers', true), '')::jsonb, '{}'::jsonb) ->> lower(name)
 $$;
@@ -80,32 +79,33 @@ $$;
 -- Evaluated once per statement in the row-level security policies: (select kpi_api.current_tenant_id()).
 create function kpi_api.current_tenant_id() returns uuid
 language plpgsql stable
-set search_path = ''
 as $$
 declare
   claims jsonb := kpi_api.request_claims();
-  wanted text := kpi_api.request_header('x-tenant');
-  allowed text[];
+  wanted text := lower(btrim(kpi_api.request_header('x-tenant')));
+  -- The granted tenants as a JSON array of strings; anything else in the claims is ignored.
+  granted jsonb := case when jsonb_typeof(claims -> 'tenant_ids') = 'array' then claims -> 'tenant_ids' else '[]' end
+                   || case when jsonb_typeof(claims -> 'tenant_id') = 'string' then jsonb_build_array(claims -> 'tenant_id') else '[]' end;
+  uuid_pattern constant text := '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
+  only_one text;
+  how_many integer;
 begin
-  allowed := array(
-    select lower(value)
-    from jsonb_array_elements_text(case when jsonb_typeof(claims -> 'tenant_ids') = 'array'
-                                        then claims -> 'tenant_ids' else '[]'::jsonb end)
-    union
-    select lower(claims ->> 'tenant_id') where jsonb_typeof(claims -> 'tenant_id') = 'string');
-  -- Only well-formed uuids count; anything else in the claims is ignored, never matched.
-  allowed := array(select a from unnest(allowed) a
-                   where a ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$');
   if wanted is not null then
-    if lower(btrim(wanted)) = any (allowed) then
-      return lower(btrim(wanted))::uuid;
+    -- `?` finds a string element of the array; the scan below forgives upper-case ids in tokens.
+    if wanted ~ uuid_pattern
+       and (granted ? wanted
+            or exists (select from pg_catalog.jsonb_array_elements_text(granted) g where lower(g) = wanted)) then
+      return wanted::uuid;
     end if;
     perform kpi_api.raise_http_error('FORBIDDEN', 'the x-tenant header names a tenant this token does not grant');
   end if;
-  if cardinality(allowed) = 1 then
-    return allowed[1]::uuid;
+  select min(lower(g)), count(distinct lower(g)) into only_one, how_many
+  from pg_catalog.jsonb_array_elements(granted) e, lateral (select e #>> '{}' as g) s
+  where jsonb_typeof(e) = 'string' and lower(g) ~ uuid_pattern;
+  if how_many = 1 then
+    return only_one::uuid;
   end if;
-  if cardinality(allowed) > 1 then
+  if how_many > 1 then
     perform kpi_api.raise_http_error('TENANT_REQUIRED', 'this token grants several tenants: choose one with the x-tenant header');
   end if;
   perform kpi_api.raise_http_error('FORBIDDEN', 'this token grants no tenant');

@@ -1,0 +1,272 @@
+// npm run bench — the fill and the reads at scale, every figure a ratio to a baseline measured in
+// the same run on the same data (these machines are noisy; absolute times are only context).
+//
+//   npm run bench [-- --tenants 100000] [--weeks 52] [--json PATH] [--quick] [--repeat 3]
+//
+// The database: BENCH_DATABASE_URL (a server and a database name the benchmark may drop and
+// re-create), or a cluster of its own in .data/bench-pg (port 54359), started by scripts/db.sh.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import postgres from 'postgres';
+import { addNextWeek, deepenHistory, generate } from './generate.js';
+import { distribution, median, sampler, timed } from './measure.js';
+import { printReport, type Report } from './report.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+const { values: args } = parseArgs({
+  options: {
+    tenants: { type: 'string' },
+    weeks: { type: 'string' },
+    json: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    repeat: { type: 'string' },
+  },
+});
+const quick = args.quick!;
+const tenants = Number(args.tenants ?? (quick ? 2000 : 100_000));
+const weeks = Number(args.weeks ?? (quick ? 8 : 52));
+const repeat = Number(args.repeat ?? (quick ? 1 : 3));
+const baselineSample = Math.min(quick ? 200 : 2000, tenants);
+const readSample = Math.min(quick ? 100 : 1000, tenants);
+const READ_WEEKS = 104;
+if (![tenants, weeks, repeat].every((n) => Number.isInteger(n) && n > 0)) {
+  console.error('bench: --tenants, --weeks and --repeat take positive integers');
+  process.exit(2);
+}
+
+/** The server to use and the database on it the benchmark owns. */
+function benchDatabase(): { url: string; source: string } {
+  if (process.env.BENCH_DATABASE_URL) {
+    return { url: process.env.BENCH_DATABASE_URL, source: 'BENCH_DATABASE_URL' };
+  }
+  const port = process.env.KPI_BENCH_DB_PORT ?? '54359';
+  // Sized for the 24 GiB machines this project runs on; printed with the results.
+  const settings = [
+    "shared_buffers = '4GB'",
+    "work_mem = '64MB'",
+    "maintenance_work_mem = '1GB'",
+    "max_wal_size = '16GB'",
+    "checkpoint_timeout = '30min'",
+    "effective_cache_size = '16GB'",
+  ].join('\n');
+  execFileSync('bash', ['scripts/db.sh', 'up'], {
+    cwd: root,
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, KPI_DB_DIR: `${root}.data/bench-pg`, KPI_DB_PORT: port, KPI_DB_NAME: 'kpi_bench_cron', KPI_DB_SETTINGS: settings },
+  });
+  return { url: `postgres://postgres@127.0.0.1:${port}/kpi_bench`, source: `.data/bench-pg (127.0.0.1:${port})` };
+}
+
+function migrate(url: string): void {
+  const parsed = new URL(url);
+  parsed.searchParams.set('sslmode', 'disable');
+  execFileSync(`${root}node_modules/.bin/dbmate`, ['--migrations-dir', 'db/migrations', '--no-dump-schema', 'up'], {
+    cwd: root,
+    env: { ...process.env, DATABASE_URL: parsed.toString() },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+}
+
+/** Re-creates the benchmark database unless it already holds this data set (then it is reused). */
+async function prepare(url: string): Promise<{ generatedMs: number | null }> {
+  const name = new URL(url).pathname.slice(1);
+  const server = new URL(url);
+  server.pathname = '/postgres';
+  const admin = postgres(server.toString(), { max: 1, onnotice: () => {} });
+  // The data is reused only for the same scale and the same migrations.
+  const migrations = createHash('sha1');
+  for (const file of readdirSync(`${root}db/migrations`).sort()) migrations.update(readFileSync(`${root}db/migrations/${file}`));
+  const dataSet = `${tenants}x${weeks}/${migrations.digest('hex').slice(0, 12)}`;
+  try {
+    const [exists] = await admin`select 1 from pg_database where datname = ${name}`;
+    if (exists) {
+      const sql = postgres(url, { max: 1, onnotice: () => {} });
+      const [meta] = await sql`select data_set from public.bench_meta`.catch(() => [] as { data_set: string }[]);
+      await sql.end();
+      if (meta?.data_set === dataSet) return { generatedMs: null };
+      await admin.unsafe(`drop database "${name}" with (force)`);
+    }
+    await admin.unsafe(`create database "${name}"`);
+  } finally {
+    await admin.end();
+  }
+  migrate(url);
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    const { ms } = await timed(() => generate(sql, tenants, weeks));
+    await sql`create table public.bench_meta (data_set text not null)`;
+    await sql`insert into public.bench_meta values (${dataSet})`;
+    return { generatedMs: ms };
+  } finally {
+    await sql.end();
+  }
+}
+
+type FillResult = { rows_written: number; ok: number; total: number; status: string; weeks?: number };
+
+async function main(): Promise<void> {
+  const database = benchDatabase();
+  console.error(`bench: ${tenants} tenants × ${weeks} weeks on ${database.source}${quick ? ' (quick)' : ''}`);
+  const { generatedMs } = await prepare(database.url);
+  console.error(generatedMs === null ? 'bench: reusing the generated data' : `bench: generated in ${(generatedMs / 1000).toFixed(1)} s`);
+
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  const pool = postgres(database.url, { max: 1, onnotice: () => {}, connection: { application_name: 'kpi-history-bench' } });
+  const fillAll = async () => (await sql<[{ r: FillResult }]>`select kpi.fill_all_kpi_history() as r`)[0].r;
+  const columns = sql`tenant_id, as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, vli_is_fallback, hrp_pct`;
+
+  try {
+    // Leftovers of an earlier run on reused data.
+    await sql`delete from kpi.avi_reports where week_start > ${'2026-11-23'}::date`;
+    await sql`truncate kpi.kpi_history, kpi.kpi_runs`;
+    // The floor: the same rows written into an empty copy of kpi_history (same indexes, checks
+    // and foreign key), with nothing computed.
+    await sql`drop table if exists public.bench_floor`;
+    await sql`create table public.bench_floor (like kpi.kpi_history including all)`;
+    await sql`alter table public.bench_floor add foreign key (tenant_id) references kpi.tenants (id)`;
+
+    // 1–2. Full fill (cold: empty history) against the floor, interleaved, medians of `repeat`.
+    const fillMs: number[] = [];
+    const floorMs: number[] = [];
+    let fillRows = 0;
+    for (let i = 0; i < repeat; i++) {
+      await sql`truncate kpi.kpi_history`;
+      await sql`checkpoint`;
+      const fill = await timed(fillAll);
+      fillMs.push(fill.ms);
+      fillRows = fill.result.rows_written;
+      await sql`truncate public.bench_floor`;
+      await sql`checkpoint`;
+      floorMs.push((await timed(() => sql`insert into public.bench_floor (${columns}) select ${columns} from kpi.kpi_history`)).ms);
+    }
+    const fullFill = median(fillMs);
+    const floor = median(floorMs);
+
+    // 3. Nothing changed.
+    const unchanged = await timed(fillAll);
+    // 4. 1 % of the tenants got a new week.
+    const changedTenants = await addNextWeek(sql, tenants, Math.max(1, Math.round(tenants / 100)));
+    const onePercent = await timed(fillAll);
+
+    // 5. The per-tenant approach, on a sample: the client reads the latest rows and upserts, one
+    // tenant at a time; and the single-tenant fill called once per tenant.
+    const random = sampler(42);
+    const allIds = (await sql<{ id: string }[]>`
+      select t.id from kpi.tenants t where exists (select from kpi.avi_reports r where r.tenant_id = t.id) order by t.id`).map((r) => r.id);
+    const pick = (n: number) => Array.from({ length: n }, () => allIds[Math.floor(random() * allIds.length)]!);
+    const sample = pick(baselineSample);
+    const clientLoop = await timed(async () => {
+      for (const id of sample) {
+        const [avi] = await pool`
+          select week_start, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point from kpi.avi_reports
+          where tenant_id = ${id} order by week_start desc limit 1`;
+        const end = pool`(${avi!.week_start}::date + 7)::timestamp at time zone 'UTC'`;
+        const [vli] = await pool`
+          select integrity_pct from kpi.vli_audits where tenant_id = ${id} and audited_at < ${end}
+          order by audited_at desc, id desc limit 1`;
+        const [clarity] = await pool`
+          select metrics -> 'hrp' as hrp from kpi.clarity_reports where tenant_id = ${id} and measured_at < ${end}
+          order by measured_at desc, id desc limit 1`;
+        const hrp = typeof clarity?.hrp === 'number' && clarity.hrp >= 0 && clarity.hrp <= 1 ? Math.round(clarity.hrp * 10000) / 100 : null;
+        await pool`
+          insert into kpi.kpi_history as h (tenant_id, as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, vli_is_fallback, hrp_pct)
+          values (${id}, ${avi!.week_start}, ${avi!.aiv_pct}, ${avi!.ati_pct}, ${avi!.crs_pct}, ${avi!.elasticity_usd_per_point},
+                  ${vli?.integrity_pct ?? 100}, ${vli === undefined}, ${hrp})
+          on conflict (tenant_id, as_of) do update set aiv_pct = excluded.aiv_pct, ati_pct = excluded.ati_pct, crs_pct = excluded.crs_pct,
+            elasticity_usd_per_point = excluded.elasticity_usd_per_point, vli_integrity_pct = excluded.vli_integrity_pct,
+            vli_is_fallback = excluded.vli_is_fallback, hrp_pct = excluded.hrp_pct, updated_at = now()`;
+      }
+    });
+    const singleFillLoop = await timed(async () => {
+      for (const id of sample) await pool`select kpi.fill_kpi_history(${id})`;
+    });
+
+    // 6. Backfill of every week of every tenant, against the floor for the same rows.
+    await sql`truncate kpi.kpi_history`;
+    await sql`checkpoint`;
+    const backfill = await timed(async () => (await sql<[{ r: FillResult }]>`select kpi.backfill_kpi_history() as r`)[0].r);
+    await sql`truncate public.bench_floor`;
+    await sql`checkpoint`;
+    const backfillFloor = await timed(() => sql`insert into public.bench_floor (${columns}) select ${columns} from kpi.kpi_history`);
+
+    // 7. Reads through the API path (role, claims, x-tenant, row-level security), as PostgREST
+    // runs them, and the same query as the owner without row-level security.
+    const readers = pick(readSample);
+    await deepenHistory(sql, [...new Set(readers)], READ_WEEKS);
+    const asApi = async (tenantId: string, query: (tx: postgres.TransactionSql) => Promise<unknown>) =>
+      pool.begin('read only', async (tx) => {
+        await tx`
+          select set_config('search_path', '"api", "public"', true), set_config('role', 'authenticated', true),
+                 set_config('request.jwt.claims', ${JSON.stringify({ role: 'authenticated', sub: 'bench', tenant_ids: [tenantId] })}, true),
+                 set_config('request.method', 'GET', true), set_config('request.path', '/kpi_history', true),
+                 set_config('request.headers', ${JSON.stringify({ 'x-tenant': tenantId })}, true)`;
+        return (await timed(() => query(tx))).ms;
+      });
+    const historyQuery = (tx: postgres.TransactionSql) =>
+      tx`select coalesce(json_agg(t), '[]') as body from (select * from api.kpi_history order by as_of desc limit 52) t`;
+    const csvQuery = (tx: postgres.TransactionSql) => tx`select api.kpi_history_csv(52) as body`;
+    const ownerQuery = (tenantId: string) =>
+      pool`select coalesce(json_agg(t), '[]') as body from (
+             select as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, vli_is_fallback, hrp_pct, updated_at
+             from kpi.kpi_history where tenant_id = ${tenantId} order by as_of desc limit 52) t`;
+    for (const id of readers.slice(0, 50)) {
+      await asApi(id, historyQuery); // warm-up: plans and buffers
+      await ownerQuery(id);
+    }
+    const historyMs: number[] = [];
+    const csvMs: number[] = [];
+    const ownerMs: number[] = [];
+    for (const id of readers) {
+      historyMs.push(await asApi(id, historyQuery));
+      ownerMs.push((await timed(() => ownerQuery(id))).ms);
+      csvMs.push(await asApi(id, csvQuery));
+    }
+
+    // 8. Where it ran.
+    const [{ version }] = await sql<[{ version: string }]>`select version()`;
+    const settings = await sql<{ name: string; setting: string; unit: string | null }[]>`
+      select name, setting, unit from pg_settings
+      where name in ('shared_buffers', 'work_mem', 'maintenance_work_mem', 'effective_cache_size', 'max_wal_size',
+                     'fsync', 'synchronous_commit', 'max_parallel_workers_per_gather', 'jit')
+      order by name`;
+
+    const perTenantSetUs = (fullFill * 1000) / tenants;
+    const history = distribution(historyMs);
+    const owner = distribution(ownerMs);
+    const report: Report = {
+      machine: { cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), postgres: version, settings },
+      scale: { tenants, weeks, repeat, quick, baselineSample, readSample, readWeeks: READ_WEEKS },
+      generationMs: generatedMs,
+      fullFill: { ms: fullFill, runsMs: fillMs, rowsWritten: fillRows, usPerTenant: perTenantSetUs },
+      floor: { ms: floor, runsMs: floorMs, ratio: fullFill / floor },
+      unchanged: { ms: unchanged.ms, rowsWritten: unchanged.result.rows_written, ratio: unchanged.ms / fullFill },
+      onePercent: { ms: onePercent.ms, changedTenants, rowsWritten: onePercent.result.rows_written, ratio: onePercent.ms / fullFill },
+      perTenant: {
+        sample: baselineSample,
+        clientLoopUsPerTenant: (clientLoop.ms * 1000) / baselineSample,
+        singleFillUsPerTenant: (singleFillLoop.ms * 1000) / baselineSample,
+        setBasedUsPerTenant: perTenantSetUs,
+        clientLoopRatio: (clientLoop.ms * 1000) / baselineSample / perTenantSetUs,
+        singleFillRatio: (singleFillLoop.ms * 1000) / baselineSample / perTenantSetUs,
+        originalDesignSpeedup: 100_000 / perTenantSetUs,
+      },
+      backfill: { ms: backfill.ms, rowsWritten: backfill.result.rows_written, floorMs: backfillFloor.ms, ratio: backfill.ms / backfillFloor.ms },
+      reads: { history, csv: distribution(csvMs), ownerNoRls: owner, rlsRatioP50: history.p50 / owner.p50 },
+    };
+    printReport(report);
+    if (args.json) {
+      writeFileSync(args.json, `${JSON.stringify(report, null, 2)}\n`);
+      console.log(`\nwrote ${args.json}`);
+    }
+  } finally {
+    await sql.end();
+    await pool.end();
+  }
+}
+
+await main();

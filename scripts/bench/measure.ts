@@ -1,0 +1,40 @@
+// Timing helpers: wall time of one call, and percentiles of many.
+export async function timed<T>(run: () => Promise<T>): Promise<{ ms: number; result: T }> {
+  const started = process.hrtime.bigint();
+  const result = await run();
+  return { ms: Number(process.hrtime.bigint() - started) / 1e6, result };
+}
+
+export function percentile(sortedMs: number[], p: number): number {
+  if (sortedMs.length === 0) return Number.NaN;
+  const index = Math.min(sortedMs.length - 1, Math.ceil((p / 100) * sortedMs.length) - 1);
+  return sortedMs[Math.max(0, index)]!;
+}
+
+export function median(values: number[]): number {
+  return percentile([...values].sort((a, b) => a - b), 50);
+}
+
+export interface Distribution {
+  p50: number;
+  p95: number;
+  p99: number;
+  samples: number;
+}
+
+export function distribution(ms: number[]): Distribution {
+  const sorted = [...ms].sort((a, b) => a - b);
+  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99), samples: ms.length };
+}
+
+/** Deterministic pseudo-random choice (mulberry32), so runs sample the same tenants. */
+export function sampler(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -1,0 +1,69 @@
+// Prints the benchmark's figures as a table, each target marked met or not met.
+import type { Distribution } from './measure.js';
+
+export interface Report {
+  machine: { cores: number; memoryGiB: number; postgres: string; settings: { name: string; setting: string; unit: string | null }[] };
+  scale: { tenants: number; weeks: number; repeat: number; quick: boolean; baselineSample: number; readSample: number; readWeeks: number };
+  generationMs: number | null;
+  fullFill: { ms: number; runsMs: number[]; rowsWritten: number; usPerTenant: number };
+  floor: { ms: number; runsMs: number[]; ratio: number };
+  unchanged: { ms: number; rowsWritten: number; ratio: number };
+  onePercent: { ms: number; changedTenants: number; rowsWritten: number; ratio: number };
+  perTenant: {
+    sample: number;
+    clientLoopUsPerTenant: number;
+    singleFillUsPerTenant: number;
+    setBasedUsPerTenant: number;
+    clientLoopRatio: number;
+    singleFillRatio: number;
+    originalDesignSpeedup: number;
+  };
+  backfill: { ms: number; rowsWritten: number; floorMs: number; ratio: number };
+  reads: { history: Distribution; csv: Distribution; ownerNoRls: Distribution; rlsRatioP50: number };
+}
+
+const ms = (value: number) => (value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${value.toFixed(value < 10 ? 3 : 1)} ms`);
+const x = (value: number) => `${value.toFixed(2)}×`;
+const target = (met: boolean, text: string) => `${met ? 'met' : 'NOT MET'} (${text})`;
+
+export function printReport(r: Report): void {
+  const rows: [string, string, string][] = [
+    ['full fill, all tenants (cold)', `${ms(r.fullFill.ms)}, ${r.fullFill.rowsWritten} rows, ${r.fullFill.usPerTenant.toFixed(1)} µs/tenant`, ''],
+    ['floor: bare INSERT … SELECT of the same rows', ms(r.floor.ms), ''],
+    ['  full fill / floor', x(r.floor.ratio), target(r.floor.ratio <= 1.5, '≤ 1.5×')],
+    ['re-run, nothing changed', `${ms(r.unchanged.ms)}, ${r.unchanged.rowsWritten} rows written`, target(r.unchanged.rowsWritten === 0, '0 rows')],
+    ['  / full fill', x(r.unchanged.ratio), ''],
+    [
+      `re-run, ${r.onePercent.changedTenants} tenants (1 %) with a new week`,
+      `${ms(r.onePercent.ms)}, ${r.onePercent.rowsWritten} rows written`,
+      target(r.onePercent.rowsWritten === r.onePercent.changedTenants, `${r.onePercent.changedTenants} rows`),
+    ],
+    ['  / full fill', x(r.onePercent.ratio), ''],
+    [`per-tenant client loop (${r.perTenant.sample} tenants)`, `${r.perTenant.clientLoopUsPerTenant.toFixed(0)} µs/tenant`, `${x(r.perTenant.clientLoopRatio)} the set-based fill`],
+    [`single-tenant fill per tenant (${r.perTenant.sample})`, `${r.perTenant.singleFillUsPerTenant.toFixed(0)} µs/tenant`, `${x(r.perTenant.singleFillRatio)} the set-based fill`],
+    [
+      'set-based vs the original 100 ms/tenant',
+      `${r.perTenant.originalDesignSpeedup.toFixed(0)}× faster`,
+      target(r.perTenant.originalDesignSpeedup >= 1000, '≥ 1000×'),
+    ],
+    ['backfill, every week of every tenant', `${ms(r.backfill.ms)}, ${r.backfill.rowsWritten} rows`, ''],
+    ['  floor for the same rows', ms(r.backfill.floorMs), ''],
+    ['  backfill / floor', x(r.backfill.ratio), ''],
+    [
+      `history via the API path (${r.reads.history.samples} tenants, RLS)`,
+      `p50 ${ms(r.reads.history.p50)}  p95 ${ms(r.reads.history.p95)}  p99 ${ms(r.reads.history.p99)}`,
+      target(r.reads.history.p99 <= 2, 'p99 ≤ 2 ms'),
+    ],
+    ['same query as owner, no RLS', `p50 ${ms(r.reads.ownerNoRls.p50)}  p95 ${ms(r.reads.ownerNoRls.p95)}  p99 ${ms(r.reads.ownerNoRls.p99)}`, ''],
+    ['  RLS / no RLS (p50)', x(r.reads.rlsRatioP50), target(r.reads.rlsRatioP50 <= 1.2, '≤ 1.2×')],
+    ['CSV export via the API path', `p50 ${ms(r.reads.csv.p50)}  p95 ${ms(r.reads.csv.p95)}  p99 ${ms(r.reads.csv.p99)}`, ''],
+  ];
+  const width = Math.max(...rows.map(([label]) => label.length));
+  const valueWidth = Math.max(...rows.map(([, value]) => value.length));
+  console.log(`\nkpi-history benchmark — ${r.scale.tenants} tenants × ${r.scale.weeks} weeks${r.scale.quick ? ' (quick)' : ''}`);
+  console.log(`machine: ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB; ${r.machine.postgres.split(' on ')[0]}`);
+  console.log(`settings: ${r.machine.settings.map((s) => `${s.name}=${s.setting}${s.unit ?? ''}`).join(', ')}`);
+  if (r.generationMs !== null) console.log(`data generation (not compared): ${ms(r.generationMs)}`);
+  console.log(`medians of ${r.scale.repeat} run(s) for the full fill and its floor; read times are the main query's round trip on loopback\n`);
+  for (const [label, value, verdict] of rows) console.log(`${label.padEnd(width)}  ${value.padEnd(valueWidth)}  ${verdict}`);
+}

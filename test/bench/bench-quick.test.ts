@@ -1,0 +1,47 @@
+// `npm run bench -- --quick` keeps working: it runs end to end on a small data set in a database
+// of its own on the test server. Its timings are not asserted (speed is judged by the full
+// benchmark's ratios, never by a test); the row counts it reports are facts and are.
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, inject, it } from 'vitest';
+import { connect } from '../helpers/database.js';
+import { databaseUrl, projectRoot } from '../helpers/dbmate.js';
+
+const info = inject('testDatabase');
+const name = `kpi_bench_quick_${randomBytes(4).toString('hex')}`;
+const dir = mkdtempSync(join(tmpdir(), 'kpi-bench-'));
+
+afterAll(async () => {
+  const admin = connect(info.serverUrl, { max: 1 });
+  await admin.unsafe(`drop database if exists "${name}" with (force)`);
+  await admin.end();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+it('npm run bench -- --quick runs every measurement and writes its JSON', () => {
+  const json = join(dir, 'bench.json');
+  const result = spawnSync(`${projectRoot}node_modules/.bin/tsx`, ['scripts/bench/index.ts', '--quick', '--json', json], {
+    cwd: projectRoot,
+    encoding: 'utf8',
+    env: { ...process.env, BENCH_DATABASE_URL: databaseUrl(info.serverUrl, name) },
+  });
+  expect(result.status, result.stderr).toBe(0);
+  expect(result.stdout).toContain('full fill / floor');
+  const report = JSON.parse(readFileSync(json, 'utf8'));
+  expect(Object.keys(report).sort()).toEqual(
+    ['backfill', 'floor', 'fullFill', 'generationMs', 'machine', 'onePercent', 'perTenant', 'reads', 'scale', 'unchanged'].sort(),
+  );
+  expect(report.scale).toMatchObject({ tenants: 2000, weeks: 8, quick: true });
+  expect(report.fullFill.rowsWritten).toBe(1960); // every tenant but the 2 % without reports
+  expect(report.unchanged.rowsWritten).toBe(0);
+  expect(report.onePercent.changedTenants).toBeGreaterThan(0);
+  expect(report.onePercent.rowsWritten).toBe(report.onePercent.changedTenants);
+  expect(report.backfill.rowsWritten).toBe(1960 * 8 + report.onePercent.changedTenants);
+  expect(report.reads.history.samples).toBe(100);
+  for (const figure of [report.fullFill.ms, report.floor.ms, report.reads.history.p99, report.perTenant.clientLoopUsPerTenant]) {
+    expect(Number.isFinite(figure) && figure > 0).toBe(true);
+  }
+}, 300_000);
