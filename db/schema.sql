@@ -632,6 +632,7 @@ CREATE FUNCTION kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to date, 
     SET search_path TO ''
     SET plan_cache_mode TO 'force_custom_plan'
     SET enable_memoize TO 'off'
+    SET jit TO 'off'
     AS $$
 declare
   stats jsonb;
@@ -691,12 +692,19 @@ begin
     select c.tenant_id, c.as_of, c.aiv_pct, c.ati_pct, c.crs_pct, c.elasticity_usd_per_point,
            c.vli_integrity_pct, c.vli_is_fallback, c.hrp_pct
     from computed c
-    where not exists (
-      select from kpi.kpi_history o
+    -- The row already there, by an index probe (a lateral LIMIT 1 keeps the planner from hashing
+    -- the whole history instead, which it prefers once the table is large).
+    left join lateral (
+      select o.aiv_pct, o.ati_pct, o.crs_pct, o.elasticity_usd_per_point, o.vli_integrity_pct, o.vli_is_fallback, o.hrp_pct
+      from kpi.kpi_history o
       where o.tenant_id = c.tenant_id and o.as_of = c.as_of
-        and (o.aiv_pct, o.ati_pct, o.crs_pct, o.elasticity_usd_per_point, o.vli_integrity_pct, o.vli_is_fallback, o.hrp_pct)
-            is not distinct from
-            (c.aiv_pct, c.ati_pct, c.crs_pct, c.elasticity_usd_per_point, c.vli_integrity_pct, c.vli_is_fallback, c.hrp_pct))
+      limit 1
+    ) existing on true
+    where existing is null
+       or (existing.aiv_pct, existing.ati_pct, existing.crs_pct, existing.elasticity_usd_per_point,
+           existing.vli_integrity_pct, existing.vli_is_fallback, existing.hrp_pct)
+          is distinct from
+          (c.aiv_pct, c.ati_pct, c.crs_pct, c.elasticity_usd_per_point, c.vli_integrity_pct, c.vli_is_fallback, c.hrp_pct)
     -- One order for every writer, so concurrent runs lock shared rows in the same order.
     order by c.tenant_id, c.as_of
     on conflict (tenant_id, as_of) do update set

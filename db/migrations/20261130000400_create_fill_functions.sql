@@ -36,12 +36,14 @@ return coalesce(jsonb_typeof(hrp), 'null') <> 'null' and kpi.hrp_pct(hrp) is nul
 --
 -- Custom plans: the NULL tenant and the p_latest_only branch fold away, so one tenant is an
 -- index probe and all tenants one pass. Memoize is off: no probe repeats, so its cache only costs.
+-- JIT is off: the work is index probes, and compiling the big plan cost more than it saved.
 create function kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to date, p_latest_only boolean)
 returns jsonb
 language plpgsql volatile
 set search_path = ''
 set plan_cache_mode = force_custom_plan
 set enable_memoize = off
+set jit = off
 as $$
 declare
   stats jsonb;
@@ -101,12 +103,19 @@ begin
     select c.tenant_id, c.as_of, c.aiv_pct, c.ati_pct, c.crs_pct, c.elasticity_usd_per_point,
            c.vli_integrity_pct, c.vli_is_fallback, c.hrp_pct
     from computed c
-    where not exists (
-      select from kpi.kpi_history o
+    -- The row already there, by an index probe (a lateral LIMIT 1 keeps the planner from hashing
+    -- the whole history instead, which it prefers once the table is large).
+    left join lateral (
+      select o.aiv_pct, o.ati_pct, o.crs_pct, o.elasticity_usd_per_point, o.vli_integrity_pct, o.vli_is_fallback, o.hrp_pct
+      from kpi.kpi_history o
       where o.tenant_id = c.tenant_id and o.as_of = c.as_of
-        and (o.aiv_pct, o.ati_pct, o.crs_pct, o.elasticity_usd_per_point, o.vli_integrity_pct, o.vli_is_fallback, o.hrp_pct)
-            is not distinct from
-            (c.aiv_pct, c.ati_pct, c.crs_pct, c.elasticity_usd_per_point, c.vli_integrity_pct, c.vli_is_fallback, c.hrp_pct))
+      limit 1
+    ) existing on true
+    where existing is null
+       or (existing.aiv_pct, existing.ati_pct, existing.crs_pct, existing.elasticity_usd_per_point,
+           existing.vli_integrity_pct, existing.vli_is_fallback, existing.hrp_pct)
+          is distinct from
+          (c.aiv_pct, c.ati_pct, c.crs_pct, c.elasticity_usd_per_point, c.vli_integrity_pct, c.vli_is_fallback, c.hrp_pct)
     -- One order for every writer, so concurrent runs lock shared rows in the same order.
     order by c.tenant_id, c.as_of
     on conflict (tenant_id, as_of) do update set
