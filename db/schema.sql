@@ -90,7 +90,6 @@ COMMENT ON DOMAIN api."text/csv" IS 'Media type text/csv: functions returning it
 
 CREATE FUNCTION api.kpi_history_cron(json) RETURNS json
     LANGUAGE plpgsql
-    SET search_path TO ''
     AS $_$
 declare
   failed_sqlstate text;
@@ -124,7 +123,6 @@ Example: POST /rpc/kpi_history_cron with header x-cron-secret: $CRON_SECRET and 
 
 CREATE FUNCTION api.kpi_history_csv("limit" integer DEFAULT 52, "from" date DEFAULT NULL::date, "to" date DEFAULT NULL::date) RETURNS api."text/csv"
     LANGUAGE plpgsql STABLE
-    SET search_path TO ''
     AS $$
 declare
   tenant_slug text;
@@ -178,7 +176,6 @@ Example: GET /rpc/kpi_history_csv?limit=12&from=2024-01-01 with Accept: text/csv
 
 CREATE FUNCTION api.kpi_history_health() RETURNS json
     LANGUAGE sql STABLE
-    SET search_path TO ''
     AS $$
   select kpi_api.health()
 $$;
@@ -228,10 +225,10 @@ COMMENT ON FUNCTION kpi.add_cron_secret(secret text) IS 'Adds an active cron sec
 
 
 --
--- Name: assert_tenant_exists(uuid); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: assert_tenant_can_fill(uuid); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.assert_tenant_exists(p_tenant_id uuid) RETURNS void
+CREATE FUNCTION kpi.assert_tenant_can_fill(p_tenant_id uuid) RETURNS void
     LANGUAGE plpgsql STABLE
     SET search_path TO ''
     AS $$
@@ -241,6 +238,10 @@ begin
   end if;
   if not exists (select from kpi.tenants where id = p_tenant_id) then
     perform kpi.raise_error('UNKNOWN_TENANT', format('no tenant has id %s', p_tenant_id));
+  end if;
+  if not exists (select from kpi.avi_reports r where r.tenant_id = p_tenant_id) then
+    perform kpi.raise_error('NO_AVI', format('tenant %s has no AVI report', p_tenant_id),
+                            'Insert a row into kpi.avi_reports for this tenant first.');
   end if;
 end
 $$;
@@ -268,10 +269,7 @@ begin
     return kpi.execute_all_tenant_run(kpi.start_kpi_run('backfill', null, "from", "to"), "from", "to", false);
   end if;
 
-  perform kpi.assert_tenant_exists(tenant_id);
-  if not exists (select from kpi.avi_reports r where r.tenant_id = backfill_kpi_history.tenant_id) then
-    perform kpi.raise_error('NO_AVI', format('tenant %s has no AVI report', tenant_id));
-  end if;
+  perform kpi.assert_tenant_can_fill(tenant_id);
   run_id := kpi.start_kpi_run('backfill', tenant_id, "from", "to");
   result := kpi.write_kpi_history(tenant_id, "from", "to", false) - 'as_of' - 'no_avi'
             || jsonb_build_object('total', 1, 'errors', '[]'::jsonb, 'status', 'ok', 'run_id', run_id);
@@ -423,11 +421,7 @@ declare
   run_id bigint;
   result jsonb;
 begin
-  perform kpi.assert_tenant_exists(tenant_id);
-  if not exists (select from kpi.avi_reports r where r.tenant_id = fill_kpi_history.tenant_id) then
-    perform kpi.raise_error('NO_AVI', format('tenant %s has no AVI report', tenant_id),
-                            'Insert a row into kpi.avi_reports for this tenant first.');
-  end if;
+  perform kpi.assert_tenant_can_fill(tenant_id);
   run_id := kpi.start_kpi_run('fill', tenant_id, null, null);
   result := kpi.write_kpi_history(tenant_id, null, null, true);
   perform kpi.finish_kpi_run(run_id, 'ok', result || '{"total": 1, "errors": []}');

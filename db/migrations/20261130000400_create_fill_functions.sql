@@ -273,8 +273,8 @@ as $$
     'run_id', kpi.start_kpi_run(p_kind, null, p_from, p_to, 'skipped'))
 $$;
 
--- Checks a tenant id given to a single-tenant function.
-create function kpi.assert_tenant_exists(p_tenant_id uuid) returns void
+-- Checks a tenant id given to a single-tenant function: given, a tenant, with an AVI report.
+create function kpi.assert_tenant_can_fill(p_tenant_id uuid) returns void
 language plpgsql stable
 set search_path = ''
 as $$
@@ -284,6 +284,10 @@ begin
   end if;
   if not exists (select from kpi.tenants where id = p_tenant_id) then
     perform kpi.raise_error('UNKNOWN_TENANT', format('no tenant has id %s', p_tenant_id));
+  end if;
+  if not exists (select from kpi.avi_reports r where r.tenant_id = p_tenant_id) then
+    perform kpi.raise_error('NO_AVI', format('tenant %s has no AVI report', p_tenant_id),
+                            'Insert a row into kpi.avi_reports for this tenant first.');
   end if;
 end
 $$;
@@ -300,11 +304,7 @@ declare
   run_id bigint;
   result jsonb;
 begin
-  perform kpi.assert_tenant_exists(tenant_id);
-  if not exists (select from kpi.avi_reports r where r.tenant_id = fill_kpi_history.tenant_id) then
-    perform kpi.raise_error('NO_AVI', format('tenant %s has no AVI report', tenant_id),
-                            'Insert a row into kpi.avi_reports for this tenant first.');
-  end if;
+  perform kpi.assert_tenant_can_fill(tenant_id);
   run_id := kpi.start_kpi_run('fill', tenant_id, null, null);
   result := kpi.write_kpi_history(tenant_id, null, null, true);
   perform kpi.finish_kpi_run(run_id, 'ok', result || '{"total": 1, "errors": []}');
@@ -352,10 +352,7 @@ begin
     return kpi.execute_all_tenant_run(kpi.start_kpi_run('backfill', null, "from", "to"), "from", "to", false);
   end if;
 
-  perform kpi.assert_tenant_exists(tenant_id);
-  if not exists (select from kpi.avi_reports r where r.tenant_id = backfill_kpi_history.tenant_id) then
-    perform kpi.raise_error('NO_AVI', format('tenant %s has no AVI report', tenant_id));
-  end if;
+  perform kpi.assert_tenant_can_fill(tenant_id);
   run_id := kpi.start_kpi_run('backfill', tenant_id, "from", "to");
   result := kpi.write_kpi_history(tenant_id, "from", "to", false) - 'as_of' - 'no_avi'
             || jsonb_build_object('total', 1, 'errors', '[]'::jsonb, 'status', 'ok', 'run_id', run_id);
@@ -397,7 +394,7 @@ drop procedure kpi.run_scheduled_kpi_fill();
 drop function kpi.backfill_kpi_history(uuid, date, date);
 drop function kpi.fill_all_kpi_history();
 drop function kpi.fill_kpi_history(uuid);
-drop function kpi.assert_tenant_exists(uuid);
+drop function kpi.assert_tenant_can_fill(uuid);
 drop function kpi.skipped_run(text, date, date);
 drop function kpi.execute_all_tenant_run(bigint, date, date, boolean);
 drop function kpi.unlock_all_tenants();
