@@ -9,6 +9,7 @@ import { ACME, GLOBEX } from '../fixtures/tenants.js';
 
 const cron = cronDatabase();
 const SCHEDULE_MIGRATION = `${projectRoot}db/migrations/20261130000500_schedule_daily_fill.sql`;
+if (!cron.url) console.warn(`[kpi-history tests] pg_cron suite not run: ${cron.reason}`);
 
 describe.skipIf(!cron.url)(`pg_cron${cron.url ? '' : ` — not run: ${cron.reason}`}`, () => {
   let sql: Sql;
