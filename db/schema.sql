@@ -296,16 +296,23 @@ CREATE FUNCTION kpi.clean_up_run_history() RETURNS jsonb
     AS $$
 declare
   runs_deleted bigint;
+  denials_deleted bigint := 0;
   job_details_deleted bigint := 0;
 begin
   delete from kpi.kpi_runs where started_at < now() - interval '90 days';
   get diagnostics runs_deleted = row_count;
+  -- The audit of refused API calls (a later migration) is kept as long as the run log.
+  if to_regclass('kpi.api_denials') is not null then
+    execute 'delete from kpi.api_denials where denied_at < now() - interval ''90 days''';
+    get diagnostics denials_deleted = row_count;
+  end if;
   -- cron.job_run_details exists only in the pg_cron database.
   if to_regclass('cron.job_run_details') is not null then
     execute 'delete from cron.job_run_details where start_time < now() - interval ''7 days''';
     get diagnostics job_details_deleted = row_count;
   end if;
-  return jsonb_build_object('kpi_runs_deleted', runs_deleted, 'cron_job_run_details_deleted', job_details_deleted);
+  return jsonb_build_object('kpi_runs_deleted', runs_deleted, 'api_denials_deleted', denials_deleted,
+                            'cron_job_run_details_deleted', job_details_deleted);
 end
 $$;
 
@@ -314,7 +321,7 @@ $$;
 -- Name: FUNCTION clean_up_run_history(); Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON FUNCTION kpi.clean_up_run_history() IS 'Deletes kpi_runs rows older than 90 days and cron.job_run_details rows older than 7 days. Run daily by pg_cron.';
+COMMENT ON FUNCTION kpi.clean_up_run_history() IS 'Deletes kpi_runs and api_denials rows older than 90 days and cron.job_run_details rows older than 7 days. Run daily by pg_cron.';
 
 
 --

@@ -60,7 +60,11 @@ describe.skipIf(!cron.url)(`pg_cron${cron.url ? '' : ` — not run: ${cron.reaso
     expect((await jobs()).map((j) => j.jobname)).toEqual(['kpi-history', 'kpi-history-cleanup']);
   });
 
-  it('the cleanup keeps 90 days of run log and 7 days of pg_cron run details', async () => {
+  it('the cleanup keeps 90 days of run log and denial audit, and 7 days of pg_cron run details', async () => {
+    await sql`
+      insert into kpi.api_denials (endpoint, reason, denied_at) values
+        ('/rpc/kpi_history_cron', 'old', now() - interval '91 days'),
+        ('/rpc/kpi_history_cron', 'recent', now() - interval '1 day')`;
     await sql`
       insert into kpi.kpi_runs (kind, trigger, status, started_at, finished_at) values
         ('fill_all', 'sql', 'ok', now() - interval '91 days', now() - interval '91 days'),
@@ -70,7 +74,8 @@ describe.skipIf(!cron.url)(`pg_cron${cron.url ? '' : ` — not run: ${cron.reaso
         (999, 900001, 'old', 'succeeded', now() - interval '8 days', now() - interval '8 days'),
         (999, 900002, 'recent', 'succeeded', now() - interval '6 days', now() - interval '6 days')`;
     const [{ result }] = await sql<[{ result: Record<string, number> }]>`select kpi.clean_up_run_history() as result`;
-    expect(result).toEqual({ kpi_runs_deleted: 1, cron_job_run_details_deleted: 1 });
+    expect(result).toEqual({ kpi_runs_deleted: 1, api_denials_deleted: 1, cron_job_run_details_deleted: 1 });
+    expect(await sql`select reason from kpi.api_denials`).toEqual([{ reason: 'recent' }]);
     const runs = await sql`select 1 from kpi.kpi_runs where started_at < now() - interval '88 days'`;
     expect(runs).toHaveLength(1);
     expect(await sql`select command from cron.job_run_details where jobid = 999`).toEqual([{ command: 'recent' }]);
