@@ -152,6 +152,9 @@ create policy "A tenant is visible to its own members while active"
   on kpi.tenants for select to authenticated
   using (id = (select kpi_api.current_tenant_id()));
 
+-- What the API roles may see changed: PostgREST reloads its schema cache on this notification.
+notify pgrst, 'reload schema';
+
 -- migrate:down
 drop policy "A tenant is visible to its own members while active" on kpi.tenants;
 drop policy "KPI history is visible to members of the active tenant" on kpi.kpi_history;
@@ -171,3 +174,4 @@ begin
 end
 $$;
 drop schema kpi_api cascade;
+notify pgrst, 'reload schema';
