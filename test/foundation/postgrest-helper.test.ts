@@ -2,7 +2,7 @@
 // built on it proves nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase, type Sql } from '../helpers/database.js';
-import { connectAsAuthenticator, httpStatusFor, postgrestRequest, rpc } from '../helpers/postgrest.js';
+import { connectAsAuthenticator, httpStatusFor, rpc } from '../helpers/postgrest.js';
 
 const db = useTestDatabase();
 let authenticator: Sql;
