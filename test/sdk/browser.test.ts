@@ -3,8 +3,9 @@
 import { format } from 'node:util';
 import createDebug from 'debug';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createKpiCronClient, createKpiHistoryClient, KpiHistoryError } from '../../sdk/src/index.js';
+import { createKpiCronClient, createKpiHistoryClient } from '../../sdk/src/index.js';
 import { json, postgrestError, recordingFetch } from './recording-fetch.js';
+import { failure } from './kpi-error.js';
 import { ACME, GLOBEX } from '../fixtures/tenants.js';
 
 const URL_BASE = 'https://api.example.test/';
@@ -21,15 +22,6 @@ const ROW = {
   hrp_pct: null,
   updated_at: '2024-02-01T06:30:00+00:00',
 };
-
-async function failure(promise: Promise<unknown>): Promise<KpiHistoryError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(KpiHistoryError);
-  return error as KpiHistoryError;
-}
 
 describe('createKpiHistoryClient', () => {
   it('history(): GET /kpi_history with order and limit, bearer token and x-tenant', async () => {

@@ -4,7 +4,6 @@ import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest'
 import { useTestDatabase } from '../helpers/database.js';
 import {
   createKpiHistoryServer,
-  KpiHistoryError,
   toKpiHistoryError,
   type FillAllResult,
   type FillResult,
@@ -14,6 +13,7 @@ import {
 import { insertTwoTenantsWithHistory } from '../fixtures/api.js';
 import { insertTenant } from '../fixtures/sources.js';
 import { ACME, GLOBEX, INITECH, UNKNOWN } from '../fixtures/tenants.js';
+import { failure } from './kpi-error.js';
 
 const db = useTestDatabase();
 let server: KpiHistoryServer;
@@ -24,16 +24,6 @@ beforeAll(async () => {
   server = createKpiHistoryServer({ sql: db.sql });
 });
 afterAll(() => server.end()); // leaves the test's own connection open: it was passed in
-
-async function failure(promise: Promise<unknown>): Promise<KpiHistoryError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(KpiHistoryError);
-    return error as KpiHistoryError;
-  }
-  throw new Error('expected a KpiHistoryError');
-}
 
 describe('fillKpiHistory', () => {
   it('returns { ok: true, as_of } and the rest of FillResult', async () => {
