@@ -118,56 +118,72 @@ Example: POST /rpc/kpi_history_cron with header x-cron-secret: $CRON_SECRET and 
 
 
 --
--- Name: kpi_history_csv(integer, date, date); Type: FUNCTION; Schema: api; Owner: -
+-- Name: kpi_history_csv(text, text, text); Type: FUNCTION; Schema: api; Owner: -
 --
 
-CREATE FUNCTION api.kpi_history_csv("limit" integer DEFAULT 52, "from" date DEFAULT NULL::date, "to" date DEFAULT NULL::date) RETURNS api."text/csv"
+CREATE FUNCTION api.kpi_history_csv(weeks text DEFAULT NULL::text, "from" text DEFAULT NULL::text, "to" text DEFAULT NULL::text) RETURNS api."text/csv"
     LANGUAGE plpgsql STABLE
     AS $$
 declare
+  week_count integer;
+  from_date date;
+  to_date date;
   tenant_slug text;
   header text;
   body text;
+  failed_sqlstate text;
+  failed_message text;
+  failed_detail text;
 begin
-  if "limit" is null or "limit" < 1 or "limit" > 1000 then
-    perform kpi_api.raise_http_error('INVALID_INPUT', 'limit must be between 1 and 1000');
-  end if;
-  if "from" > "to" then
+  week_count := coalesce(kpi_api.integer_argument('weeks', weeks, 1, 1000), 52);
+  from_date := kpi_api.date_argument('from', "from");
+  to_date := kpi_api.date_argument('to', "to");
+  if from_date > to_date then
     perform kpi_api.raise_http_error('INVALID_INPUT', '"from" is after "to"');
   end if;
-  -- Through row-level security, like the rows: the active tenant or an error.
+  -- Through row-level security, like the rows: the active tenant or an error. A token may grant
+  -- an id that is no tenant (deleted, or never created): no file is named after nobody.
   select t.slug into tenant_slug from kpi.tenants t where t.id = (select kpi_api.current_tenant_id());
+  if tenant_slug is null then
+    perform kpi_api.raise_http_error('UNKNOWN_TENANT', 'the active tenant does not exist');
+  end if;
 
   -- The header and the field order come from the export view, so the two cannot disagree.
   select string_agg(kpi_api.csv_field(a.attname), ',' order by a.attnum) || E'\r\n' into header
   from pg_catalog.pg_attribute a
   where a.attrelid = 'api.kpi_history_export'::regclass and a.attnum > 0 and not a.attisdropped;
 
-  -- The latest `limit` weeks in the range, oldest first.
+  -- The latest `weeks` weeks in the range, oldest first.
   select string_agg(line, '' order by as_of) into body
   from (
     select e.as_of,
            (select string_agg(kpi_api.csv_field(f.value), ',') from json_each_text(row_to_json(e)) f) || E'\r\n' as line
     from api.kpi_history_export e
-    where ("from" is null or e.as_of >= "from") and ("to" is null or e.as_of <= "to")
+    where (from_date is null or e.as_of >= from_date) and (to_date is null or e.as_of <= to_date)
     order by e.as_of desc
-    limit "limit"
+    limit week_count
   ) latest;
 
   perform set_config('response.headers', json_build_array(json_build_object(
     'Content-Disposition',
     format('attachment; filename="kpi-history-%s-%s.csv"', tenant_slug, to_char(now() at time zone 'UTC', 'YYYY-MM-DD'))))::text, true);
   return header || coalesce(body, '');
+exception when others then
+  get stacked diagnostics failed_sqlstate = returned_sqlstate, failed_message = message_text,
+                          failed_detail = pg_exception_detail;
+  perform kpi_api.raise_caught_error(failed_sqlstate, failed_message, failed_detail);
+  return null;
 end
 $$;
 
 
 --
--- Name: FUNCTION kpi_history_csv("limit" integer, "from" date, "to" date); Type: COMMENT; Schema: api; Owner: -
+-- Name: FUNCTION kpi_history_csv(weeks text, "from" text, "to" text); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.kpi_history_csv("limit" integer, "from" date, "to" date) IS 'CSV (RFC 4180: header row, CRLF, quoted where needed) of the active tenant''s latest `limit` weeks (1..1000, default 52) with as_of in [from, to], oldest first. Columns: those of api.kpi_history_export. Sets Content-Disposition: attachment; filename="kpi-history-<tenant>-<date>.csv".
-Example: GET /rpc/kpi_history_csv?limit=12&from=2024-01-01 with Accept: text/csv';
+COMMENT ON FUNCTION api.kpi_history_csv(weeks text, "from" text, "to" text) IS 'CSV (RFC 4180: header row, CRLF, quoted where needed) of the active tenant''s latest `weeks` weeks (1..1000, default 52) with as_of in [from, to] (YYYY-MM-DD), oldest first. Columns: those of api.kpi_history_export. Sets Content-Disposition: attachment; filename="kpi-history-<tenant>-<date>.csv".
+Errors: INVALID_INPUT 400 (weeks, from, to), FORBIDDEN 403, TENANT_REQUIRED 400, UNKNOWN_TENANT 404.
+Example: GET /rpc/kpi_history_csv?weeks=12&from=2024-01-01 with Accept: text/csv';
 
 
 --
@@ -175,9 +191,20 @@ Example: GET /rpc/kpi_history_csv?limit=12&from=2024-01-01 with Accept: text/csv
 --
 
 CREATE FUNCTION api.kpi_history_health() RETURNS json
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     AS $$
-  select kpi_api.health()
+declare
+  failed_sqlstate text;
+  failed_message text;
+  failed_detail text;
+begin
+  return kpi_api.health();
+exception when others then
+  get stacked diagnostics failed_sqlstate = returned_sqlstate, failed_message = message_text,
+                          failed_detail = pg_exception_detail;
+  perform kpi_api.raise_caught_error(failed_sqlstate, failed_message, failed_detail);
+  return null;
+end
 $$;
 
 
@@ -815,6 +842,29 @@ $_$;
 
 
 --
+-- Name: date_argument(text, text); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.date_argument(name text, value text) RETURNS date
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $_$
+begin
+  if value is null then
+    return null;
+  end if;
+  if value !~ '^\s*\d{4}-\d{2}-\d{2}\s*$' then
+    perform kpi_api.raise_http_error('INVALID_INPUT', format('%s must be a date (YYYY-MM-DD), got %s', name, left(value, 40)));
+  end if;
+  return value::date;
+exception when datetime_field_overflow or invalid_datetime_format then
+  perform kpi_api.raise_http_error('INVALID_INPUT', format('%s is not a calendar date: %s', name, value));
+  return null;
+end
+$_$;
+
+
+--
 -- Name: deny(text, text); Type: FUNCTION; Schema: kpi_api; Owner: -
 --
 
@@ -875,6 +925,28 @@ begin
                   'started_at', last_run.started_at, 'finished_at', last_run.finished_at) end,
     'last_success_at', last_success,
     'schedule', schedule);
+end
+$_$;
+
+
+--
+-- Name: integer_argument(text, text, integer, integer); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.integer_argument(name text, value text, minimum integer, maximum integer) RETURNS integer
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $_$
+begin
+  if value is null then
+    return null;
+  end if;
+  -- At most 9 digits, so the cast cannot overflow: anything longer is out of range anyway.
+  if value !~ '^\s*[+-]?\d{1,9}\s*$' or value::integer not between minimum and maximum then
+    perform kpi_api.raise_http_error('INVALID_INPUT', format('%s must be a whole number from %s to %s, got %s',
+                                                             name, minimum, maximum, left(value, 40)));
+  end if;
+  return value::integer;
 end
 $_$;
 
@@ -1001,6 +1073,48 @@ SET default_tablespace = '';
 SET default_table_access_method = heap;
 
 --
+-- Name: tenants; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.tenants (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    slug text NOT NULL,
+    name text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT tenants_name_not_blank CHECK ((btrim(name) <> ''::text)),
+    CONSTRAINT tenants_slug_format CHECK ((slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'::text))
+);
+
+ALTER TABLE ONLY kpi.tenants FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE tenants; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.tenants IS 'Customers of the SaaS. The slug is URL- and filename-safe (used in CSV file names).';
+
+
+--
+-- Name: active_tenant; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.active_tenant WITH (security_invoker='true') AS
+ SELECT t.id,
+    t.slug,
+    t.name
+   FROM kpi.tenants t;
+
+
+--
+-- Name: VIEW active_tenant; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.active_tenant IS 'The tenant this request acts for (the x-tenant header, or the only tenant of the token): one row, or none when the token grants an id that is no tenant. Needs a JWT with role "authenticated" and "tenant_ids".
+Example: GET /active_tenant?select=slug,name';
+
+
+--
 -- Name: kpi_history; Type: TABLE; Schema: kpi; Owner: -
 --
 
@@ -1100,29 +1214,6 @@ COMMENT ON COLUMN api.kpi_history.vli_is_fallback IS 'True when no VLI audit pre
 --
 
 COMMENT ON COLUMN api.kpi_history.hrp_pct IS 'Hallucination-risk probability in percent; NULL when the clarity report had none or an invalid one.';
-
-
---
--- Name: tenants; Type: TABLE; Schema: kpi; Owner: -
---
-
-CREATE TABLE kpi.tenants (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    slug text NOT NULL,
-    name text NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT tenants_name_not_blank CHECK ((btrim(name) <> ''::text)),
-    CONSTRAINT tenants_slug_format CHECK ((slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'::text))
-);
-
-ALTER TABLE ONLY kpi.tenants FORCE ROW LEVEL SECURITY;
-
-
---
--- Name: TABLE tenants; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON TABLE kpi.tenants IS 'Customers of the SaaS. The slug is URL- and filename-safe (used in CSV file names).';
 
 
 --
@@ -1785,4 +1876,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261130000500'),
     ('20261130000600'),
     ('20261130000700'),
-    ('20261130000800');
+    ('20261130000800'),
+    ('20261201000100');

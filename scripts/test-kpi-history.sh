@@ -64,9 +64,12 @@ if [ -n "${BASE_URL:-}" ]; then
   check "cron RPC with the secret: 200 and a result" bash -c "[ $status = 200 ] && grep -q '\"ok\"' '$work/cron'"
   status=$(http "$work/history" -H @"$work/user.h" "$BASE_URL/kpi_history?order=as_of.desc&limit=52")
   check "history: 200 and a JSON array" bash -c "[ $status = 200 ] && head -c 1 '$work/history' | grep -q '\['"
-  status=$(http "$work/export.csv" -H @"$work/user.h" -H 'Accept: text/csv' "$BASE_URL/rpc/kpi_history_csv?limit=52")
-  check "CSV: 200, text/csv, attachment" bash -c "[ $status = 200 ] && grep -qi '^content-type: text/csv' '$work/export.csv.headers' && grep -qi '^content-disposition: attachment' '$work/export.csv.headers'"
+  status=$(http "$work/export.csv" -H @"$work/user.h" -H 'Accept: text/csv' "$BASE_URL/rpc/kpi_history_csv?weeks=2")
+  check "CSV: 200, text/csv, attachment" bash -c "[ $status = 200 ] && grep -qi '^content-type: text/csv' '$work/export.csv.headers' && grep -qi '^content-disposition: attachment; filename=\"kpi-history-[a-z0-9]' '$work/export.csv.headers'"
   check "CSV: header row" first_line_is "$work/export.csv" "$CSV_HEADER"
+  check "CSV: weeks=2 gives at most two weeks" bash -c "[ \$(wc -l <'$work/export.csv') -le 3 ] && [ \$(wc -l <'$work/export.csv') -ge 2 ]"
+  status=$(http "$work/bad-weeks" -H @"$work/user.h" -H 'Accept: text/csv' "$BASE_URL/rpc/kpi_history_csv?weeks=0")
+  check "CSV: weeks=0 is INVALID_INPUT 400" bash -c "[ $status = 400 ] && grep -q INVALID_INPUT '$work/bad-weeks'"
 
 # ---------------------------------------------------------------------------------------------
 else
@@ -113,9 +116,9 @@ SQL
     'select coalesce(json_agg(h), $$[]$$) from (select * from api.kpi_history order by as_of desc limit 52) h;' >"$work/history"
   check "history: a JSON array of the tenant's weeks" bash -c "head -c 2 '$work/history' | grep -q '\[{' && tail -n 1 '$work/history' | grep -qx 200"
   request authenticated GET /rpc/kpi_history_csv "$user" "{\"accept\":\"text/csv\"}" \
-    "select api.kpi_history_csv(52); select current_setting('response.headers', true);" >"$work/export.csv"
+    "select api.kpi_history_csv(weeks => '52'); select current_setting('response.headers', true);" >"$work/export.csv"
   check "CSV: header row" first_line_is "$work/export.csv" "$CSV_HEADER"
-  check "CSV: attachment with the tenant's file name" contains "$work/export.csv" 'attachment; filename=\\"kpi-history-'
+  check "CSV: attachment with the tenant's file name" contains "$work/export.csv" 'attachment; filename=\\"kpi-history-[a-z0-9]'
 fi
 
 if [ "$failures" -gt 0 ]; then

@@ -3,7 +3,7 @@
 //
 //   npm run --silent token -- <tenant-uuid> [<tenant-uuid> …] [--sub NAME] [--ttl SECONDS]
 //   curl -H "Authorization: Bearer $(npm run --silent token -- <uuid>)" localhost:3000/kpi_history
-import { createHmac } from 'node:crypto';
+import { SignJWT } from 'jose';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 
@@ -16,26 +16,44 @@ export interface TokenOptions {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const base64url = (data: string | Buffer) => Buffer.from(data).toString('base64url');
 
-/** A PostgREST JWT for the "authenticated" role and the given tenants. */
-export function mintToken({ secret, tenantIds, sub = 'kpi-history-dev', ttlSeconds = 3600, now = new Date() }: TokenOptions): string {
+/**
+ * RFC 7519 §2 StringOrURI: any string, but one containing ":" MUST be a URI. PostgREST v16.2
+ * itself does not check it (jose-jwt hands it the claims as plain JSON), but v12 refused such a
+ * token with 401 and other JWT verifiers on the way (gateways, Supabase Auth) may: a development
+ * token should be one every verifier accepts.
+ */
+function isStringOrUri(value: string): boolean {
+  if (!value.includes(':')) return true;
+  // RFC 3986: a scheme (a letter, then letters, digits, + - .), ':', then only URI characters,
+  // with every % starting an escape of two hex digits.
+  return /^[A-Za-z][A-Za-z0-9+.-]*:(?:[A-Za-z0-9\-._~:/?#[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*$/.test(value);
+}
+
+/** A PostgREST JWT (HS256, signed with jose) for the "authenticated" role and the given tenants. */
+export async function mintToken({ secret, tenantIds, sub = 'kpi-history-dev', ttlSeconds = 3600, now = new Date() }: TokenOptions): Promise<string> {
   if (secret.length < 32) {
     throw new Error(`PGRST_JWT_SECRET must be at least 32 characters (it has ${secret.length}); PostgREST refuses shorter ones.`);
   }
   if (tenantIds.length === 0 || !tenantIds.every((id) => UUID.test(id))) {
     throw new Error('give one or more tenant ids (uuids), e.g. 00000000-0000-4000-a000-00000000ac01');
   }
+  if (sub === '' || !isStringOrUri(sub)) {
+    throw new Error(`--sub ${JSON.stringify(sub)} is not a JWT StringOrURI: a subject containing ":" must be a URI (e.g. "urn:kpi:user:42" or "user-42")`);
+  }
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
+    throw new Error(`--ttl must be a whole number of seconds above 0 (got ${ttlSeconds}); PostgREST refuses an expired token`);
+  }
   const iat = Math.floor(now.getTime() / 1000);
-  const header = base64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-  const payload = base64url(
-    JSON.stringify({ role: 'authenticated', sub, tenant_ids: tenantIds.map((id) => id.toLowerCase()), iat, exp: iat + ttlSeconds }),
-  );
-  const signature = createHmac('sha256', secret).update(`${header}.${payload}`).digest('base64url');
-  return `${header}.${payload}.${signature}`;
+  return new SignJWT({ role: 'authenticated', tenant_ids: tenantIds.map((id) => id.toLowerCase()) })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(sub)
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + ttlSeconds)
+    .sign(new TextEncoder().encode(secret));
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: { sub: { type: 'string' }, ttl: { type: 'string', default: '3600' } },
@@ -46,11 +64,11 @@ function main(): void {
     process.exit(1);
   }
   try {
-    console.log(mintToken({ secret, tenantIds: positionals, sub: values.sub, ttlSeconds: Number(values.ttl) }));
+    console.log(await mintToken({ secret, tenantIds: positionals, sub: values.sub, ttlSeconds: Number(values.ttl) }));
   } catch (error) {
     console.error(`token: ${(error as Error).message}`);
     process.exit(1);
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) main();
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await main();

@@ -213,7 +213,7 @@ async function main(): Promise<void> {
       });
     const historyQuery = (tx: postgres.TransactionSql) =>
       tx`select coalesce(json_agg(t), '[]') as body from (select * from api.kpi_history order by as_of desc limit 52) t`;
-    const csvQuery = (tx: postgres.TransactionSql) => tx`select api.kpi_history_csv(52) as body`;
+    const csvQuery = (tx: postgres.TransactionSql) => tx`select api.kpi_history_csv(weeks => '52') as body`;
     const ownerQuery = (tenantId: string) =>
       pool`select coalesce(json_agg(t), '[]') as body from (
              select as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, vli_is_fallback, hrp_pct, updated_at

@@ -7,6 +7,14 @@ export type Database = {
   api: {
     Tables: {};
     Views: {
+      active_tenant: {
+        Row: {
+          id: string;
+          slug: string;
+          name: string;
+        };
+        Relationships: [];
+      };
       kpi_history: {
         Row: {
           /** Monday of the AVI week this row describes. */
@@ -46,9 +54,9 @@ export type Database = {
         Args: { [key: string]: Json | undefined };
         Returns: Json;
       };
-      /** CSV (RFC 4180: header row, CRLF, quoted where needed) of the active tenant's latest `limit` weeks (1..1000, default 52) with as_of in [from, to], oldest first. Columns: those of api.kpi_history_export. Sets Content-Disposition: attachment; filename="kpi-history-<tenant>-<date>.csv". */
+      /** CSV (RFC 4180: header row, CRLF, quoted where needed) of the active tenant's latest `weeks` weeks (1..1000, default 52) with as_of in [from, to] (YYYY-MM-DD), oldest first. Columns: those of api.kpi_history_export. Sets Content-Disposition: attachment; filename="kpi-history-<tenant>-<date>.csv". */
       kpi_history_csv: {
-        Args: { limit?: number; from?: string; to?: string };
+        Args: { weeks?: string; from?: string; to?: string };
         Returns: string;
       };
       /** Health of the daily KPI fill; no token needed, nothing tenant-specific. {"status": "healthy" | "degraded", "timestamp", "reasons": [...], "last_run": {"status", "trigger", "started_at", "finished_at"}, "last_success_at", "schedule": {"job", "cron", "timezone", "active"}}. Degraded when the last run failed or never finished, or no run succeeded in the last 26 hours. */

@@ -85,7 +85,7 @@ function unwrap<T>(result: { data: T | null; error: PostgrestErrorLike | null; s
 }
 
 function postgrest(options: CommonOptions, headers: Record<string, string>) {
-  return new PostgrestClient<Database, { PostgrestVersion: '12' }, 'api'>(options.url.replace(/\/+$/, ''), {
+  return new PostgrestClient<Database, { PostgrestVersion: '16.2' }, 'api'>(options.url.replace(/\/+$/, ''), {
     schema: 'api',
     headers: { ...options.headers, ...headers },
     fetch: loggingFetch(options.fetch ?? ((...args) => fetch(...args))),
@@ -106,9 +106,10 @@ export function createKpiHistoryClient(options: KpiHistoryClientOptions) {
   const fetchLogged = loggingFetch(options.fetch ?? ((...args) => fetch(...args)));
 
   /** The CSV with its headers: postgrest-js hides response headers, so this is a plain GET. */
-  async function requestCsv(query: CsvQuery): Promise<{ text: string; filename: string }> {
+  async function requestCsv(query: CsvQuery): Promise<{ text: string; filename: string | null }> {
     const params = new URLSearchParams();
-    if (query.limit !== undefined) params.set('limit', String(query.limit));
+    const weeks = query.weeks ?? query.limit;
+    if (weeks !== undefined) params.set('weeks', String(weeks));
     if (query.from) params.set('from', query.from);
     if (query.to) params.set('to', query.to);
     const url = `${baseUrl}/rpc/kpi_history_csv${params.size ? `?${params}` : ''}`;
@@ -128,8 +129,25 @@ export function createKpiHistoryClient(options: KpiHistoryClientOptions) {
       }
       throw toError(body, response.status, 'CSV export');
     }
+    return { text, filename: filenameOf(response.headers.get('content-disposition')) };
+  }
+
+  /**
+   * The file name the server would give, when Content-Disposition is out of reach (a cross-origin
+   * browser app: PostgREST's CORS does not expose it): the tenant column of the CSV's first row,
+   * or, for an export without rows, the active tenant's slug. The date is today's in UTC, as the
+   * server names it.
+   */
+  async function fallbackFilename(text: string): Promise<string> {
     const today = new Date().toISOString().slice(0, 10);
-    return { text, filename: filenameOf(response.headers.get('content-disposition')) ?? `kpi-history-${today}.csv` };
+    // The first field of the second line; slugs are plain, so never quoted.
+    let slug = /^[^\r\n]*\r\n([a-z0-9][a-z0-9-]*),/.exec(text)?.[1] ?? null;
+    if (!slug) {
+      const tenant = unwrap(await client.from('active_tenant').select('slug').limit(1), 'active tenant');
+      slug = tenant[0]?.slug ?? null;
+    }
+    if (!slug) throw new KpiHistoryError({ code: 'UNKNOWN_TENANT', message: 'the active tenant does not exist', status: 404 });
+    return `kpi-history-${slug}-${today}.csv`;
   }
 
   return {
@@ -150,10 +168,13 @@ export function createKpiHistoryClient(options: KpiHistoryClientOptions) {
       return (await requestCsv(query)).text;
     },
 
-    /** The CSV export as a Blob with the server's file name, ready for a download link. */
+    /**
+     * The CSV export as a Blob and its file name, `kpi-history-<tenant>-<date>.csv`, ready for a
+     * download link — in a cross-origin browser app too.
+     */
     async exportCsvFile(query: CsvQuery = {}): Promise<{ blob: Blob; filename: string }> {
       const { text, filename } = await requestCsv(query);
-      return { blob: new Blob([text], { type: 'text/csv' }), filename };
+      return { blob: new Blob([text], { type: 'text/csv' }), filename: filename ?? (await fallbackFilename(text)) };
     },
 
     /** Health of the daily fill (no tenant data in it). */

@@ -69,8 +69,15 @@ export interface HistoryQuery {
 }
 
 export interface CsvQuery {
-  /** The latest `limit` weeks (1–1000, default 52). */
+  /** The latest `weeks` weeks (1–1000, default 52). */
+  weeks?: number;
+  /**
+   * @deprecated Use `weeks`. Sent as `weeks`: PostgREST keeps a `limit` query key for itself, so
+   * the server never saw it (it was ignored before 0.2).
+   */
   limit?: number;
+  /** First week to include, YYYY-MM-DD. */
   from?: string;
+  /** Last week to include, YYYY-MM-DD. */
   to?: string;
 }

@@ -20,8 +20,9 @@ beforeAll(async () => {
 });
 afterAll(() => api.end());
 
+/** POST /rpc/kpi_history_cron with this JSON body, through the PostgREST replay. */
 function cron(body: unknown, request: Omit<PostgrestRequest, 'method' | 'path'> = {}) {
-  return rpc<Record<string, unknown>>(api, 'kpi_history_cron', body as Record<string, unknown>, { ...request, wholeBody: true });
+  return rpc<Record<string, unknown>>(api, 'kpi_history_cron', body as Record<string, unknown>, request);
 }
 const withSecret = (secret = SECRET) => ({ headers: { 'X-Cron-Secret': secret } });
 const denials = () => db.sql`select endpoint, reason, db_role, jwt_sub from kpi.api_denials order by id`;
@@ -32,7 +33,6 @@ describe('the secret', () => {
     ['missing', {}, 'missing cron secret'],
     ['wrong', withSecret('x'.repeat(40)), 'wrong cron secret'],
     ['almost right', withSecret(SECRET.slice(0, -1)), 'wrong cron secret'],
-    ['right but in another header', { headers: { authorization: `Bearer ${SECRET}` } }, 'missing cron secret'],
   ])('%s → FORBIDDEN 403, an audit row, and nothing else', async (_what, request, reason) => {
     const before = await db.sql`select * from kpi.kpi_history order by tenant_id, as_of`;
     const runs = await runCount();
@@ -44,6 +44,16 @@ describe('the secret', () => {
     const after = await denials();
     expect(after).toHaveLength(denialsBefore + 1);
     expect(after.at(-1)).toEqual({ endpoint: '/rpc/kpi_history_cron', reason, db_role: 'anon', jwt_sub: null });
+  });
+
+  it('sent as a bearer token, it is refused by PostgREST as a JWT (401 PGRST301) before the database sees it', async () => {
+    const runs = await runCount();
+    const denialsBefore = (await denials()).length;
+    const response = await cron({}, { headers: { authorization: `Bearer ${SECRET}` } });
+    expect(response).toMatchObject({ status: 401, committed: false, body: { code: 'PGRST301' } });
+    expect(JSON.stringify(response)).not.toContain(SECRET);
+    expect(await runCount()).toBe(runs);
+    expect(await denials()).toHaveLength(denialsBefore);
   });
 
   it('is checked before the body: a bad body without the secret is still FORBIDDEN', async () => {
@@ -134,7 +144,9 @@ describe('results', () => {
 
 describe('errors', () => {
   it.each([
-    ['a body that is not an object', [ACME], 'INVALID_INPUT', 400],
+    ['an array of objects', [{ tenantId: ACME }], 'INVALID_INPUT', 400],
+    // PostgREST replaces a JSON value that is neither object nor array by [] (Payload.hs).
+    ['a string body', 'acme', 'INVALID_INPUT', 400],
     ['an unknown field', { tenant_id: ACME }, 'INVALID_INPUT', 400],
     ['a tenantId that is not a uuid', { tenantId: 'acme' }, 'INVALID_INPUT', 400],
     ['a numeric tenantId', { tenantId: 7 }, 'INVALID_INPUT', 400],
@@ -172,8 +184,16 @@ describe('errors', () => {
     }
   });
 
-  it('GET is refused: the RPC writes (405)', async () => {
-    const response = await rpc(api, 'kpi_history_cron', {}, { method: 'GET', wholeBody: true, ...withSecret() });
-    expect(response.status).toBe(405);
+  it('GET finds no function: the whole-body fallback is for POST only (404 PGRST202), and nothing runs', async () => {
+    const runs = await runCount();
+    const response = await rpc(api, 'kpi_history_cron', {}, { method: 'GET', ...withSecret() });
+    expect(response).toMatchObject({ status: 404, body: { code: 'PGRST202' } });
+    expect(await runCount()).toBe(runs);
+  });
+
+  it('an array of non-objects is refused by PostgREST itself before the function runs (400 PGRST102)', async () => {
+    const runs = await runCount();
+    expect(await cron([ACME], withSecret())).toMatchObject({ status: 400, committed: false, body: { code: 'PGRST102' } });
+    expect(await runCount()).toBe(runs);
   });
 });

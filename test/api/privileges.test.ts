@@ -2,6 +2,7 @@
 // views, definer functions with a fixed search_path, row-level security forced on every table,
 // and a COMMENT (PostgREST's OpenAPI description) on everything exposed.
 import { describe, expect, it } from 'vitest';
+import { isReservedKey } from '../helpers/postgrest.js';
 import { useTestDatabase } from '../helpers/database.js';
 
 const db = useTestDatabase();
@@ -23,8 +24,9 @@ describe('privilege matrix', () => {
       'anon execute kpi_history_cron(json)',
       'anon execute kpi_history_health()',
       'authenticated execute kpi_history_cron(json)',
-      'authenticated execute kpi_history_csv("limit" integer, "from" date, "to" date)',
+      'authenticated execute kpi_history_csv(weeks text, "from" text, "to" text)',
       'authenticated execute kpi_history_health()',
+      'authenticated select active_tenant',
       'authenticated select kpi_history',
       'authenticated select kpi_history_export',
     ].sort());
@@ -55,7 +57,9 @@ describe('privilege matrix', () => {
       'authenticated kpi.tenants',
       'authenticated kpi_api.csv_field',
       'authenticated kpi_api.current_tenant_id',
+      'authenticated kpi_api.date_argument',
       'authenticated kpi_api.health',
+      'authenticated kpi_api.integer_argument',
       'authenticated kpi_api.raise_caught_error',
       'authenticated kpi_api.raise_http_error',
       'authenticated kpi_api.request_claims',
@@ -105,7 +109,7 @@ describe('object properties', () => {
     const relations = await db.sql`
       select c.relname, c.relkind, c.reloptions from pg_class c join pg_namespace n on n.oid = c.relnamespace
       where n.nspname = 'api' order by 1`;
-    expect(relations.map((r) => r.relname)).toEqual(['kpi_history', 'kpi_history_export']);
+    expect(relations.map((r) => r.relname)).toEqual(['active_tenant', 'kpi_history', 'kpi_history_export']);
     for (const view of relations) {
       expect(view.relkind).toBe('v');
       expect(view.reloptions).toContain('security_invoker=true');
@@ -138,7 +142,41 @@ describe('object properties', () => {
       union all
       select p.proname, obj_description(p.oid, 'pg_proc')
       from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'api'`;
-    expect(rows.length).toBe(5);
+    expect(rows.length).toBe(6);
     for (const row of rows) expect(row.comment, row.name).toMatch(/Example: (GET|POST) \//);
+  });
+});
+
+describe('what PostgREST v16.2 can pass (guards against the next collision)', () => {
+  it('no api function has a parameter PostgREST keeps for itself (QueryParams.hs: select, columns, on_conflict, …order/limit/offset/and/or)', async () => {
+    const rows = await db.sql<{ fn: string; param: string }[]>`
+      select p.proname as fn, a.name as param
+      from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      cross join lateral unnest(coalesce(p.proargnames, '{}')) a(name)
+      where n.nspname = 'api' and a.name <> ''`;
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.filter((row) => isReservedKey(row.param)).map((row) => `${row.fn}(${row.param})`)).toEqual([]);
+    // The guard itself: the names that broke before, and their relatives, are caught.
+    for (const name of ['limit', 'offset', 'order', 'select', 'columns', 'on_conflict', 'and', 'or', 'x.limit']) {
+      expect(isReservedKey(name), name).toBe(true);
+    }
+    expect(isReservedKey('weeks')).toBe(false);
+  });
+
+  it('no function documented for GET is VOLATILE (a GET runs READ ONLY: it would answer 405)', async () => {
+    const rows = await db.sql<{ fn: string; volatility: string; comment: string }[]>`
+      select p.proname as fn, p.provolatile::text as volatility, obj_description(p.oid, 'pg_proc') as comment
+      from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'api'`;
+    const documentedForGet = rows.filter((row) => new RegExp(`GET /rpc/${row.fn}\\b`).test(row.comment));
+    expect(documentedForGet.map((row) => row.fn).sort()).toEqual(['kpi_history_csv', 'kpi_history_health']);
+    expect(documentedForGet.filter((row) => row.volatility === 'v').map((row) => row.fn)).toEqual([]);
+  });
+
+  it('every argument of a GET function is text, parsed by the function: a bad value is our INVALID_INPUT, not PostgreSQL’s', async () => {
+    const rows = await db.sql<{ fn: string; types: string[] }[]>`
+      select p.proname as fn, array(select format_type(t, null) from unnest(p.proargtypes) t) as types
+      from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where n.nspname = 'api' and obj_description(p.oid, 'pg_proc') ~ ('GET /rpc/' || p.proname)`;
+    for (const row of rows) expect(row.types.filter((type) => type !== 'text'), row.fn).toEqual([]);
   });
 });

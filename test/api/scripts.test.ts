@@ -7,7 +7,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from '../helpers/database.js';
 import { projectRoot } from '../helpers/dbmate.js';
 import { mintToken } from '../../scripts/token.js';
-import { ACME } from '../fixtures/tenants.js';
+import { ACME, GLOBEX } from '../fixtures/tenants.js';
+import { verifyJwt } from '../helpers/postgrest.js';
 
 const db = useTestDatabase();
 const SECRET = 'smoke-test-cron-secret-0123456789abcdef';
@@ -87,8 +88,8 @@ describe('scripts/test-kpi-history.sh (psql mode)', () => {
 describe('scripts/token.ts', () => {
   const secret = 'a-jwt-secret-of-at-least-32-characters!';
 
-  it('mints an HS256 JWT for the authenticated role and the tenants, with an expiry', () => {
-    const token = mintToken({ secret, tenantIds: [ACME.toUpperCase()], sub: 'alice', ttlSeconds: 600, now: new Date(1_700_000_000_000) });
+  it('mints an HS256 JWT for the authenticated role and the tenants, with an expiry, that an independent HMAC check accepts', async () => {
+    const token = await mintToken({ secret, tenantIds: [ACME.toUpperCase()], sub: 'alice', ttlSeconds: 600, now: new Date(1_700_000_000_000) });
     const [header, payload, signature] = token.split('.');
     expect(JSON.parse(Buffer.from(header!, 'base64url').toString())).toEqual({ alg: 'HS256', typ: 'JWT' });
     expect(JSON.parse(Buffer.from(payload!, 'base64url').toString())).toEqual({
@@ -98,13 +99,44 @@ describe('scripts/token.ts', () => {
       iat: 1_700_000_000,
       exp: 1_700_000_600,
     });
+    // Verified without jose: the signature is HMAC-SHA256 over header.payload.
     expect(signature).toBe(createHmac('sha256', secret).update(`${header}.${payload}`).digest('base64url'));
   });
 
-  it('refuses a short secret and ids that are not uuids', () => {
-    expect(() => mintToken({ secret: 'short', tenantIds: [ACME] })).toThrow(/at least 32 characters/);
-    expect(() => mintToken({ secret, tenantIds: ['acme'] })).toThrow(/uuid/);
-    expect(() => mintToken({ secret, tenantIds: [] })).toThrow(/uuid/);
+  it('is accepted by PostgREST’s checks; tampered, expired, wrongly signed and alg:none tokens are refused', async () => {
+    const now = new Date();
+    const token = await mintToken({ secret, tenantIds: [ACME], now });
+    expect(await verifyJwt(token, secret, now)).toMatchObject({ ok: true, claims: { role: 'authenticated', tenant_ids: [ACME] } });
+
+    const [header, payload, signature] = token.split('.');
+    const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString());
+    const forged = Buffer.from(JSON.stringify({ ...claims, tenant_ids: [GLOBEX] })).toString('base64url');
+    expect(await verifyJwt(`${header}.${forged}.${signature}`, secret, now)).toMatchObject({ ok: false, status: 401, code: 'PGRST301' });
+    const none = Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url');
+    expect(await verifyJwt(`${none}.${payload}.`, secret, now)).toMatchObject({ ok: false, status: 401 });
+    expect(await verifyJwt(token, 'another-secret-of-at-least-32-characters', now)).toMatchObject({ ok: false, code: 'PGRST301' });
+    const later = new Date(now.getTime() + 3600_000 + 31_000); // past exp and PostgREST's 30 s skew
+    expect(await verifyJwt(token, secret, later)).toMatchObject({ ok: false, code: 'PGRST303', message: 'JWT expired' });
+  });
+
+  it('refuses a short secret, ids that are not uuids, a sub that is no StringOrURI and a ttl that expires it at once', async () => {
+    await expect(mintToken({ secret: 'short', tenantIds: [ACME] })).rejects.toThrow(/at least 32 characters/);
+    await expect(mintToken({ secret, tenantIds: ['acme'] })).rejects.toThrow(/uuid/);
+    await expect(mintToken({ secret, tenantIds: [] })).rejects.toThrow(/uuid/);
+    for (const sub of ['team alice:admin', '42:answer', 'user:<42>', 'a:100%']) {
+      await expect(mintToken({ secret, tenantIds: [ACME], sub }), sub).rejects.toThrow(/StringOrURI.*must be a URI/);
+    }
+    // A scheme and a path: a URI, so accepted.
+    await expect(mintToken({ secret, tenantIds: [ACME], sub: 'user:42' })).resolves.toMatch(/\./);
+    await expect(mintToken({ secret, tenantIds: [ACME], ttlSeconds: 0 })).rejects.toThrow(/--ttl/);
+    await expect(mintToken({ secret, tenantIds: [ACME], sub: 'urn:kpi:user:42' })).resolves.toMatch(/\./);
+    await expect(mintToken({ secret, tenantIds: [ACME], sub: 'https://idp.example/users/42' })).resolves.toMatch(/\./);
+  });
+
+  it('as a command names the refused --sub and exits 1', () => {
+    const tsx = `${projectRoot}node_modules/.bin/tsx`;
+    const refused = run([tsx, 'scripts/token.ts', ACME, '--sub', 'team alice:admin'], { PGRST_JWT_SECRET: secret });
+    expect(refused).toMatchObject({ code: 1, out: expect.stringContaining('--sub "team alice:admin" is not a JWT StringOrURI') });
   });
 
   it('as a command reads the secret from PGRST_JWT_SECRET, and says so when it is missing', () => {

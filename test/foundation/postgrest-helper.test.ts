@@ -1,18 +1,55 @@
-// The helper that stands in for PostgREST must itself do what PostgREST does, or every API test
-// built on it proves nothing.
+// The replay that stands in for PostgREST must itself answer as PostgREST v16.2 does, or every API
+// test built on it proves nothing. The probes copy fixtures of PostgREST's own spec suite
+// (test/spec/fixtures/schema.sql at tag v16.2) and the expected answers come from its spec files,
+// named at each test — never from the replay.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase, type Sql } from '../helpers/database.js';
-import { connectAsAuthenticator, httpStatusFor, rpc } from '../helpers/postgrest.js';
+import {
+  connectAsAuthenticator,
+  createReplay,
+  httpStatusFor,
+  postgrestConfig,
+  rpc,
+  signClaims,
+  TEST_JWT_SECRET,
+  type Replay,
+} from '../helpers/postgrest.js';
 
 const db = useTestDatabase();
 let authenticator: Sql;
+let replay: Replay;
 
 beforeAll(async () => {
   authenticator = connectAsAuthenticator(db.urlAs('authenticator'));
-  // Probes live in api so the helper finds them where PostgREST would; dropped with the clone.
+  replay = createReplay(authenticator, { jwtSecret: TEST_JWT_SECRET });
+  // Probes live in api so the replay finds them where PostgREST would; dropped with the clone.
   await db.sql.unsafe(`
+    create table api.items (id bigint primary key);
+    insert into api.items select generate_series(1, 15);
+    grant select on api.items to anon, authenticated;
+    create sequence api.callcounter_count;
+    grant usage on sequence api.callcounter_count to anon, authenticated;
     create table api.probe_log (note text);
     grant insert on api.probe_log to anon, authenticated;
+
+    -- From PostgREST's test/spec/fixtures/schema.sql:
+    create function api.sayhello(name text) returns text language sql immutable as $$ select 'Hello, ' || $1 $$;
+    create function api.add_them(a integer, b integer) returns integer language sql as $$ select a + b $$;
+    create function api.getitemrange(min bigint, max bigint) returns setof api.items language sql stable as
+      $$ select * from api.items where id > $1 and id <= $2 $$;
+    create function api.callcounter() returns bigint language sql as $$ select nextval('api.callcounter_count') $$;
+    create function api.unnamed_json_param(json) returns json language sql as $$ select $1 $$;
+    create function api.named_json_param(data json) returns json language sql as $$ select data $$;
+    create function api.raise_pt402() returns void language plpgsql as $$
+    begin
+      raise sqlstate 'PT402' using message = 'Payment Required', detail = 'Quota exceeded', hint = 'Upgrade your plan';
+    end $$;
+    create function api.raise_bad_pt() returns void language plpgsql as $$
+    begin
+      raise sqlstate 'PT40A' using message = 'Wrong';
+    end $$;
+
+    -- Probes of the transaction itself:
     create function api.probe_settings() returns json language sql stable as $$
       select json_build_object(
         'role', current_user,
@@ -27,7 +64,11 @@ beforeAll(async () => {
     $$;
     create function api.probe_write(note text) returns void language sql volatile as
       'insert into api.probe_log values (note)';
-    create function api.probe_body(body json) returns json language sql stable as 'select body';
+    create function api.probe_date(day date) returns date language sql stable as 'select day';
+    create function api.probe_custom_error() returns json language plpgsql as $$
+    begin
+      raise exception using errcode = 'KH404', message = 'custom class';
+    end $$;
     create function api.probe_forbidden() returns json language plpgsql as $$
     begin
       raise sqlstate 'PGRST' using
@@ -52,122 +93,284 @@ beforeAll(async () => {
 });
 afterAll(() => authenticator.end());
 
-describe('settings', () => {
-  it('sets role, claims, method, path, lowercased headers and cookies for the transaction', async () => {
-    const claims = { role: 'authenticated', sub: 'u1', tenant_ids: ['a'] };
-    const response = await rpc(authenticator, 'probe_settings', {}, {
-      method: 'GET',
-      claims,
-      headers: { 'X-Tenant': 'abc', Authorization: 'Bearer t', Cookie: 'a=b' },
-      cookies: { a: 'b' },
-    });
+const GET = (url: string, headers: Record<string, string> = {}) => replay.request({ method: 'GET', url, headers });
+const POST = (url: string, body: unknown, headers: Record<string, string> = {}) =>
+  replay.request({ method: 'POST', url, headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify(body) });
+
+describe('query keys (test/spec/Feature/Query/RpcSpec.hs, src/library/PostgREST/ApiRequest/QueryParams.hs)', () => {
+  it('GET arguments are the query keys: /rpc/add_them?a=1&b=2 → 3', async () => {
+    const response = await GET('/rpc/add_them?a=1&b=2');
     expect(response.status).toBe(200);
-    expect(response.body).toEqual({
+    expect(response.json()).toBe(3);
+    expect(response.headers['content-type']).toBe('application/json; charset=utf-8');
+    // QueryBuilder.hs callPlanToQuery: "name" := $n::type.
+    expect(response.sql).toContain('"a" := $1::text::integer, "b" := $2::text::integer');
+  });
+
+  it('"using limit and offset": limit/offset page the result, never arguments → [{"id":4}], Content-Range 1-1/*', async () => {
+    for (const response of [
+      await GET('/rpc/getitemrange?min=2&max=4&limit=1&offset=1'),
+      await POST('/rpc/getitemrange?limit=1&offset=1', { min: 2, max: 4 }),
+    ]) {
+      expect(response.json()).toEqual([{ id: 4 }]);
+      expect(response.headers['content-range']).toBe('1-1/*');
+    }
+  });
+
+  it('"should not ignore unknown args and fail with 404"', async () => {
+    const response = await GET('/rpc/add_them?a=1&b=2&smthelse=blabla');
+    expect(response.status).toBe(404);
+    expect(response.json()).toMatchObject({
+      code: 'PGRST202',
+      message: 'Could not find the function api.add_them(a, b, smthelse) in the schema cache',
+      details: 'Searched for the function api.add_them with parameters a, b, smthelse, but no matches were found in the schema cache.',
+    });
+  });
+
+  it('"should fail with 404 on unknown proc args": a missing required argument is no match', async () => {
+    expect((await GET('/rpc/sayhello')).status).toBe(404);
+    expect((await GET('/rpc/sayhello?any_arg=value')).status).toBe(404);
+    expect((await GET('/rpc/sayhello?name=world')).json()).toBe('Hello, world');
+  });
+
+  it('a reserved key never reaches a parameter of its name, whatever the function', async () => {
+    await db.sql`create function api.probe_limit("limit" integer default 52) returns integer language sql stable as 'select "limit"'`;
+    await db.sql`grant execute on function api.probe_limit(integer) to anon`;
+    // The documented call of the old CSV export: ?limit=12 kept the default 52.
+    expect((await GET('/rpc/probe_limit?limit=12')).json()).toBe(52);
+    expect((await GET('/rpc/probe_limit?limit=0')).text).not.toBe('0');
+  });
+
+  it('an argument PostgreSQL cannot cast is its class-22 error, answered 400 with its SQLSTATE', async () => {
+    const response = await GET('/rpc/probe_date?day=2026-02-30');
+    expect(response.status).toBe(400);
+    expect(response.json()).toMatchObject({ code: '22008' });
+  });
+});
+
+describe('RPC resolution (RpcSpec.hs "single unnamed param", "only for GET rpc"; Plan.hs findProc)', () => {
+  it('"can insert json directly with unnamed parameter"', async () => {
+    const response = await POST('/rpc/unnamed_json_param', { A: 1, B: 2, C: 3 });
+    expect(response.json()).toEqual({ A: 1, B: 2, C: 3 });
+  });
+
+  it('"rejects json body when single param has a name"', async () => {
+    const response = await POST('/rpc/named_json_param', { A: 1, B: 2, C: 3 });
+    expect(response.status).toBe(404);
+    expect(response.json()).toMatchObject({
+      code: 'PGRST202',
+      message: 'Could not find the function api.named_json_param(A, B, C) in the schema cache',
+      details:
+        'Searched for the function api.named_json_param with parameters A, B, C or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.',
+    });
+  });
+
+  it('the unnamed-json fallback is POST only: GET /rpc/unnamed_json_param is 404 PGRST202', async () => {
+    const response = await GET('/rpc/unnamed_json_param');
+    expect(response).toMatchObject({ status: 404 });
+    expect(response.json()).toMatchObject({ code: 'PGRST202' });
+  });
+
+  it('"should fail on mutating procs" over GET: 405 (25006), and the same POST writes', async () => {
+    const response = await GET('/rpc/callcounter');
+    expect(response.status).toBe(405);
+    expect(response.json()).toMatchObject({ code: '25006' });
+    const posted = await POST('/rpc/probe_write', { note: 'posted' });
+    expect(posted.status).toBe(204); // Response.hs: a void function answers 204, no body
+    expect(posted.text).toBe('');
+    expect(await db.sql`select note from api.probe_log where note = 'posted'`).toHaveLength(1);
+  });
+
+  it('a POST to a STABLE function runs READ ONLY, a GET too (Plan.hs txMode)', async () => {
+    expect((await POST('/rpc/probe_settings', {})).json()).toMatchObject({ read_only: 'on', method: 'POST' });
+    expect((await GET('/rpc/probe_settings')).json()).toMatchObject({ read_only: 'on', method: 'GET' });
+  });
+});
+
+describe('Accept (Plan/Negotiate.hs, test/spec/Feature/Query/CustomMediaSpec.hs)', () => {
+  beforeAll(async () => {
+    // api."text/csv" is the project's own media type domain (migrations).
+    await db.sql.unsafe(`
+      create function api.probe_csv() returns api."text/csv" language sql stable as $$ select 'a,b' || chr(13) || chr(10) $$;
+      grant execute on function api.probe_csv() to anon;
+    `);
+  });
+
+  it('Accept: text/csv selects the function returning the "text/csv" domain: its text as is', async () => {
+    const response = await GET('/rpc/probe_csv', { Accept: 'text/csv' });
+    expect(response.status).toBe(200);
+    expect(response.text).toBe('a,b\r\n');
+    expect(response.headers['content-type']).toBe('text/csv; charset=utf-8');
+  });
+
+  it('no Accept, */* or application/json: the same text as a JSON string', async () => {
+    for (const headers of [{}, { Accept: '*/*' }, { Accept: 'application/json' }] as Record<string, string>[]) {
+      const response = await GET('/rpc/probe_csv', headers);
+      expect(response.headers['content-type']).toBe('application/json; charset=utf-8');
+      expect(response.json()).toBe('a,b\r\n');
+    }
+  });
+
+  it('a type nothing produces is 406 PGRST107', async () => {
+    const response = await GET('/rpc/sayhello?name=x', { Accept: 'text/html' });
+    expect(response.status).toBe(406);
+    expect(response.json()).toMatchObject({ code: 'PGRST107' });
+  });
+});
+
+describe('reads and db-max-rows (test/spec/Feature/Query/QueryLimitedSpec.hs: "limits results")', () => {
+  it('filters, order and limit become SQL; db-max-rows caps what limit asks for', async () => {
+    const response = await GET('/items?id=gt.10&order=id.desc&limit=2');
+    expect(response.json()).toEqual([{ id: 15 }, { id: 14 }]);
+    expect(response.headers['content-range']).toBe('0-1/*');
+    const capped = createReplay(authenticator, { jwtSecret: TEST_JWT_SECRET, config: { ...postgrestConfig(), maxRows: 2 } });
+    const all = await capped.request({ method: 'GET', url: '/items?order=id' });
+    expect(all.json()).toEqual([{ id: 1 }, { id: 2 }]);
+    const asked = await capped.request({ method: 'GET', url: '/items?order=id&limit=5' });
+    expect(asked.json()).toHaveLength(2);
+  });
+
+  it('an unknown relation is 404 PGRST205', async () => {
+    const response = await GET('/no_such_view');
+    expect(response.status).toBe(404);
+    expect(response.json()).toMatchObject({ code: 'PGRST205' });
+  });
+
+  it('db-max-rows is read from docker-compose.yml', () => {
+    expect(postgrestConfig().maxRows).toBe(1000);
+  });
+});
+
+describe('the transaction (docs: references/transactions; Query/PreQuery.hs)', () => {
+  it('sets role, claims (with the role), method, path, lowercased headers and cookies', async () => {
+    const claims = { role: 'authenticated', sub: 'u1', tenant_ids: ['a'] };
+    const token = await signClaims(claims, TEST_JWT_SECRET);
+    const response = await GET('/rpc/probe_settings', { 'X-Tenant': 'abc', Authorization: `Bearer ${token}`, Cookie: 'a=b' });
+    expect(response.status).toBe(200);
+    expect(response.json()).toEqual({
       role: 'authenticated',
       search_path: '"api", "public"',
       claims,
       method: 'GET',
       path: '/rpc/probe_settings',
-      headers: { 'x-tenant': 'abc', authorization: 'Bearer t' },
+      headers: { 'x-tenant': 'abc', authorization: `Bearer ${token}` },
       cookies: { a: 'b' },
       read_only: 'on',
       isolation: 'read committed',
     });
   });
 
-  it('without a JWT, runs as the anon role with claims {"role":"anon"}', async () => {
-    const response = await rpc<Record<string, unknown>>(authenticator, 'probe_settings', {}, { method: 'GET' });
-    expect(response.body).toMatchObject({ role: 'anon', claims: { role: 'anon' } });
+  it('without a JWT: the anon role, claims {"role":"anon"}', async () => {
+    expect((await GET('/rpc/probe_settings')).json()).toMatchObject({ role: 'anon', claims: { role: 'anon' } });
   });
 
   it('leaves nothing behind: the settings are transaction-local', async () => {
-    await rpc(authenticator, 'probe_settings', {}, { method: 'GET', headers: { 'x-tenant': 'abc' } });
-    const rows = await authenticator`
-      select current_user as role, current_setting('request.headers', true) as headers`;
+    await GET('/rpc/probe_settings', { 'x-tenant': 'abc' });
+    const rows = await authenticator`select current_user as role, current_setting('request.headers', true) as headers`;
     expect(rows[0]!.role).toBe('authenticator');
     expect(rows[0]!.headers ?? '').toBe('');
   });
-});
 
-describe('access mode', () => {
-  it('GET is read only: a writing function fails with 25006 → 405', async () => {
-    const response = await rpc(authenticator, 'probe_write', { note: 'x' }, { method: 'GET' });
-    expect(response.status).toBe(405);
-    expect(response.body).toMatchObject({ code: '25006' });
-  });
-
-  it('POST to a volatile function is read write and commits', async () => {
-    const response = await rpc(authenticator, 'probe_write', { note: 'posted' });
-    expect(response.status).toBe(204);
-    const rows = await db.sql`select note from api.probe_log where note = 'posted'`;
-    expect(rows).toHaveLength(1);
-  });
-
-  it('POST to a stable function is read only', async () => {
-    const response = await rpc<Record<string, unknown>>(authenticator, 'probe_settings', {});
-    expect(response.body).toMatchObject({ read_only: 'on', method: 'POST' });
-  });
-
-  it('a single json parameter receives the whole body', async () => {
-    const response = await rpc(authenticator, 'probe_body', { tenantId: 'x' }, { wholeBody: true });
-    expect(response.body).toEqual({ tenantId: 'x' });
-  });
-});
-
-describe('errors', () => {
-  it("RAISE SQLSTATE 'PGRST' sets body, status and headers", async () => {
-    const response = await rpc(authenticator, 'probe_forbidden', {});
-    expect(response).toEqual({
-      status: 403,
-      headers: { 'X-Why': 'test' },
-      body: { code: 'FORBIDDEN', message: 'no', details: null, hint: null },
-      committed: false,
-    });
-  });
-
-  it('response.status and response.headers set by the function are answered, and the work commits', async () => {
-    const response = await rpc(authenticator, 'probe_status', {});
-    expect(response.status).toBe(418);
-    expect(response.headers).toEqual({ 'Content-Disposition': 'attachment; filename="a.csv"' });
-    expect(response.committed).toBe(true);
-    expect(await db.sql`select 1 from api.probe_log where note = 'committed with status'`).toHaveLength(1);
-  });
-
-  it('an unknown function is 404', async () => {
-    const response = await rpc(authenticator, 'no_such_function', {});
-    expect(response.status).toBe(404);
-  });
-
-  it('maps SQLSTATEs as PostgREST does', () => {
-    expect(httpStatusFor('P0001', true)).toBe(400);
-    expect(httpStatusFor('42501', false)).toBe(401);
-    expect(httpStatusFor('42501', true)).toBe(403);
-    expect(httpStatusFor('23505', true)).toBe(409);
-    expect(httpStatusFor('22P02', true)).toBe(400);
-    expect(httpStatusFor('PT422', true)).toBe(422);
-    expect(httpStatusFor('57014', true)).toBe(500);
-    expect(httpStatusFor('53300', true)).toBe(503);
-  });
-});
-
-describe('pre-request function', () => {
-  it('runs as the request role before the main query and can refuse the request', async () => {
+  it('the pre-request function runs as the request role before the main query and can refuse it', async () => {
     const blocked = await rpc(authenticator, 'probe_write', { note: 'must not land' }, {
       headers: { 'X-Block': 'yes' },
       preRequest: 'api.probe_pre_request',
     });
-    expect(blocked.status).toBe(451);
-    expect(blocked.committed).toBe(false);
+    expect(blocked).toMatchObject({ status: 451, committed: false });
     expect(await db.sql`select 1 from api.probe_log where note = 'must not land'`).toHaveLength(0);
+    expect((await rpc(authenticator, 'probe_write', { note: 'allowed' }, { preRequest: 'api.probe_pre_request' })).status).toBe(204);
+    await db.sql`revoke execute on function api.probe_pre_request() from anon`;
+    const denied = await rpc(authenticator, 'probe_write', { note: 'n' }, { preRequest: 'api.probe_pre_request' });
+    expect(denied).toMatchObject({ status: 401, body: { code: '42501' } });
+  });
+});
 
-    const allowed = await rpc(authenticator, 'probe_write', { note: 'allowed' }, { preRequest: 'api.probe_pre_request' });
-    expect(allowed.status).toBe(204);
+describe('JWT (src/library/PostgREST/Auth/Jwt.hs; test/spec/Feature/Auth/AuthSpec.hs)', () => {
+  it('a token signed with another secret is 401 PGRST301', async () => {
+    const token = await signClaims({ role: 'authenticated' }, 'another-secret-of-at-least-32-characters!!');
+    const response = await GET('/rpc/probe_settings', { Authorization: `Bearer ${token}` });
+    expect(response.status).toBe(401);
+    expect(response.json()).toMatchObject({ code: 'PGRST301' });
   });
 
-  it('needs EXECUTE for the request role', async () => {
-    await db.sql`revoke execute on function api.probe_pre_request() from anon`;
-    const response = await rpc(authenticator, 'probe_write', { note: 'n' }, { preRequest: 'api.probe_pre_request' });
+  it('an expired token (beyond the 30 s skew) is 401 PGRST303 "JWT expired"', async () => {
+    const exp = Math.floor(Date.now() / 1000) - 60;
+    const response = await GET('/rpc/probe_settings', { Authorization: `Bearer ${await signClaims({ role: 'authenticated', exp }, TEST_JWT_SECRET)}` });
     expect(response.status).toBe(401);
-    expect(response.body).toMatchObject({ code: '42501' });
+    expect(response.json()).toMatchObject({ code: 'PGRST303', message: 'JWT expired' });
+  });
+
+  it('an unsigned token (alg: none) is refused', async () => {
+    const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const token = `${part({ alg: 'none', typ: 'JWT' })}.${part({ role: 'authenticated' })}.`;
+    expect((await GET('/rpc/probe_settings', { Authorization: `Bearer ${token}` })).status).toBe(401);
+  });
+
+  it('a role that does not exist is 401 (Error.hs: 22023 "role … does not exist")', async () => {
+    const token = await signClaims({ role: 'nobody_here' }, TEST_JWT_SECRET);
+    expect((await GET('/rpc/probe_settings', { Authorization: `Bearer ${token}` })).status).toBe(401);
+  });
+
+  it('a sub with a colon that is no URI is accepted: v16.2 decodes claims as plain JSON (jose-jwt)', async () => {
+    const token = await signClaims({ role: 'authenticated', sub: 'user:42' }, TEST_JWT_SECRET);
+    expect((await GET('/rpc/probe_settings', { Authorization: `Bearer ${token}` })).json()).toMatchObject({ claims: { sub: 'user:42' } });
+  });
+});
+
+describe('errors (src/library/PostgREST/Error.hs mapSQLtoHTTP; test/spec/Feature/Query/ErrorSpec.hs, RpcSpec.hs)', () => {
+  it('"can map a RAISE error code and message to a http status": PT402 → 402 with the body', async () => {
+    const response = await GET('/rpc/raise_pt402');
+    expect(response.status).toBe(402);
+    expect(response.json()).toEqual({ code: 'PT402', details: 'Quota exceeded', hint: 'Upgrade your plan', message: 'Payment Required' });
+  });
+
+  it('"defaults to status 500 if RAISE code is PT not followed by a number"', async () => {
+    const response = await GET('/rpc/raise_bad_pt');
+    expect(response.status).toBe(500);
+    expect(response.json()).toEqual({ hint: null, details: null, code: 'PT40A', message: 'Wrong' });
+  });
+
+  it("RAISE SQLSTATE 'PGRST' sets body, status and headers", async () => {
+    const response = await GET('/rpc/probe_forbidden');
+    expect(response.status).toBe(403);
+    expect(response.headers['x-why']).toBe('test');
+    expect(response.json()).toEqual({ code: 'FORBIDDEN', message: 'no', details: null, hint: null });
+  });
+
+  it('response.status and response.headers set by the function are answered, and the work commits', async () => {
+    const response = await POST('/rpc/probe_status', {});
+    expect(response.status).toBe(418);
+    expect(response.headers['content-disposition']).toBe('attachment; filename="a.csv"');
+    expect(response.committed).toBe(true);
+    expect(await db.sql`select 1 from api.probe_log where note = 'committed with status'`).toHaveLength(1);
+  });
+
+  it('an unknown SQLSTATE class (here KH404) is 400, not 500', async () => {
+    const response = await GET('/rpc/probe_custom_error');
+    expect(response.status).toBe(400);
+    expect(response.json()).toMatchObject({ code: 'KH404' });
+  });
+
+  it.each([
+    ['P0001', true, 400],
+    ['42501', false, 401],
+    ['42501', true, 403],
+    ['23505', true, 409],
+    ['25006', true, 405],
+    ['25P02', true, 500],
+    ['22P02', true, 400],
+    ['42703', true, 400],
+    ['PT422', true, 422],
+    ['57014', true, 500],
+    ['57P01', true, 503],
+    ['53300', true, 503],
+    ['53400', true, 500],
+    ['42883', true, 404],
+    ['42P01', true, 404],
+    ['08006', true, 503],
+    ['XX000', true, 500],
+    ['P0002', true, 500],
+  ])('%s (authenticated: %s) → %d', (sqlstate, authenticated, status) => {
+    expect(httpStatusFor(sqlstate, authenticated)).toBe(status);
   });
 });

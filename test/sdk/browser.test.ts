@@ -59,11 +59,14 @@ describe('createKpiHistoryClient', () => {
       () => new Response(csv, { headers: { 'content-type': 'text/csv', 'content-disposition': 'attachment; filename="kpi-history-acme-2024-02-01.csv"' } }),
     );
     const client = createKpiHistoryClient({ url: URL_BASE, token: TOKEN, tenantId: ACME, fetch, headers: { apikey: 'gateway' } });
-    expect(await client.exportCsv({ limit: 12, from: '2024-01-01', to: '2024-06-30' })).toBe(csv);
+    expect(await client.exportCsv({ weeks: 12, from: '2024-01-01', to: '2024-06-30' })).toBe(csv);
     const request = requests[0]!;
     expect(request.method).toBe('GET');
     expect(request.url.pathname).toBe('/rpc/kpi_history_csv');
-    expect(request.url.search).toBe('?limit=12&from=2024-01-01&to=2024-06-30');
+    // `weeks`, never `limit`: PostgREST keeps a `limit` query key for itself.
+    expect(request.url.search).toBe('?weeks=12&from=2024-01-01&to=2024-06-30');
+    await client.exportCsv({ limit: 5 });
+    expect(requests[1]!.url.search).toBe('?weeks=5');
     expect(request.headers).toMatchObject({ accept: 'text/csv', authorization: `Bearer ${TOKEN}`, 'x-tenant': ACME, apikey: 'gateway' });
   });
 

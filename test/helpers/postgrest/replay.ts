@@ -1,0 +1,475 @@
+// The whole of a PostgREST v16.2 request, replayed against the database: from method, URL, headers
+// and body to the SQL PostgREST runs and the HTTP answer it gives. It exists because PostgREST
+// cannot be installed where the tests run; each step names the file of PostgREST's source
+// (repository PostgREST/postgrest, tag v16.2) it follows. What it does not implement it refuses
+// with ReplayUnsupported instead of guessing.
+//
+//   const api = createReplay(authenticatorSql, { jwtSecret });
+//   const res = await api.request({ method: 'GET', url: '/rpc/kpi_history_csv?weeks=12', headers });
+//   createKpiHistoryClient({ url: 'http://postgrest.test', token, fetch: api.fetch })
+import type postgres from 'postgres';
+import type { Sql } from '../database.js';
+import { postgrestConfig, quoteIdent, type PostgrestConfig } from './config.js';
+import { verifyJwt } from './jwt.js';
+import { parseQueryString, QueryStringError, ReplayUnsupported, type Filter, type QueryString } from './query-string.js';
+import { findRoutine, relationExists, routinesNamed, type Routine } from './schema-cache.js';
+import { inRequestTransaction, requestHeaders, type PostgrestErrorBody } from './transaction.js';
+
+export interface ReplayRequest {
+  method: string;
+  /** Path and query string (`/rpc/kpi_history_csv?weeks=12`), or a whole URL. */
+  url: string;
+  headers?: Record<string, string>;
+  body?: string | null;
+}
+
+export interface ReplayResponse {
+  status: number;
+  /** Lowercased names. */
+  headers: Record<string, string>;
+  text: string;
+  /** The main query, when the request got that far. */
+  sql: string | null;
+  /** False when the transaction rolled back (an error) or never started. */
+  committed: boolean;
+  json<T = unknown>(): T;
+}
+
+export interface ReplayOptions {
+  /** PGRST_JWT_SECRET; without it a request carrying a token is 500 PGRST300, as in PostgREST. */
+  jwtSecret?: string;
+  config?: PostgrestConfig;
+  now?: () => Date;
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+const CSV_TYPE = 'text/csv; charset=utf-8';
+
+type Handler =
+  | { kind: 'json' }
+  | { kind: 'csv' }
+  | { kind: 'media-type-function'; mediaType: string; domain: string };
+
+function respond(status: number, headers: Record<string, string>, text: string, sql: string | null, committed: boolean): ReplayResponse {
+  return {
+    status,
+    headers: Object.fromEntries(Object.entries(headers).map(([name, value]) => [name.toLowerCase(), value])),
+    text,
+    sql,
+    committed,
+    json: <T>() => JSON.parse(text) as T,
+  };
+}
+
+function errorResponse(status: number, body: PostgrestErrorBody, headers: Record<string, string> = {}, sql: string | null = null): ReplayResponse {
+  return respond(status, { 'content-type': JSON_TYPE, ...headers }, JSON.stringify(body), sql, false);
+}
+
+const error = (code: string, message: string, details: string | null = null, hint: string | null = null): PostgrestErrorBody => ({
+  code,
+  message,
+  details,
+  hint,
+});
+
+/** The Accept header as media types, best first (Network.Wai.Parse.parseHttpAccept, by q). */
+function acceptedMediaTypes(accept: string | undefined): string[] {
+  if (!accept) return ['*/*']; // ApiRequest.hs: no Accept is MTAny
+  return accept
+    .split(',')
+    .map((part, index) => {
+      const [type, ...params] = part.split(';').map((s) => s.trim());
+      const q = params.find((p) => p.startsWith('q='));
+      return { type: type!.toLowerCase(), q: q ? Number(q.slice(2)) : 1, index };
+    })
+    .filter((entry) => entry.type && entry.q > 0)
+    .sort((a, b) => b.q - a.q || a.index - b.index)
+    .map((entry) => entry.type);
+}
+
+/**
+ * Plan/Negotiate.hs `negotiateContent`: the first accepted type that has a handler. A function
+ * returning a media type domain handles exactly that type when `select` is the default; the
+ * built-in handlers take `*​/*` and application/json (JSON) and text/csv (PostgREST's own CSV).
+ */
+function negotiate(accepts: string[], routine: Routine | null, defaultSelect: boolean): { handler: Handler; contentType: string } | null {
+  for (const type of accepts) {
+    if (type.startsWith('application/vnd.pgrst') || type === 'application/geo+json') {
+      throw new ReplayUnsupported(`the ${type} media type`);
+    }
+    if (defaultSelect && routine?.returnsMediaType === type) {
+      return {
+        handler: { kind: 'media-type-function', mediaType: type, domain: `${quoteIdent(routine.schema)}.${quoteIdent(type)}` },
+        contentType: type === 'text/csv' ? CSV_TYPE : type,
+      };
+    }
+    if (type === '*/*' || type === 'application/json') return { handler: { kind: 'json' }, contentType: JSON_TYPE };
+    if (type === 'text/csv') return { handler: { kind: 'csv' }, contentType: CSV_TYPE };
+  }
+  return null;
+}
+
+/** Query/SqlFragment.hs `handlerF`: the body expression over `_postgrest_t`. */
+function bodyExpression(handler: Handler, routine: Routine | null): string {
+  const scalar = routine !== null && !routine.returnsComposite;
+  switch (handler.kind) {
+    case 'media-type-function':
+      return `${handler.domain}(_postgrest_t.pgrst_scalar)`;
+    case 'csv':
+      // asCsvF: the keys of the first row, then each row's record text without its parentheses.
+      return `(select coalesce(string_agg(a.k, ','), '') from (select json_object_keys(r)::text as k from (select row_to_json(hh) as r from pgrst_source as hh limit 1) s) a)
+              || '\n' || coalesce(string_agg(substring(_postgrest_t::text, 2, length(_postgrest_t::text) - 2), '\n'), '')`;
+    case 'json':
+      if (routine && !routine.returnsSet) {
+        return scalar ? `coalesce(json_agg(_postgrest_t.pgrst_scalar)->0, 'null')` : `coalesce(json_agg(_postgrest_t)->0, 'null')`;
+      }
+      return scalar ? `coalesce(json_agg(_postgrest_t.pgrst_scalar), '[]')` : `coalesce(json_agg(_postgrest_t), '[]')`;
+  }
+}
+
+/** LIMIT/OFFSET of the top-level range, `db-max-rows` applied (RangeQuery.hs `restrictRange`). */
+function limitOffset(query: QueryString, config: PostgrestConfig, params: unknown[]): string {
+  const limit = query.limit === null ? config.maxRows : config.maxRows === null ? query.limit : Math.min(query.limit, config.maxRows);
+  if (limit === null && query.offset === null) return '';
+  let clause = ' limit all';
+  if (limit !== null) {
+    params.push(String(limit));
+    clause = ` limit $${params.length}`;
+  }
+  params.push(String(query.offset ?? 0));
+  return `${clause} offset $${params.length}`;
+}
+
+/** Query/SqlFragment.hs: the filters the replay implements (the ones this project documents). */
+function filterSql(target: string, filter: Filter, params: unknown[]): string {
+  const column = `${target}.${quoteIdent(filter.column)}`;
+  const simple: Record<string, string> = { eq: '=', neq: '<>', gt: '>', gte: '>=', lt: '<', lte: '<=' };
+  let condition: string;
+  if (filter.operator in simple) {
+    params.push(filter.value);
+    condition = `${column} ${simple[filter.operator]} $${params.length}`;
+  } else if (filter.operator === 'like' || filter.operator === 'ilike') {
+    params.push(filter.value.replaceAll('*', '%'));
+    condition = `${column} ${filter.operator} $${params.length}`;
+  } else if (filter.operator === 'is') {
+    const keyword = { null: 'null', not_null: 'not null', true: 'true', false: 'false', unknown: 'unknown' }[filter.value.toLowerCase()];
+    if (!keyword) throw new QueryStringError(`failed to parse filter (is.${filter.value})`);
+    condition = `${column} is ${keyword}`;
+  } else {
+    throw new ReplayUnsupported(`the ${filter.operator} operator`);
+  }
+  return filter.negated ? `not (${condition})` : condition;
+}
+
+function orderSql(target: string, query: QueryString): string {
+  if (query.order.length === 0) return '';
+  const terms = query.order.map(
+    (term) =>
+      `${target}.${quoteIdent(term.column)}${term.direction ? ` ${term.direction}` : ''}${term.nulls ? ` nulls ${term.nulls.slice(5)}` : ''}`,
+  );
+  return ` order by ${terms.join(', ')}`;
+}
+
+/** Statements.hs `mainRead` / `mainCall`: the one statement, around `pgrst_source`. */
+function mainStatement(source: string, handler: Handler, routine: Routine | null, readSql: string): string {
+  const pageTotal = routine && !routine.returnsSet ? '1' : 'pg_catalog.count(_postgrest_t)';
+  return `with pgrst_source as (${source})
+    select ${pageTotal} as page_total, (${bodyExpression(handler, routine)})::text as body,
+           nullif(current_setting('response.headers', true), '') as response_headers,
+           nullif(current_setting('response.status', true), '') as response_status
+    from (${readSql}) _postgrest_t`;
+}
+
+interface Plan {
+  sql: string;
+  params: unknown[];
+  readOnly: boolean;
+  handler: Handler;
+  contentType: string;
+  routine: Routine | null;
+  /** The top-level offset, for Content-Range. */
+  offset: number;
+}
+
+/** Plan.hs `callReadPlan` + QueryBuilder.hs `callPlanToQuery`, for `/rpc/<name>`. */
+async function planCall(
+  sql: Sql,
+  config: PostgrestConfig,
+  name: string,
+  method: string,
+  query: QueryString,
+  body: string | null,
+  headers: Record<string, string>,
+  accepts: string[],
+): Promise<Plan | ReplayResponse> {
+  const schema = config.schemas[0]!;
+  const isRead = method === 'GET' || method === 'HEAD';
+  const contentType = (headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
+  const contentIsJson = contentType === 'application/json';
+  // ApiRequest/Payload.hs `getPayload`: an empty body is {}; an array must hold objects with the
+  // same keys; any other JSON value is replaced by []. The keys select the function.
+  let raw = '{}';
+  let keys = new Set<string>(isRead ? query.args.keys() : []);
+  let isArray = false;
+  if (!isRead) {
+    if (!contentIsJson) throw new ReplayUnsupported(`RPC bodies of type ${contentType}`);
+    let payload: unknown = {};
+    if (body && body !== '') {
+      try {
+        payload = JSON.parse(body);
+      } catch {
+        return errorResponse(400, error('PGRST102', 'Empty or invalid json'));
+      }
+      raw = body;
+    }
+    const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+    if (Array.isArray(payload)) {
+      isArray = true;
+      const first = payload[0];
+      if (first !== undefined) {
+        const canonical = isObject(first) ? Object.keys(first).sort().join('\u0000') : null;
+        if (canonical === null || !payload.every((item) => isObject(item) && Object.keys(item).sort().join('\u0000') === canonical)) {
+          return errorResponse(400, error('PGRST102', 'All object keys must match'));
+        }
+        keys = new Set(Object.keys(first));
+      }
+    } else if (isObject(payload)) {
+      keys = new Set(Object.keys(payload));
+    } else {
+      raw = '[]';
+      isArray = true;
+    }
+  }
+  const routines = await routinesNamed(sql, schema, name);
+  const match = findRoutine(routines, keys, !isRead, contentIsJson);
+  if (match === 'ambiguous') {
+    return errorResponse(300, error('PGRST203', `Could not choose the best candidate function between: ${schema}.${name}`));
+  }
+  if (!match) {
+    const list = [...keys].join(', ');
+    const withParams = keys.size ? ` with parameter${keys.size > 1 ? 's' : ''} ${list}` : ' without parameters';
+    return errorResponse(
+      404,
+      error(
+        'PGRST202',
+        `Could not find the function ${schema}.${name}${keys.size ? `(${list})` : ' without parameters'} in the schema cache`,
+        `Searched for the function ${schema}.${name}${withParams}${!isRead ? ' or with a single unnamed json/jsonb parameter' : ''}, but no matches were found in the schema cache.`,
+      ),
+    );
+  }
+  const { routine, wholeBody } = match;
+  if (query.filters.length || query.order.length) {
+    throw new ReplayUnsupported('filtering or ordering the result of a function');
+  }
+  const defaultSelect = query.select.length === 1 && query.select[0] === '*';
+  if (!defaultSelect) throw new ReplayUnsupported('select= on a function result');
+  const negotiated = negotiate(accepts, routine, defaultSelect);
+  if (!negotiated) {
+    return errorResponse(406, error('PGRST107', `None of these media types are available: ${accepts.join(', ')}`));
+  }
+
+  const params: unknown[] = [];
+  // PostgREST sends each value as text of unknown type, read by the target type's input function.
+  // postgres.js would serialize a string for a json parameter as a JSON string literal instead,
+  // so the replay says `::text::type`: the same input function, the same errors.
+  const param = (value: unknown, type: string) => {
+    params.push(value);
+    return `$${params.length}::text::${type}`;
+  };
+  const fn = `${quoteIdent(routine.schema)}.${quoteIdent(routine.name)}`;
+  const scalar = !routine.returnsComposite;
+  const callIt = (args: string) => (scalar ? `(select ${fn}(${args}) pgrst_scalar) pgrst_call` : `${fn}(${args}) pgrst_call`);
+  const given = routine.params.filter((p) => keys.has(p.name));
+  let from: string;
+  if (wholeBody) {
+    // OnePosParam: the whole body, cast to the parameter's type.
+    from = `from ${callIt(param(raw, routine.params[0]!.type))}`;
+  } else if (given.length === 0) {
+    from = `from ${callIt('')}`;
+  } else if (isRead) {
+    // DirectArgs: "name" := $n::type, the value sent as text of unknown type.
+    const args = given.map((p) => `${quoteIdent(p.name)} := ${param(query.args.get(p.name), p.type)}`);
+    from = `from ${callIt(args.join(', '))}`;
+  } else {
+    // JsonArgs: the body through json_to_record, each argument named from it.
+    if (isArray) throw new ReplayUnsupported('calling a function once per element of a JSON array');
+    const payload = param(raw, 'json');
+    const columns = given.map((p) => quoteIdent(p.name)).join(', ');
+    const typed = given.map((p) => `${quoteIdent(p.name)} ${p.type}`).join(', ');
+    const args = given.map((p) => `${quoteIdent(p.name)} := pgrst_body.${quoteIdent(p.name)}`).join(', ');
+    from = `from (select ${payload} as json_data) pgrst_payload,
+            lateral (select ${columns} from json_to_record(pgrst_payload.json_data) as _(${typed}) limit 1) pgrst_body,
+            lateral ${callIt(args)}`;
+  }
+  const source = `select ${scalar ? 'pgrst_call.pgrst_scalar' : 'pgrst_call.*'} ${from}`;
+  const read = `select pgrst_source.* from pgrst_source${limitOffset(query, config, params)}`;
+  return {
+    sql: mainStatement(source, negotiated.handler, routine, read),
+    params,
+    // Plan.hs: a read is READ ONLY; a POST is READ WRITE only for a VOLATILE function.
+    readOnly: isRead || !routine.volatile,
+    handler: negotiated.handler,
+    contentType: negotiated.contentType,
+    routine,
+    offset: query.offset ?? 0,
+  };
+}
+
+/** Plan.hs `wrappedReadPlan` + QueryBuilder.hs `readPlanToQuery`, for `GET /<relation>`. */
+async function planRead(sql: Sql, config: PostgrestConfig, name: string, query: QueryString, accepts: string[]): Promise<Plan | ReplayResponse> {
+  const schema = config.schemas[0]!;
+  if (!(await relationExists(sql, schema, name))) {
+    return errorResponse(404, error('PGRST205', `Could not find the table '${schema}.${name}' in the schema cache`));
+  }
+  const defaultSelect = query.select.length === 1 && query.select[0] === '*';
+  const negotiated = negotiate(accepts, null, defaultSelect);
+  if (!negotiated) {
+    return errorResponse(406, error('PGRST107', `None of these media types are available: ${accepts.join(', ')}`));
+  }
+  const target = `${quoteIdent(schema)}.${quoteIdent(name)}`;
+  const params: unknown[] = [];
+  const columns = defaultSelect ? `${target}.*` : query.select.map((c) => `${target}.${quoteIdent(c)}`).join(', ');
+  const where = query.filters.length ? ` where ${query.filters.map((f) => filterSql(target, f, params)).join(' and ')}` : '';
+  const source = `select ${columns} from ${target}${where}${orderSql(target, query)}${limitOffset(query, config, params)}`;
+  return {
+    sql: mainStatement(source, negotiated.handler, null, 'select * from pgrst_source'),
+    params,
+    readOnly: true,
+    handler: negotiated.handler,
+    contentType: negotiated.contentType,
+    routine: null,
+    offset: query.offset ?? 0,
+  };
+}
+
+/** Response.hs: the status, Content-Range and the headers and status the query set. */
+function answer(
+  plan: Plan,
+  method: string,
+  row: { page_total: string | number; body: string | null } | undefined,
+  gucStatus: string | null,
+  gucHeaders: string | null,
+): ReplayResponse {
+  const count = Number(row?.page_total ?? 0);
+  const from = plan.offset;
+  const headers: Record<string, string> = { 'content-range': count > 0 ? `${from}-${from + count - 1}/*` : '*/*' };
+  let status = 200;
+  let text = row?.body ?? '';
+  if (plan.routine?.returnsVoid) {
+    status = 204;
+    text = '';
+  } else {
+    headers['content-type'] = plan.contentType;
+  }
+  if (method === 'HEAD') text = '';
+  if (gucStatus) status = Number(gucStatus);
+  // addHeadersIfNotIncluded: a header the query set replaces PostgREST's of the same name.
+  for (const entry of JSON.parse(gucHeaders ?? '[]') as Record<string, string>[]) {
+    for (const [name, value] of Object.entries(entry)) headers[name.toLowerCase()] = value;
+  }
+  return respond(status, headers, text, plan.sql, true);
+}
+
+export function createReplay(sql: Sql, options: ReplayOptions = {}) {
+  const config = options.config ?? postgrestConfig();
+
+  async function request(req: ReplayRequest): Promise<ReplayResponse> {
+    const method = req.method.toUpperCase();
+    const url = new URL(req.url, 'http://postgrest.test');
+    const headers = requestHeaders(req.headers);
+
+    // ApiRequest.hs: Accept-Profile (reads) / Content-Profile (writes) must name an exposed schema.
+    const profile = headers[method === 'GET' || method === 'HEAD' ? 'accept-profile' : 'content-profile'];
+    if (profile !== undefined && !config.schemas.includes(profile)) {
+      return errorResponse(406, error('PGRST106', `The schema must be one of the following: ${config.schemas.join(', ')}`));
+    }
+
+    // Auth.hs / Auth/Jwt.hs: the role and the claims.
+    let claims: Record<string, unknown> = {};
+    const bearer = /^bearer\s+(.*)$/i.exec(headers.authorization ?? '');
+    if (bearer) {
+      if (!options.jwtSecret) return errorResponse(500, error('PGRST300', 'Server lacks JWT secret'));
+      const verified = await verifyJwt(bearer[1]!.trim(), options.jwtSecret, options.now?.());
+      if (!verified.ok) {
+        return errorResponse(verified.status, error(verified.code, verified.message), {
+          'www-authenticate': `Bearer error="invalid_token", error_description="${verified.message}"`,
+        });
+      }
+      claims = verified.claims;
+    }
+    const role = typeof claims.role === 'string' ? claims.role : config.anonRole;
+
+    const rpc = /^\/rpc\/([^/]+)$/.exec(url.pathname);
+    const relation = /^\/([^/]+)$/.exec(url.pathname);
+    if (!rpc && !relation) {
+      if (url.pathname === '/') throw new ReplayUnsupported('the OpenAPI root');
+      return errorResponse(404, error('PGRST125', 'Invalid path specified in request URL'));
+    }
+    if (rpc ? !['GET', 'HEAD', 'POST'].includes(method) : !['GET', 'HEAD'].includes(method)) {
+      throw new ReplayUnsupported(`${method} on ${url.pathname}`);
+    }
+    let query: QueryString;
+    try {
+      query = parseQueryString(url.search, rpc !== null && (method === 'GET' || method === 'HEAD'));
+    } catch (cause) {
+      if (cause instanceof QueryStringError) return errorResponse(400, error('PGRST100', cause.message));
+      throw cause;
+    }
+    const accepts = acceptedMediaTypes(headers.accept);
+    const planned = rpc
+      ? await planCall(sql, config, decodeURIComponent(rpc[1]!), method, query, req.body ?? null, headers, accepts)
+      : await planRead(sql, config, decodeURIComponent(relation![1]!), query, accepts);
+    if (!('params' in planned)) return planned;
+    const plan = planned;
+
+    const outcome = await inRequestTransaction(
+      sql,
+      config,
+      {
+        method,
+        path: url.pathname,
+        role,
+        claims,
+        headers,
+        cookies: parseCookies(req.headers),
+        readOnly: plan.readOnly,
+        preRequest: config.preRequest,
+        settings: plan.routine?.settings,
+      },
+      async (tx: postgres.TransactionSql) =>
+        (await tx.unsafe(plan.sql, plan.params as never[])) as unknown as { page_total: string; body: string | null }[],
+    );
+    if (!outcome.ok) return errorResponse(outcome.status, outcome.body, outcome.headers, plan.sql);
+    return answer(plan, method, outcome.value[0], outcome.responseStatus, outcome.responseHeaders);
+  }
+
+  /** A fetch for clients (postgrest-js, the SDK): the same request, as a Response. */
+  async function replayFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+    const incoming = new Request(input, init);
+    const url = new URL(incoming.url);
+    const body = incoming.body ? await incoming.text() : null;
+    const result = await request({
+      method: incoming.method,
+      url: url.pathname + url.search,
+      headers: Object.fromEntries(incoming.headers),
+      body,
+    });
+    const empty = result.status === 204 || result.status === 304 || incoming.method === 'HEAD';
+    return new Response(empty ? null : result.text, { status: result.status, headers: result.headers });
+  }
+
+  return { request, fetch: replayFetch as typeof fetch, config };
+}
+
+export type Replay = ReturnType<typeof createReplay>;
+
+function parseCookies(headers: Record<string, string> = {}): Record<string, string> {
+  const cookie = Object.entries(headers).find(([name]) => name.toLowerCase() === 'cookie')?.[1];
+  if (!cookie) return {};
+  return Object.fromEntries(
+    cookie.split(';').flatMap((part) => {
+      const at = part.indexOf('=');
+      return at > 0 ? [[part.slice(0, at).trim(), part.slice(at + 1).trim()]] : [];
+    }),
+  );
+}
