@@ -1,6 +1,6 @@
 // The operator commands around the API: the smoke script (in psql mode, as `npm test` runs it),
 // the cron secret installer, and the development token minter.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +8,8 @@ import { useTestDatabase } from '../helpers/database.js';
 import { projectRoot } from '../helpers/dbmate.js';
 import { mintToken } from '../../scripts/token.js';
 import { ACME, GLOBEX } from '../fixtures/tenants.js';
-import { verifyJwt } from '../helpers/postgrest.js';
+import { connectAsAuthenticator, createReplay, TEST_JWT_SECRET, verifyJwt } from '../helpers/postgrest.js';
+import { serveReplay } from '../helpers/postgrest/http.js';
 
 const db = useTestDatabase();
 const SECRET = 'smoke-test-cron-secret-0123456789abcdef';
@@ -20,6 +21,17 @@ function run(command: string[], env: Record<string, string | undefined> = {}) {
     env: { ...process.env, DATABASE_URL: db.url, ...env },
   });
   return { code: result.status, out: result.stdout + result.stderr };
+}
+
+/** Like run, without blocking this process (which may be serving the requests). */
+function runAsync(command: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(command[0]!, command.slice(1), { cwd: projectRoot, env: { ...process.env, DATABASE_URL: db.url, ...env } });
+    let out = '';
+    child.stdout.on('data', (chunk) => (out += chunk));
+    child.stderr.on('data', (chunk) => (out += chunk));
+    child.on('close', (code) => resolve({ code, out }));
+  });
 }
 
 beforeAll(() => {
@@ -82,6 +94,28 @@ describe('scripts/test-kpi-history.sh (psql mode)', () => {
     });
     expect(result.code).toBe(1);
     expect(result.out).toContain('FAIL  history');
+  });
+});
+
+describe('scripts/test-kpi-history.sh (curl mode, against the PostgREST replay over HTTP)', () => {
+  it('passes every check: the script’s URLs, headers and expectations agree with PostgREST v16.2', async () => {
+    await db.sql`select kpi.backfill_kpi_history()`;
+    const authenticator = connectAsAuthenticator(db.urlAs('authenticator'));
+    const server = await serveReplay(createReplay(authenticator, { jwtSecret: TEST_JWT_SECRET }));
+    try {
+      const result = await runAsync(['bash', 'scripts/test-kpi-history.sh'], {
+        CRON_SECRET: SECRET,
+        BASE_URL: server.url,
+        PGRST_JWT_SECRET: TEST_JWT_SECRET,
+      });
+      expect(result.out).toContain(`== ${server.url} (PostgREST, with curl)`);
+      expect(result.out).toContain('all checks passed');
+      expect(result.out.match(/^ok {4}/gm)).toHaveLength(8);
+      expect(result.code).toBe(0);
+    } finally {
+      await server.close();
+      await authenticator.end();
+    }
   });
 });
 

@@ -8,6 +8,8 @@ import { refreshKpis } from '../../sdk/examples/server.js';
 import { insertTwoTenantsWithHistory } from '../fixtures/api.js';
 import { ACME, GLOBEX } from '../fixtures/tenants.js';
 import { json, postgrestError, recordingFetch } from './recording-fetch.js';
+import { connectAsAuthenticator, createReplay, TEST_JWT_SECRET } from '../helpers/postgrest.js';
+import { mintToken } from '../../scripts/token.js';
 
 const db = useTestDatabase();
 const readme = readFileSync(`${projectRoot}README.md`, 'utf8');
@@ -17,7 +19,23 @@ describe('README examples', () => {
     expect(readme).toContain(readFileSync(`${projectRoot}${file}`, 'utf8').trim());
   });
 
-  it('the browser example reads the history and the CSV, and handles FORBIDDEN', async () => {
+  it('the browser example, through the PostgREST replay: the history, the CSV file and its name, FORBIDDEN', async () => {
+    await insertTwoTenantsWithHistory(db.sql);
+    const authenticator = connectAsAuthenticator(db.urlAs('authenticator'));
+    try {
+      const replay = createReplay(authenticator, { jwtSecret: TEST_JWT_SECRET });
+      const token = await mintToken({ secret: TEST_JWT_SECRET, tenantIds: [ACME] });
+      const today = new Date().toISOString().slice(0, 10);
+      const shown = await showKpis('http://postgrest.test', token, ACME, replay.fetch);
+      expect(shown).toMatchObject({ summary: 'AIV 13% in the week of 2024-01-22', download: { filename: `kpi-history-acme-${today}.csv` } });
+      expect(shown.weeks).toHaveLength(4);
+      expect(await showKpis('http://postgrest.test', token, GLOBEX, replay.fetch)).toEqual({ summary: 'not your tenant', weeks: [] });
+    } finally {
+      await authenticator.end();
+    }
+  });
+
+  it('the browser example’s exact requests (scripted answers)', async () => {
     const row = { as_of: '2024-01-22', aiv_pct: 13 };
     const { fetch, requests } = recordingFetch((request) =>
       request.url.pathname === '/kpi_history'
@@ -38,7 +56,7 @@ describe('README examples', () => {
   describe('the server example, against the database', () => {
     const saved = process.env.DATABASE_URL;
     beforeAll(async () => {
-      await insertTwoTenantsWithHistory(db.sql);
+      if ((await db.sql`select count(*)::int as n from kpi.tenants`)[0]!.n === 0) await insertTwoTenantsWithHistory(db.sql);
       process.env.DATABASE_URL = db.url;
     });
     afterAll(() => {
