@@ -252,6 +252,30 @@ COMMENT ON FUNCTION kpi.add_cron_secret(secret text) IS 'Adds an active cron sec
 
 
 --
+-- Name: all_tenant_lock_holder(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.all_tenant_lock_holder() RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select jsonb_build_object(
+           'pid', l.pid,
+           'since', kpi.utc_iso(coalesce(r.started_at, a.xact_start)),
+           'run_id', r.id,
+           'application_name', nullif(a.application_name, ''))
+  from pg_catalog.pg_locks l
+  left join pg_catalog.pg_stat_activity a on a.pid = l.pid
+  left join lateral (
+    select k.id, k.started_at from kpi.kpi_runs k
+    where k.backend_pid = l.pid and k.status = 'running' and k.tenant_id is null
+    order by k.id desc limit 1) r on true
+  where l.locktype = 'advisory' and l.classid = 1263552840 and l.objid = 1 and l.objsubid = 2 and l.granted
+  limit 1
+$$;
+
+
+--
 -- Name: assert_tenant_can_fill(uuid); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -511,6 +535,34 @@ CREATE FUNCTION kpi.hrp_is_invalid(hrp jsonb) RETURNS boolean
 
 
 --
+-- Name: install_cron_secret(text); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.install_cron_secret(secret text) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  added jsonb := kpi.add_cron_secret(secret);
+  retired bigint;
+begin
+  update kpi.cron_secrets s set retired_at = clock_timestamp()
+  where s.retired_at is null and s.secret_sha256 <> kpi.cron_secret_hash(s.salt, secret);
+  get diagnostics retired = row_count;
+  return jsonb_build_object('added', added -> 'added', 'retired', retired,
+    'active_secrets', (select count(*) from kpi.cron_secrets where retired_at is null));
+end
+$$;
+
+
+--
+-- Name: FUNCTION install_cron_secret(secret text); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.install_cron_secret(secret text) IS 'Makes `secret` (32+ characters) the only active cron secret, whatever was active before.';
+
+
+--
 -- Name: raise_error(text, text, text); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -566,16 +618,19 @@ CREATE PROCEDURE kpi.run_scheduled_kpi_fill()
     AS $$
 declare
   run_id bigint;
+  holder jsonb;
 begin
-  if not kpi.try_lock_all_tenants(true) then
-    perform kpi.skipped_run('fill_all', null, null);
-    return;
-  end if;
+  commit;
   run_id := kpi.start_kpi_run('fill_all', null, null, null);
   commit;
+  if not kpi.try_lock_all_tenants(false) then
+    holder := kpi.all_tenant_lock_holder();
+    update kpi.kpi_runs set status = 'skipped', finished_at = clock_timestamp(), lock_holder = holder where id = run_id;
+    commit;
+    return;
+  end if;
   perform kpi.execute_all_tenant_run(run_id, null, null, true);
   commit;
-  perform kpi.unlock_all_tenants();
 end
 $$;
 
@@ -584,7 +639,7 @@ $$;
 -- Name: PROCEDURE run_scheduled_kpi_fill(); Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON PROCEDURE kpi.run_scheduled_kpi_fill() IS 'What pg_cron runs daily: kpi.fill_all_kpi_history() with the run logged as running first. Example: call kpi.run_scheduled_kpi_fill();';
+COMMENT ON PROCEDURE kpi.run_scheduled_kpi_fill() IS 'What pg_cron runs daily: kpi.fill_all_kpi_history() with the run logged as running first. Call it outside a transaction block (it commits as it goes). Example: call kpi.run_scheduled_kpi_fill();';
 
 
 --
@@ -592,13 +647,22 @@ COMMENT ON PROCEDURE kpi.run_scheduled_kpi_fill() IS 'What pg_cron runs daily: k
 --
 
 CREATE FUNCTION kpi.skipped_run(p_kind text, p_from date, p_to date) RETURNS jsonb
-    LANGUAGE sql
+    LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
-  select jsonb_build_object(
+declare
+  holder jsonb := kpi.all_tenant_lock_holder();
+  run_id bigint := kpi.start_kpi_run(p_kind, null, p_from, p_to, 'skipped');
+begin
+  update kpi.kpi_runs set lock_holder = holder where id = run_id;
+  return jsonb_build_object(
     'skipped', true, 'status', 'skipped',
-    'message', 'another all-tenant run is in progress',
-    'run_id', kpi.start_kpi_run(p_kind, null, p_from, p_to, 'skipped'))
+    'message', case when holder is null then 'another all-tenant run is in progress'
+                    else format('another all-tenant run is in progress: pid %s since %s%s', holder ->> 'pid',
+                                holder ->> 'since', case when holder ->> 'run_id' is not null then format(' (run %s)', holder ->> 'run_id') else '' end) end,
+    'holder', holder,
+    'run_id', run_id);
+end
 $$;
 
 
@@ -618,6 +682,50 @@ $$;
 
 
 --
+-- Name: try_fill_kpi_history(uuid); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.try_fill_kpi_history(tenant_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  failed_sqlstate text;
+  failed_message text;
+  known kpi.error_codes;
+  run_id bigint;
+begin
+  return kpi.fill_kpi_history(try_fill_kpi_history.tenant_id);
+exception when others then
+  get stacked diagnostics failed_sqlstate = returned_sqlstate, failed_message = message_text;
+  select * into known from kpi.error_codes e where e.sqlstate = failed_sqlstate;
+  if known.code is null then
+    select * into known from kpi.error_codes e where e.code = 'INTERNAL_ERROR';
+  end if;
+  run_id := kpi.start_kpi_run('fill', try_fill_kpi_history.tenant_id, null, null, 'failed');
+  update kpi.kpi_runs r set total_count = 1, ok_count = 0, rows_written = 0,
+    errors = jsonb_build_array(jsonb_build_object('tenant_id', try_fill_kpi_history.tenant_id, 'code', known.code,
+                                                  'sqlstate', failed_sqlstate, 'message', failed_message))
+  where r.id = run_id;
+  return jsonb_build_object(
+    'ok', false, 'code', known.code, 'http_status', known.http_status, 'sqlstate', failed_sqlstate,
+    -- An unexpected error's own message stays in the log; the caller learns where to look.
+    'message', case when known.code = 'INTERNAL_ERROR'
+                    then format('the fill failed and changed nothing; see run %s in kpi.kpi_runs', run_id)
+                    else failed_message end,
+    'run_id', run_id);
+end
+$$;
+
+
+--
+-- Name: FUNCTION try_fill_kpi_history(tenant_id uuid); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.try_fill_kpi_history(tenant_id uuid) IS 'kpi.fill_kpi_history that logs a failure as a failed run and returns {"ok": false, "code", "http_status", "sqlstate", "message", "run_id"} instead of raising. Example: select kpi.try_fill_kpi_history(''<tenant uuid>'');';
+
+
+--
 -- Name: try_lock_all_tenants(boolean); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -631,15 +739,13 @@ $$;
 
 
 --
--- Name: unlock_all_tenants(); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: utc_iso(timestamp with time zone); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.unlock_all_tenants() RETURNS boolean
-    LANGUAGE sql
+CREATE FUNCTION kpi.utc_iso(ts timestamp with time zone) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path TO ''
-    AS $$
-  select pg_catalog.pg_advisory_unlock(1263552840, 1)
-$$;
+    RETURN ((to_json((ts AT TIME ZONE 'UTC'::text)) #>> '{}'::text[]) || '+00:00'::text);
 
 
 --
@@ -873,8 +979,10 @@ CREATE FUNCTION kpi_api.deny(endpoint text, reason text) RETURNS json
     SET search_path TO ''
     AS $$
 begin
-  insert into kpi.api_denials (endpoint, reason, db_role, jwt_sub)
-  values (endpoint, reason, current_setting('role'), kpi_api.request_claims() ->> 'sub');
+  insert into kpi.api_denials as d (endpoint, reason, db_role, jwt_sub)
+  values (endpoint, reason, current_setting('role'), kpi_api.request_claims() ->> 'sub')
+  on conflict on constraint api_denials_one_row_per_kind_and_minute
+  do update set denials = d.denials + 1, last_denied_at = clock_timestamp();
   perform set_config('response.status', '403', true);
   return json_build_object('code', 'FORBIDDEN', 'message', 'a valid cron secret is required',
                            'details', null, 'hint', 'Send it in the x-cron-secret header.');
@@ -894,6 +1002,7 @@ declare
   last_run kpi.kpi_runs;
   last_success timestamptz;
   schedule jsonb;
+  holder jsonb := kpi.all_tenant_lock_holder();
   reasons text[] := '{}';
 begin
   select * into last_run from kpi.kpi_runs
@@ -910,6 +1019,10 @@ begin
   if last_success is null or last_success < now() - interval '26 hours' then
     reasons := reasons || 'no successful run in the last 26 hours'::text;
   end if;
+  if (holder ->> 'since')::timestamptz < now() - interval '1 hour' then
+    reasons := reasons || format('the all-tenant lock has been held since %s by pid %s (longer than a run takes)',
+                                 holder ->> 'since', holder ->> 'pid');
+  end if;
 
   if to_regclass('cron.job') is not null then
     execute $q$select jsonb_build_object('job', jobname, 'cron', schedule, 'timezone', 'UTC', 'active', active)
@@ -918,12 +1031,12 @@ begin
 
   return json_build_object(
     'status', case when cardinality(reasons) = 0 then 'healthy' else 'degraded' end,
-    'timestamp', now(),
+    'timestamp', kpi.utc_iso(now()),
     'reasons', to_json(reasons),
     'last_run', case when last_run.id is null then null else json_build_object(
                   'status', last_run.status, 'trigger', last_run.trigger,
-                  'started_at', last_run.started_at, 'finished_at', last_run.finished_at) end,
-    'last_success_at', last_success,
+                  'started_at', kpi.utc_iso(last_run.started_at), 'finished_at', kpi.utc_iso(last_run.finished_at)) end,
+    'last_success_at', kpi.utc_iso(last_success),
     'schedule', schedule);
 end
 $_$;
@@ -1052,7 +1165,12 @@ begin
        or (body ->> 'tenantId') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
       perform kpi_api.raise_http_error('INVALID_INPUT', 'tenantId must be a UUID string');
     end if;
-    return kpi.fill_kpi_history((body ->> 'tenantId')::uuid)::json;
+    result := kpi.try_fill_kpi_history((body ->> 'tenantId')::uuid);
+    if result ->> 'ok' = 'false' then
+      perform set_config('response.status', result ->> 'http_status', true);
+      return json_build_object('code', result ->> 'code', 'message', result ->> 'message', 'details', null, 'hint', null);
+    end if;
+    return result::json;
   end if;
 
   result := kpi.fill_all_kpi_history();
@@ -1230,7 +1348,7 @@ CREATE VIEW api.kpi_history_export WITH (security_invoker='true') AS
     h.vli_integrity_pct,
     h.vli_is_fallback,
     h.hrp_pct,
-    h.updated_at
+    ((to_json((h.updated_at AT TIME ZONE 'UTC'::text)) #>> '{}'::text[]) || '+00:00'::text) AS updated_at
    FROM (kpi.kpi_history h
      JOIN kpi.tenants t ON ((t.id = h.tenant_id)));
 
@@ -1239,7 +1357,7 @@ CREATE VIEW api.kpi_history_export WITH (security_invoker='true') AS
 -- Name: VIEW kpi_history_export; Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON VIEW api.kpi_history_export IS 'The CSV export''s columns in order, for the active tenant (row-level security), or for every tenant in psql as the owner. Prefer GET /rpc/kpi_history_csv for a file.
+COMMENT ON VIEW api.kpi_history_export IS 'The CSV export''s columns in order (updated_at as ISO 8601 text in UTC), for the active tenant (row-level security), or for every tenant in psql as the owner. Prefer GET /rpc/kpi_history_csv for a file.
 Example: GET /kpi_history_export?order=as_of.desc&limit=10';
 
 
@@ -1253,7 +1371,11 @@ CREATE TABLE kpi.api_denials (
     endpoint text NOT NULL,
     reason text NOT NULL,
     db_role text DEFAULT CURRENT_USER NOT NULL,
-    jwt_sub text
+    jwt_sub text,
+    minute timestamp with time zone GENERATED ALWAYS AS (date_bin('00:01:00'::interval, denied_at, '2000-01-01 00:00:00+00'::timestamp with time zone)) STORED,
+    denials integer DEFAULT 1 NOT NULL,
+    last_denied_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    CONSTRAINT api_denials_denials_positive CHECK ((denials > 0))
 );
 
 ALTER TABLE ONLY kpi.api_denials FORCE ROW LEVEL SECURITY;
@@ -1263,7 +1385,21 @@ ALTER TABLE ONLY kpi.api_denials FORCE ROW LEVEL SECURITY;
 -- Name: TABLE api_denials; Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON TABLE kpi.api_denials IS 'Audit of refused API calls (missing or wrong cron secret…). Holds no secret.';
+COMMENT ON TABLE kpi.api_denials IS 'Audit of refused API calls (missing or wrong cron secret…): one row per endpoint, reason, role, JWT subject and minute, with the number of denials. Holds no secret.';
+
+
+--
+-- Name: COLUMN api_denials.denied_at; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.api_denials.denied_at IS 'The first denial of this kind in the minute.';
+
+
+--
+-- Name: COLUMN api_denials.denials; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.api_denials.denials IS 'How many calls of this kind were denied in the minute.';
 
 
 --
@@ -1470,6 +1606,7 @@ CREATE TABLE kpi.kpi_runs (
     rows_written integer,
     errors jsonb DEFAULT '[]'::jsonb NOT NULL,
     warnings jsonb DEFAULT '[]'::jsonb NOT NULL,
+    lock_holder jsonb,
     CONSTRAINT kpi_runs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
     CONSTRAINT kpi_runs_finished_when_not_running CHECK (((status = 'running'::text) = (finished_at IS NULL))),
     CONSTRAINT kpi_runs_kind CHECK ((kind = ANY (ARRAY['fill'::text, 'fill_all'::text, 'backfill'::text]))),
@@ -1493,6 +1630,13 @@ COMMENT ON TABLE kpi.kpi_runs IS 'One row per aggregation run: trigger, status, 
 --
 
 COMMENT ON COLUMN kpi.kpi_runs.status IS 'ok: every tenant written; partial: some tenants had errors; failed: nothing written (see errors); skipped: another all-tenant run held the lock; running: not finished.';
+
+
+--
+-- Name: COLUMN kpi_runs.lock_holder; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.kpi_runs.lock_holder IS 'For a skipped run: the session that held the all-tenant lock, {"pid", "since", "run_id", "application_name"}.';
 
 
 --
@@ -1552,6 +1696,14 @@ ALTER TABLE kpi.vli_audits ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 CREATE TABLE public.schema_migrations (
     version character varying(128) NOT NULL
 );
+
+
+--
+-- Name: api_denials api_denials_one_row_per_kind_and_minute; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.api_denials
+    ADD CONSTRAINT api_denials_one_row_per_kind_and_minute UNIQUE NULLS NOT DISTINCT (endpoint, reason, db_role, jwt_sub, minute);
 
 
 --
@@ -1877,4 +2029,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261130000600'),
     ('20261130000700'),
     ('20261130000800'),
-    ('20261201000100');
+    ('20261201000100'),
+    ('20261201000200');

@@ -16,13 +16,20 @@ where (select rolsuper from pg_roles where rolname = current_user);
 \set secret ''
 \endif
 
-select :'action' in ('install', 'rotate') as needs_secret \gset
-\if :needs_secret
+-- install: exactly this secret active afterwards, whatever was active before (mid-rotation too).
+select :'action' = 'install' as installs \gset
+\if :installs
+select kpi.install_cron_secret(:'secret') as result \gset
+\echo installed: :result
+\endif
+
+select :'action' = 'rotate' as rotates \gset
+\if :rotates
 select kpi.add_cron_secret(:'secret') as result \gset
 \echo added: :result
 \endif
 
-select :'action' in ('install', 'retire') as retires \gset
+select :'action' = 'retire' as retires \gset
 \if :retires
 select kpi.retire_cron_secrets(1) as result \gset
 \echo retired: :result

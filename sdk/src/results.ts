@@ -35,17 +35,33 @@ export interface FillAllResult {
   errors: TenantProblem[];
   warnings: TenantProblem[];
   rows_written: number;
-  status: Exclude<RunStatus, 'skipped'>;
+  /** A failed run is never a result: the calls throw INTERNAL_ERROR naming it. */
+  status: 'ok' | 'partial';
   run_id: number;
   /** Backfills: the weeks computed. */
   weeks?: number;
+}
+
+/** What the database answers for a failed all-tenant run; the SDK turns it into INTERNAL_ERROR. */
+export interface FailedRunResult {
+  ok: 0;
+  /** Unknown: the run failed before it counted the tenants. */
+  total: null;
+  errors: { code: string; sqlstate?: string; message: string }[];
+  warnings: TenantProblem[];
+  rows_written: 0;
+  status: 'failed';
+  run_id: number;
 }
 
 /** Another all-tenant run held the lock; nothing was done. */
 export interface SkippedResult {
   skipped: true;
   status: 'skipped';
+  /** Names the session holding the lock, and since when. */
   message: string;
+  /** The session that held the all-tenant lock, when it could be seen. */
+  holder: { pid: number; since: string; run_id: number | null; application_name: string | null } | null;
   run_id: number;
 }
 

@@ -6,7 +6,7 @@
 import postgres from 'postgres';
 import { codeForSqlstate, KpiHistoryError, type KpiErrorCode } from './errors.js';
 import { logSql } from './log.js';
-import type { FillAllResult, FillResult, HealthResult, HistoryQuery, KpiHistoryRow, SkippedResult } from './results.js';
+import type { FailedRunResult, FillAllResult, FillResult, HealthResult, HistoryQuery, KpiHistoryRow, SkippedResult } from './results.js';
 
 export * from './index.js';
 
@@ -51,6 +51,33 @@ export function toKpiHistoryError(error: unknown): KpiHistoryError {
   return new KpiHistoryError({ code: 'INTERNAL_ERROR', message: (error as Error)?.message ?? String(error), cause: error });
 }
 
+/** What a fill answers when it fails (kpi.try_fill_kpi_history). */
+interface FailedFill {
+  ok: false;
+  code: KpiErrorCode;
+  sqlstate: string;
+  message: string;
+  run_id: number;
+}
+
+/** An all-tenant run's answer as the database gives it: it may have failed. */
+type RunResult = FillAllResult | SkippedResult | FailedRunResult;
+
+/**
+ * A failed run changed nothing and is logged; the caller gets an error naming it, as over HTTP
+ * (INTERNAL_ERROR), never `{ status: 'failed' }` as data.
+ */
+function completed(result: RunResult): FillAllResult | SkippedResult {
+  if (result.status === 'failed') {
+    throw new KpiHistoryError({
+      code: 'INTERNAL_ERROR',
+      message: `the run failed and changed nothing; see run ${result.run_id} in kpi.kpi_runs`,
+      details: result.errors.map((error) => `${error.code}${error.sqlstate ? ` (${error.sqlstate})` : ''}: ${error.message}`).join('; ') || null,
+    });
+  }
+  return result;
+}
+
 export function createKpiHistoryServer(options: KpiHistoryServerOptions = {}) {
   const url = options.databaseUrl ?? process.env.DATABASE_URL;
   if (!options.sql && !url) {
@@ -76,15 +103,22 @@ export function createKpiHistoryServer(options: KpiHistoryServerOptions = {}) {
   const single = async <T>(name: string, query: () => Promise<{ result: T }[]>) => (await call(name, query))[0]!.result;
 
   return {
-    /** Writes the tenant's latest AVI week. Throws UNKNOWN_TENANT, NO_AVI, INVALID_INPUT. */
-    fillKpiHistory(tenantId: string): Promise<FillResult> {
-      if (typeof tenantId !== 'string' || !UUID.test(tenantId)) return Promise.reject(invalid('tenantId must be a UUID'));
-      return single('fill_kpi_history', () => sql<{ result: FillResult }[]>`select kpi.fill_kpi_history(${tenantId}) as result`);
+    /**
+     * Writes the tenant's latest AVI week. Throws UNKNOWN_TENANT, NO_AVI, INVALID_INPUT — and the
+     * failure is in kpi.kpi_runs as a failed run (kpi.try_fill_kpi_history logs it, then answers).
+     */
+    async fillKpiHistory(tenantId: string): Promise<FillResult> {
+      if (typeof tenantId !== 'string' || !UUID.test(tenantId)) throw invalid('tenantId must be a UUID');
+      const result = await single('fill_kpi_history', () => sql<{ result: FillResult | FailedFill }[]>`select kpi.try_fill_kpi_history(${tenantId}) as result`);
+      if (result.ok === false) {
+        throw new KpiHistoryError({ code: result.code, message: result.message, details: `run ${result.run_id} in kpi.kpi_runs`, serverCode: result.sqlstate });
+      }
+      return result;
     },
 
-    /** Writes every tenant's latest AVI week in one set-based statement. */
-    fillAllKpiHistory(): Promise<FillAllResult | SkippedResult> {
-      return single('fill_all_kpi_history', () => sql<{ result: FillAllResult | SkippedResult }[]>`select kpi.fill_all_kpi_history() as result`);
+    /** Writes every tenant's latest AVI week in one set-based statement. Throws INTERNAL_ERROR when the run failed. */
+    async fillAllKpiHistory(): Promise<FillAllResult | SkippedResult> {
+      return completed(await single('fill_all_kpi_history', () => sql<{ result: RunResult }[]>`select kpi.fill_all_kpi_history() as result`));
     },
 
     /** Writes every AVI week in [from, to] for one tenant or all, as of each week. */
@@ -94,8 +128,8 @@ export function createKpiHistoryServer(options: KpiHistoryServerOptions = {}) {
       for (const [name, value] of [['from', from], ['to', to]] as const) {
         if (value !== null && !DATE.test(value)) return Promise.reject(invalid(`${name} must be a date, YYYY-MM-DD`));
       }
-      return single('backfill_kpi_history', () => sql<{ result: FillAllResult | SkippedResult }[]>`
-        select kpi.backfill_kpi_history(${tenantId}::uuid, ${from}::date, ${to}::date) as result`);
+      return single('backfill_kpi_history', () => sql<{ result: RunResult }[]>`
+        select kpi.backfill_kpi_history(${tenantId}::uuid, ${from}::date, ${to}::date) as result`).then(completed);
     },
 
     /** A tenant's weeks, newest first (52 by default), shaped exactly like the HTTP API's rows. */

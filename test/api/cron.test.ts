@@ -25,7 +25,8 @@ function cron(body: unknown, request: Omit<PostgrestRequest, 'method' | 'path'> 
   return rpc<Record<string, unknown>>(api, 'kpi_history_cron', body as Record<string, unknown>, request);
 }
 const withSecret = (secret = SECRET) => ({ headers: { 'X-Cron-Secret': secret } });
-const denials = () => db.sql`select endpoint, reason, db_role, jwt_sub from kpi.api_denials order by id`;
+const denials = () => db.sql`select endpoint, reason, db_role, jwt_sub, denials from kpi.api_denials order by last_denied_at, id`;
+const deniedCalls = async () => (await db.sql`select coalesce(sum(denials), 0)::int as n from kpi.api_denials`)[0]!.n as number;
 const runCount = async () => (await db.sql`select count(*)::int as n from kpi.kpi_runs`)[0]!.n as number;
 
 describe('the secret', () => {
@@ -33,27 +34,59 @@ describe('the secret', () => {
     ['missing', {}, 'missing cron secret'],
     ['wrong', withSecret('x'.repeat(40)), 'wrong cron secret'],
     ['almost right', withSecret(SECRET.slice(0, -1)), 'wrong cron secret'],
-  ])('%s → FORBIDDEN 403, an audit row, and nothing else', async (_what, request, reason) => {
+  ])('%s → FORBIDDEN 403, counted in the audit, and nothing else', async (_what, request, reason) => {
     const before = await db.sql`select * from kpi.kpi_history order by tenant_id, as_of`;
     const runs = await runCount();
-    const denialsBefore = (await denials()).length;
+    const denialsBefore = await deniedCalls();
     const response = await cron({}, request);
     expect(response).toMatchObject({ status: 403, committed: true, body: { code: 'FORBIDDEN' } });
     expect(await db.sql`select * from kpi.kpi_history order by tenant_id, as_of`).toEqual(before);
     expect(await runCount()).toBe(runs);
-    const after = await denials();
-    expect(after).toHaveLength(denialsBefore + 1);
-    expect(after.at(-1)).toEqual({ endpoint: '/rpc/kpi_history_cron', reason, db_role: 'anon', jwt_sub: null });
+    expect(await deniedCalls()).toBe(denialsBefore + 1);
+    expect((await denials()).at(-1)).toMatchObject({ endpoint: '/rpc/kpi_history_cron', reason, db_role: 'anon', jwt_sub: null });
   });
 
   it('sent as a bearer token, it is refused by PostgREST as a JWT (401 PGRST301) before the database sees it', async () => {
     const runs = await runCount();
-    const denialsBefore = (await denials()).length;
+    const denialsBefore = await deniedCalls();
     const response = await cron({}, { headers: { authorization: `Bearer ${SECRET}` } });
     expect(response).toMatchObject({ status: 401, committed: false, body: { code: 'PGRST301' } });
     expect(JSON.stringify(response)).not.toContain(SECRET);
     expect(await runCount()).toBe(runs);
-    expect(await denials()).toHaveLength(denialsBefore);
+    expect(await deniedCalls()).toBe(denialsBefore);
+  });
+
+  it('10,000 denied calls from 4 sessions at once leave a bounded audit whose counts add up', async () => {
+    const rowsBefore = (await denials()).length;
+    const callsBefore = await deniedCalls();
+    // Each session denies 2,500 calls as anon, alternating a missing and a wrong secret, the
+    // way PostgREST would run them (role, headers), committing at the end.
+    const attacker = async () => {
+      const sql = connect(db.urlAs('authenticator'), { max: 1 });
+      await sql.begin(async (tx) => {
+        await tx`set local role anon`;
+        await tx.unsafe(`
+          do $$
+          begin
+            for i in 1..2500 loop
+              perform set_config('request.headers', case when i % 2 = 0 then '{}' else '{"x-cron-secret": "wrong-wrong-wrong-wrong-wrong-wrong-wrong"}' end, true);
+              perform api.kpi_history_cron('{}'::json);
+            end loop;
+          end $$`);
+      });
+      await sql.end();
+    };
+    await Promise.all([attacker(), attacker(), attacker(), attacker()]);
+    expect(await deniedCalls()).toBe(callsBefore + 10_000);
+    // Two kinds of denial: one row each per minute (two minutes, if the test straddled one).
+    const added = (await denials()).length - rowsBefore;
+    expect(added).toBeGreaterThanOrEqual(0);
+    expect(added).toBeLessThanOrEqual(4);
+    const recent = await db.sql`
+      select reason, sum(denials)::int as n from kpi.api_denials
+      where last_denied_at > now() - interval '10 minutes' and db_role = 'anon' group by reason order by reason`;
+    expect(recent.map((row) => row.reason)).toEqual(['missing cron secret', 'wrong cron secret']);
+    expect(recent.every((row) => row.n >= 5_000)).toBe(true);
   });
 
   it('is checked before the body: a bad body without the secret is still FORBIDDEN', async () => {
@@ -151,14 +184,34 @@ describe('errors', () => {
     ['a tenantId that is not a uuid', { tenantId: 'acme' }, 'INVALID_INPUT', 400],
     ['a numeric tenantId', { tenantId: 7 }, 'INVALID_INPUT', 400],
     ['a null tenantId', { tenantId: null }, 'INVALID_INPUT', 400],
-    ['an unknown tenant', { tenantId: UNKNOWN }, 'UNKNOWN_TENANT', 404],
-    ['a tenant without AVI reports', { tenantId: INITECH }, 'NO_AVI', 422],
   ])('%s → %s %s, nothing written', async (_what, body, code, status) => {
     const runs = await runCount();
     const response = await cron(body, withSecret());
     expect(response).toMatchObject({ status, committed: false, body: { code } });
     expect(JSON.stringify(response.body)).not.toMatch(/KH\d|PL\/pgSQL|kpi\./);
     expect(await runCount()).toBe(runs);
+  });
+
+  it.each([
+    ['an unknown tenant', UNKNOWN, 'UNKNOWN_TENANT', 404, 'KH404'],
+    ['a tenant without AVI reports', INITECH, 'NO_AVI', 422, 'KH422'],
+  ])('%s → %s %s, the same answer as before, and the failure is in the run log', async (_what, tenantId, code, status, sqlstate) => {
+    const history = await db.sql`select * from kpi.kpi_history order by tenant_id, as_of`;
+    const runs = await runCount();
+    const response = await cron({ tenantId }, withSecret());
+    expect(response).toMatchObject({ status, body: { code, details: null, hint: null } });
+    expect(JSON.stringify(response.body)).not.toMatch(/KH\d|PL\/pgSQL|kpi\./);
+    expect(await db.sql`select * from kpi.kpi_history order by tenant_id, as_of`).toEqual(history);
+    expect(await runCount()).toBe(runs + 1);
+    const [run] = await db.sql`select kind, tenant_id, trigger, status, finished_at is not null as finished, errors from kpi.kpi_runs order by id desc limit 1`;
+    expect(run).toEqual({
+      kind: 'fill',
+      tenant_id: tenantId,
+      trigger: 'api',
+      status: 'failed',
+      finished: true,
+      errors: [{ tenant_id: tenantId, code, sqlstate, message: (response.body as { message: string }).message }],
+    });
   });
 
   it('a failed run → INTERNAL_ERROR 500 naming the run, revealing nothing else; the failure stays logged', async () => {

@@ -53,6 +53,27 @@ describe('scripts/cron-secret.sh', () => {
     expect(short.out).toContain('openssl rand -base64 48');
   });
 
+  it('install leaves exactly the given secret active, even mid-rotation with a newer one active (compose runs it on every start)', async () => {
+    const old = 'the-old-secret-being-rotated-away-000000';
+    const newer = 'the-newer-secret-added-by-rotate-1111111';
+    const matches = async (secret: string) =>
+      (await db.sql`select kpi_api.cron_secret_matches(${secret}) as ok`)[0]!.ok as boolean;
+    expect(run(['bash', 'scripts/cron-secret.sh', 'install'], { CRON_SECRET: old }).code).toBe(0);
+    expect(run(['bash', 'scripts/cron-secret.sh', 'rotate'], { CRON_SECRET: newer }).code).toBe(0);
+    expect(await active()).toBe(2);
+    // Install the older one again, as a restart with an unchanged .env would.
+    const again = run(['bash', 'scripts/cron-secret.sh', 'install'], { CRON_SECRET: old });
+    expect(again.code).toBe(0);
+    expect(again.out).not.toContain(old);
+    expect(await active()).toBe(1);
+    expect(await matches(old)).toBe(true);
+    expect(await matches(newer)).toBe(false);
+    // Installing what is already the only secret changes nothing.
+    expect(run(['bash', 'scripts/cron-secret.sh', 'install'], { CRON_SECRET: old }).code).toBe(0);
+    expect(await active()).toBe(1);
+    expect(await matches(old)).toBe(true);
+  });
+
   it('installs, rotates and retires, printing no secret', async () => {
     const install = run(['bash', 'scripts/cron-secret.sh', 'install'], { CRON_SECRET: 'first-secret-'.padEnd(40, '1') });
     expect(install.code).toBe(0);

@@ -1,7 +1,7 @@
 // kpi-history/server against the real database: every call, every error code, and the shapes
 // declared in sdk/src/results.ts checked against what the database returns.
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
-import { useTestDatabase } from '../helpers/database.js';
+import { connect, useTestDatabase } from '../helpers/database.js';
 import {
   createKpiHistoryServer,
   toKpiHistoryError,
@@ -35,10 +35,13 @@ describe('fillKpiHistory', () => {
   it.each([
     ['NO_AVI', INITECH, 'KH422'],
     ['UNKNOWN_TENANT', UNKNOWN, 'KH404'],
-  ])('throws %s', async (code, tenant, sqlstate) => {
+  ])('throws %s, and the failure is a failed run in kpi.kpi_runs', async (code, tenant, sqlstate) => {
     const error = await failure(server.fillKpiHistory(tenant));
     expect(error).toMatchObject({ code, serverCode: sqlstate, status: undefined });
     expect(error.message).toMatch(/tenant/);
+    const [run] = await db.sql`select id, kind, tenant_id, status, errors from kpi.kpi_runs order by id desc limit 1`;
+    expect(run).toMatchObject({ kind: 'fill', tenant_id: tenant, status: 'failed', errors: [{ code, sqlstate }] });
+    expect(error.details).toBe(`run ${run!.id} in kpi.kpi_runs`);
   });
 
   it('throws INVALID_INPUT for an id that is not a UUID, without asking the database', async () => {
@@ -61,18 +64,21 @@ describe('fillAllKpiHistory', () => {
     });
   });
 
-  it('returns SkippedResult while another all-tenant run holds the lock', async () => {
+  it('returns SkippedResult, naming the session that holds the lock, while another all-tenant run holds it', async () => {
     await db.sql.begin(async (tx) => {
-      await tx`select kpi.fill_all_kpi_history()`;
+      const [holderRow] = await tx<{ pid: number; run: unknown }[]>`select pg_backend_pid() as pid, kpi.fill_all_kpi_history() as run`;
+      const { pid, run } = holderRow!;
       const other = createKpiHistoryServer({ databaseUrl: db.url });
       try {
         const result = await other.fillAllKpiHistory();
         expect(result).toEqual<SkippedResult>({
           skipped: true,
           status: 'skipped',
-          message: 'another all-tenant run is in progress',
+          message: expect.stringMatching(new RegExp(`^another all-tenant run is in progress: pid ${pid} since \\d{4}-\\d\\d-\\d\\dT[\\d:.]+\\+00:00$`)),
+          holder: { pid, since: expect.any(String), run_id: null, application_name: 'postgres.js' },
           run_id: expect.any(Number),
         });
+        expect(run).toMatchObject({ status: 'partial' }); // initech has no AVI report
       } finally {
         await other.end();
       }
@@ -164,6 +170,34 @@ describe('health and errors', () => {
       expect(() => createKpiHistoryServer()).toThrow(/set DATABASE_URL/);
     } finally {
       if (saved !== undefined) process.env.DATABASE_URL = saved;
+    }
+  });
+});
+
+// Last: it leaves the sources changed and a failed run behind.
+describe('a failed all-tenant run', () => {
+  it('throws INTERNAL_ERROR naming the run (never { status: "failed" } as data), from fillAll and backfill', async () => {
+    // Every fill must rewrite a row another session holds: with a 300 ms statement timeout it fails.
+    await db.sql`update kpi.avi_reports set aiv_pct = (aiv_pct + 3) % 100`;
+    const impatient = connect(db.url, { max: 1, connection: { statement_timeout: 300 } });
+    const blocker = connect(db.url, { max: 1 });
+    const timedOut = createKpiHistoryServer({ sql: impatient });
+    try {
+      await blocker.begin(async (tx) => {
+        await tx`select 1 from kpi.kpi_history for update`;
+        for (const call of [() => timedOut.fillAllKpiHistory(), () => timedOut.backfillKpiHistory()]) {
+          const error = await failure(call());
+          expect(error).toMatchObject({ code: 'INTERNAL_ERROR' });
+          expect(error.message).toMatch(/^the run failed and changed nothing; see run \d+ in kpi\.kpi_runs$/);
+          expect(error.details).toContain('57014');
+          const runId = Number(/run (\d+)/.exec(error.message)![1]);
+          const [run] = await db.sql`select status, total_count from kpi.kpi_runs where id = ${runId}`;
+          expect(run).toEqual({ status: 'failed', total_count: null });
+        }
+      });
+    } finally {
+      await impatient.end();
+      await blocker.end();
     }
   });
 });
