@@ -75,21 +75,48 @@ ensure_binaries() {
   echo "$bindir"
 }
 
-# As root, the data directory must be reachable by the `postgres` user; a checkout under /root is
-# not, so its cluster lives under /var/lib/postgresql instead (the same place every time).
+# As root, the server runs as `postgres`, which must reach the data directory. The script changes
+# the owner only of what it creates itself: the missing directories down to the data directory,
+# and the log file beside it. A data directory the postgres user cannot reach (a checkout under
+# /root, a parent with mode 700) gets its cluster under /var/lib/postgresql instead, the same
+# place every time.
+nearest_existing() {
+  local dir=$1
+  while [ ! -e "$dir" ]; do dir=$(dirname "$dir"); done
+  echo "$dir"
+}
+
+# mkdir -p, giving the postgres user each directory it creates, and nothing else.
+make_dirs_for_server() {
+  local dir=$1 missing=()
+  while [ ! -e "$dir" ]; do
+    missing=("$dir" "${missing[@]}")
+    dir=$(dirname "$dir")
+  done
+  for dir in "${missing[@]}"; do
+    mkdir "$dir"
+    chown postgres: "$dir"
+  done
+}
+
 resolve_data_dir() {
+  if is_root && ! runuser -u postgres -- test -x "$(nearest_existing "$DATA_DIR")"; then
+    local hash
+    hash=$(printf '%s' "$DATA_DIR" | md5sum | cut -c1-12)
+    REQUESTED_DATA_DIR=$DATA_DIR
+    DATA_DIR="/var/lib/postgresql/kpi-history/$hash/$(basename "$DATA_DIR")"
+  fi
+}
+
+create_data_dir() {
+  if [ -n "${REQUESTED_DATA_DIR:-}" ]; then
+    say "the postgres user cannot reach $REQUESTED_DATA_DIR: the cluster lives in $DATA_DIR"
+  fi
   if is_root; then
-    mkdir -p "$(dirname "$DATA_DIR")"
-    chown postgres: "$(dirname "$DATA_DIR")"
-    if ! runuser -u postgres -- test -w "$(dirname "$DATA_DIR")"; then
-      local hash
-      hash=$(printf '%s' "$DATA_DIR" | md5sum | cut -c1-12)
-      DATA_DIR="/var/lib/postgresql/kpi-history/$hash/$(basename "$DATA_DIR")"
-      mkdir -p "$(dirname "$DATA_DIR")"
-      chown -R postgres: /var/lib/postgresql/kpi-history
-    fi
+    make_dirs_for_server "$DATA_DIR"
+    [ -e "$DATA_DIR.log" ] || install -o postgres -g postgres -m 600 /dev/null "$DATA_DIR.log"
   else
-    mkdir -p "$(dirname "$DATA_DIR")"
+    mkdir -p "$DATA_DIR"
   fi
 }
 
@@ -145,10 +172,9 @@ psql_super() { "$BINDIR/psql" -X -v ON_ERROR_STOP=1 -q -h 127.0.0.1 -p "$PORT" -
 cmd_up() {
   BINDIR=$(ensure_binaries)
   resolve_data_dir
+  create_data_dir
   if [ ! -f "$DATA_DIR/PG_VERSION" ]; then
     say "creating cluster in $DATA_DIR"
-    mkdir -p "$DATA_DIR"
-    is_root && chown postgres: "$DATA_DIR"
     chmod 700 "$DATA_DIR"
     as_server_user "$BINDIR/initdb" -D "$DATA_DIR" -U "$SUPERUSER" --auth=trust -E UTF8 --no-locale >/dev/null
   fi

@@ -4,10 +4,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/ensure-deps.sh
-bash scripts/db.sh up
-bash scripts/migrate.sh --no-dump-schema up >&2
+# Starts and migrates the local cluster too.
+DATABASE_URL= bash scripts/seed.sh
 psql_db() { bash scripts/db.sh psql -X -q -v ON_ERROR_STOP=1 "$@"; }
-psql_db -f db/seed/demo.sql
 
 echo
 echo "== Demo tenants and their source reports"

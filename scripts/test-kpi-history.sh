@@ -56,6 +56,13 @@ if [ -n "${BASE_URL:-}" ]; then
   http() { # out-file, curl args… → prints the status code
     curl -s -o "$1" -D "$1.headers" -w '%{http_code}' "${@:2}"
   }
+  http "$work/tenant" -H @"$work/user.h" "$BASE_URL/active_tenant?select=slug" >/dev/null
+  slug=$(sed -nE 's/^\[\{"slug":"([^"]*)"\}\]$/\1/p' "$work/tenant")
+  if [ -z "$slug" ]; then
+    echo "   tenant $TENANT_ID is not in this database: run \`npm start\` (demo data), or set TENANT_ID to a tenant's id"
+  else
+    echo "   tenant $TENANT_ID ($slug)"
+  fi
   status=$(http "$work/health" "$BASE_URL/rpc/kpi_history_health")
   check "health answers 200 with a status" bash -c "[ $status = 200 ] && grep -q '\"status\"' '$work/health'"
   status=$(http "$work/denied" -X POST -H @"$work/wrong.h" -H 'Content-Type: application/json' -d '{}' "$BASE_URL/rpc/kpi_history_cron")
@@ -65,7 +72,7 @@ if [ -n "${BASE_URL:-}" ]; then
   status=$(http "$work/history" -H @"$work/user.h" "$BASE_URL/kpi_history?order=as_of.desc&limit=52")
   check "history: 200 and a JSON array" bash -c "[ $status = 200 ] && head -c 1 '$work/history' | grep -q '\['"
   status=$(http "$work/export.csv" -H @"$work/user.h" -H 'Accept: text/csv' "$BASE_URL/rpc/kpi_history_csv?weeks=2")
-  check "CSV: 200, text/csv, attachment" bash -c "[ $status = 200 ] && grep -qi '^content-type: text/csv' '$work/export.csv.headers' && grep -qi '^content-disposition: attachment; filename=\"kpi-history-[a-z0-9]' '$work/export.csv.headers'"
+  check "CSV: 200, text/csv, attachment" bash -c "[ $status = 200 ] && grep -qi '^content-type: text/csv' '$work/export.csv.headers' && grep -qi '^content-disposition: attachment; filename=\"kpi-history-$slug-[0-9-]*\.csv' '$work/export.csv.headers'"
   check "CSV: header row" first_line_is "$work/export.csv" "$CSV_HEADER"
   check "CSV: weeks=2 gives at most two weeks" bash -c "[ \$(wc -l <'$work/export.csv') -le 3 ] && [ \$(wc -l <'$work/export.csv') -ge 2 ]"
   status=$(http "$work/bad-weeks" -H @"$work/user.h" -H 'Accept: text/csv' "$BASE_URL/rpc/kpi_history_csv?weeks=0")
@@ -78,21 +85,23 @@ else
   fi
   echo "== ${DATABASE_URL%%\?*} (psql, as PostgREST would run each request)"
   # request ROLE METHOD PATH CLAIMS HEADERS SQL: the answer's status and body, one line each.
-  # The claims, headers and secrets travel in the environment and psql's \getenv, so they are
-  # quoted by psql and appear on no command line.
+  # CLAIMS and HEADERS are SQL expressions; the secret and the tenant travel in the environment and
+  # psql's \getenv, so they are quoted by psql, appear on no command line, and — the session
+  # turning statement logging off first, as the secret installer does — in no server log line.
   request() {
-    SMOKE_ROLE=$1 SMOKE_METHOD=$2 SMOKE_PATH=$3 SMOKE_CLAIMS=$4 SMOKE_HEADERS=$5 \
+    SMOKE_ROLE=$1 SMOKE_METHOD=$2 SMOKE_PATH=$3 SMOKE_SECRET=$SECRET SMOKE_TENANT=$TENANT_ID \
       psql "$DATABASE_URL" -X -q -t -A -v ON_ERROR_STOP=1 2>&1 <<SQL
+\i db/setup/quiet-statement-log.sql
 \getenv role SMOKE_ROLE
 \getenv method SMOKE_METHOD
 \getenv path SMOKE_PATH
-\getenv claims SMOKE_CLAIMS
-\getenv headers SMOKE_HEADERS
+\getenv secret SMOKE_SECRET
+\getenv tenant SMOKE_TENANT
 begin isolation level read committed $([ "$2" = GET ] && echo read only);
 \o /dev/null
 select set_config('search_path', '"api", "public"', true), set_config('role', :'role', true),
-       set_config('request.jwt.claims', :'claims', true), set_config('request.method', :'method', true),
-       set_config('request.path', :'path', true), set_config('request.headers', :'headers', true),
+       set_config('request.jwt.claims', ($4)::text, true), set_config('request.method', :'method', true),
+       set_config('request.path', :'path', true), set_config('request.headers', ($5)::text, true),
        set_config('request.cookies', '{}', true);
 \o
 $6
@@ -100,25 +109,38 @@ select coalesce(nullif(current_setting('response.status', true), ''), '200');
 commit;
 SQL
   }
-  anon='{"role":"anon"}'
-  user="{\"role\":\"authenticated\",\"sub\":\"smoke\",\"tenant_ids\":[\"$TENANT_ID\"]}"
-  cron_headers() { printf '{"x-cron-secret":"%s","content-type":"application/json"}' "$1"; }
+  anon="json_build_object('role', 'anon')"
+  user="json_build_object('role', 'authenticated', 'sub', 'smoke', 'tenant_ids', json_build_array(:'tenant'))"
+  cron_headers="json_build_object('x-cron-secret', :'secret', 'content-type', 'application/json')"
 
-  request anon GET /rpc/kpi_history_health "$anon" '{}' 'select api.kpi_history_health();' >"$work/health"
+  # A database without the tenant (no demo data yet) fails every tenant check: say so first.
+  slug=$(SMOKE_TENANT=$TENANT_ID psql "$DATABASE_URL" -X -q -t -A -v ON_ERROR_STOP=1 2>/dev/null <<'SQL' || true
+\getenv tenant SMOKE_TENANT
+select slug from kpi.tenants where id::text = lower(:'tenant');
+SQL
+)
+  if [ -z "$slug" ]; then
+    echo "   tenant $TENANT_ID is not in this database: run \`npm start\` (demo data), or set TENANT_ID to a tenant's id"
+  else
+    echo "   tenant $TENANT_ID ($slug)"
+  fi
+
+  SECRET=$WRONG_SECRET
+  request anon GET /rpc/kpi_history_health "$anon" "'{}'::json" 'select api.kpi_history_health();' >"$work/health"
   check "health answers with a status" contains "$work/health" '"status"'
-  SECRET_HEADERS=$(cron_headers "$WRONG_SECRET")
-  request anon POST /rpc/kpi_history_cron "$anon" "$SECRET_HEADERS" "select api.kpi_history_cron('{}');" >"$work/denied"
+  request anon POST /rpc/kpi_history_cron "$anon" "$cron_headers" "select api.kpi_history_cron('{}');" >"$work/denied"
   check "cron RPC with a wrong secret: 403 FORBIDDEN" bash -c "grep -q FORBIDDEN '$work/denied' && tail -n 1 '$work/denied' | grep -qx 403"
-  SECRET_HEADERS=$(cron_headers "$CRON_SECRET")
-  request anon POST /rpc/kpi_history_cron "$anon" "$SECRET_HEADERS" "select api.kpi_history_cron('{}');" >"$work/cron"
+  SECRET=$CRON_SECRET
+  request anon POST /rpc/kpi_history_cron "$anon" "$cron_headers" "select api.kpi_history_cron('{}');" >"$work/cron"
+  SECRET=
   check "cron RPC with the secret: 200 and a result" bash -c "grep -q '\"ok\"' '$work/cron' && tail -n 1 '$work/cron' | grep -qx 200"
-  request authenticated GET /kpi_history "$user" "{\"x-tenant\":\"$TENANT_ID\"}" \
+  request authenticated GET /kpi_history "$user" "json_build_object('x-tenant', :'tenant')" \
     'select coalesce(json_agg(h), $$[]$$) from (select * from api.kpi_history order by as_of desc limit 52) h;' >"$work/history"
   check "history: a JSON array of the tenant's weeks" bash -c "head -c 2 '$work/history' | grep -q '\[{' && tail -n 1 '$work/history' | grep -qx 200"
-  request authenticated GET /rpc/kpi_history_csv "$user" "{\"accept\":\"text/csv\"}" \
+  request authenticated GET /rpc/kpi_history_csv "$user" "json_build_object('accept', 'text/csv')" \
     "select api.kpi_history_csv(weeks => '52'); select current_setting('response.headers', true);" >"$work/export.csv"
   check "CSV: header row" first_line_is "$work/export.csv" "$CSV_HEADER"
-  check "CSV: attachment with the tenant's file name" contains "$work/export.csv" 'attachment; filename=\\"kpi-history-[a-z0-9]'
+  check "CSV: attachment named after the tenant ($slug)" contains "$work/export.csv" "attachment; filename=\\\\\"kpi-history-$slug-[0-9-]*\.csv"
 fi
 
 if [ "$failures" -gt 0 ]; then

@@ -2,13 +2,7 @@
 -- that it shows in no process list. Run by scripts/cron-secret.sh with -v action=install|rotate|retire.
 \set ON_ERROR_STOP on
 \set QUIET on
--- A superuser keeps this session's statements, and the secret in them, out of the server log.
-\o /dev/null
-select set_config(name, value, false)
-from (values ('log_statement', 'none'), ('log_min_duration_statement', '-1'),
-             ('log_min_error_statement', 'panic')) as s (name, value)
-where (select rolsuper from pg_roles where rolname = current_user);
-\o
+\ir quiet-statement-log.sql
 \getenv secret CRON_SECRET
 
 \if :{?secret}

@@ -2,9 +2,9 @@
 // the cron secret installer, and the development token minter.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { useTestDatabase } from '../helpers/database.js';
+import { connect, useTestDatabase } from '../helpers/database.js';
 import { projectRoot } from '../helpers/dbmate.js';
 import { mintToken } from '../../scripts/token.js';
 import { ACME, GLOBEX } from '../fixtures/tenants.js';
@@ -97,6 +97,31 @@ describe('scripts/test-kpi-history.sh (psql mode)', () => {
     expect(result.out).toContain('all checks passed');
     expect(result.out.match(/^ok {4}/gm)).toHaveLength(6);
     expect(result.code).toBe(0);
+  });
+
+  it('keeps the cron secret out of the server log, even with log_statement = all', async (ctx) => {
+    const [{ dir }] = await db.sql<[{ dir: string }]>`select current_setting('data_directory') as dir`;
+    const log = `${dir}.log`; // scripts/db.sh's clusters log beside their data directory
+    if (!existsSync(log)) {
+      console.warn(`[kpi-history tests] server-log test — not run: no server log at ${log} (a server the tests did not start)`);
+      ctx.skip();
+    }
+    await db.sql.unsafe(`alter database "${db.name}" set log_statement = 'all'`);
+    try {
+      const offset = statSync(log).size;
+      const marker = `log-marker-${Date.now()}`;
+      const probe = connect(db.url, { max: 1 });
+      await probe.unsafe(`select '${marker}'`);
+      await probe.end();
+      const result = run(['bash', 'scripts/test-kpi-history.sh'], { CRON_SECRET: SECRET, BASE_URL: '' });
+      expect(result.out).toContain('all checks passed');
+      const written = readFileSync(log, 'utf8').slice(offset);
+      expect(written).toContain(marker); // statements are logged…
+      expect(written).not.toContain(SECRET); // …but not the smoke script's
+      expect(written).not.toContain('not-the-cron-secret');
+    } finally {
+      await db.sql.unsafe(`alter database "${db.name}" reset log_statement`);
+    }
   });
 
   it('fails, without showing the secret, when the secret is wrong', () => {

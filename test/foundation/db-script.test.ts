@@ -1,6 +1,6 @@
 // scripts/db.sh on a cluster of its own: idempotent start, pg_cron preloaded, recovery after a crash.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -8,6 +8,10 @@ import { projectRoot } from '../helpers/dbmate.js';
 import { freePort } from '../helpers/ports.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kpi-dbsh-'));
+// Reachable by the postgres user, as a checkout usually is (mkdtemp makes it 700).
+chmodSync(dir, 0o755);
+const isRoot = process.getuid?.() === 0;
+if (!isRoot) console.warn('[kpi-history tests] scripts/db.sh ownership tests — not run: they need root (the server then runs as postgres)');
 const env = {
   ...process.env,
   KPI_DB_DIR: join(dir, 'pg'),
@@ -63,6 +67,38 @@ describe('scripts/db.sh', () => {
     expect(up.code).toBe(0);
     expect(dbsh('status')).toMatchObject({ code: 0, stdout: expect.stringMatching(/^running/) });
   }, 120_000);
+
+  // As root the server runs as `postgres`; only then does the script change any owner.
+  it.runIf(isRoot)('as root, gives the postgres user only the directories it creates (KPI_DB_DIR=/pgdata must not chown /)', () => {
+    const parent = join(dir, 'owned-by-root');
+    mkdirSync(parent, { mode: 0o755 });
+    const deep = join(parent, 'a', 'b', 'pg');
+    const result = spawnSync('bash', [`${projectRoot}scripts/db.sh`, 'up'], {
+      env: { ...env, KPI_DB_DIR: deep, KPI_DB_PORT: String(Number(env.KPI_DB_PORT) + 1) },
+      encoding: 'utf8',
+    });
+    try {
+      expect(result.status, result.stderr).toBe(0);
+      const postgresUid = statSync(deep).uid;
+      expect(postgresUid).not.toBe(0);
+      expect(statSync(parent).uid).toBe(0);
+      expect(statSync(dir).uid).toBe(0);
+      expect(statSync(join(parent, 'a')).uid).toBe(postgresUid);
+      expect(statSync(join(parent, 'a', 'b')).uid).toBe(postgresUid);
+      expect(statSync(`${deep}.log`).uid).toBe(postgresUid);
+    } finally {
+      spawnSync('bash', [`${projectRoot}scripts/db.sh`, 'down'], { env: { ...env, KPI_DB_DIR: deep } });
+    }
+  }, 120_000);
+
+  it.runIf(isRoot)('as root, a data directory the postgres user cannot reach goes under /var/lib/postgresql, the parent untouched', () => {
+    const closed = join(dir, 'closed');
+    mkdirSync(closed, { mode: 0o700 });
+    const result = spawnSync('bash', [`${projectRoot}scripts/db.sh`, 'status'], { env: { ...env, KPI_DB_DIR: join(closed, 'pg') }, encoding: 'utf8' });
+    expect(result.stdout).toMatch(/data: \/var\/lib\/postgresql\/kpi-history\/[0-9a-f]{12}\/pg$/m);
+    expect(statSync(closed)).toMatchObject({ uid: 0, mode: expect.any(Number) });
+    expect(statSync(closed).mode & 0o777).toBe(0o700);
+  });
 
   it('down stops it, and status says so', () => {
     expect(dbsh('down').code).toBe(0);
