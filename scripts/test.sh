@@ -13,9 +13,10 @@ status=0
 node_modules/.bin/vitest run --reporter=default --reporter=json --outputFile.json="$results" "$@" || status=$?
 # One plain closing line, the same for every runner that reads it.
 if [ -f "$results" ]; then
-  node -e '
-    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-    console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
-  ' "$results"
+  node scripts/test-summary.mjs "$results"
+else
+  # vitest died before it could report: that is a failure, and says so in the same shape.
+  echo "tests: 0 passed, 1 failed, 0 skipped"
+  [ "$status" -ne 0 ] || status=1
 fi
 exit "$status"

@@ -137,11 +137,12 @@ export function createKpiHistoryServer(options: KpiHistoryServerOptions = {}) {
       if (!UUID.test(tenantId)) return Promise.reject(invalid('tenantId must be a UUID'));
       const { limit = 52, from = null, to = null, order = 'desc' } = query;
       if (!Number.isInteger(limit) || limit < 1) return Promise.reject(invalid('limit must be a positive integer'));
-      // json_agg serializes as PostgREST does: numeric as JSON numbers, times in ISO 8601.
+      // json_agg serializes as PostgREST does: numeric as JSON numbers, times in ISO 8601 (here in UTC).
       return single('read_kpi_history', () => sql<{ result: KpiHistoryRow[] }[]>`
         select coalesce(json_agg(row_to_json(h) order by h.as_of ${order === 'asc' ? sql`asc` : sql`desc`}), '[]') as result
         from (
-          select as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, vli_is_fallback, hrp_pct, updated_at
+          select as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, vli_is_fallback, hrp_pct,
+                 kpi.utc_iso(updated_at) as updated_at -- UTC, whatever the session's TimeZone
           from kpi.kpi_history
           where tenant_id = ${tenantId} and as_of >= coalesce(${from}::date, '-infinity') and as_of <= coalesce(${to}::date, 'infinity')
           order by as_of ${order === 'asc' ? sql`asc` : sql`desc`}

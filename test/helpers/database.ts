@@ -40,6 +40,8 @@ export function useTestDatabase(): TestDatabase {
   beforeAll(async () => {
     admin = connect(info.serverUrl, { max: 1 });
     await admin.unsafe(`create database "${name}" template "${info.templateDatabase}"`);
+    // Set per database: CREATE DATABASE does not copy the template's own settings.
+    if (info.serverTimeZone) await admin.unsafe(`alter database "${name}" set timezone = '${info.serverTimeZone}'`);
     db.sql = connect(url);
   });
   afterAll(async () => {
