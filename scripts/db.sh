@@ -4,7 +4,8 @@
 #   scripts/db.sh up | down | status | url | psql [psql args…] | reset | install
 #
 # Environment (all optional):
-#   KPI_DB_PORT    port to listen on              (default 54329: clear of a system PostgreSQL on 5432)
+#   KPI_DB_PORT    port to listen on              (default 54329: clear of a system PostgreSQL on 5432;
+#                  when something else holds it, a new cluster takes the next free port and keeps it)
 #   KPI_DB_NAME    application database; pg_cron lives in it (default kpi_history)
 #   KPI_DB_DIR     data directory                 (default <repo>/.data/pg)
 #   KPI_DB_FAST    1 = fsync off, for throwaway test clusters only
@@ -13,7 +14,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PORT="${KPI_DB_PORT:-54329}"
+DEFAULT_PORT=54329
+PORT=""
 DB_NAME="${KPI_DB_NAME:-kpi_history}"
 DATA_DIR="${KPI_DB_DIR:-$ROOT/.data/pg}"
 SUPERUSER=postgres
@@ -120,6 +122,48 @@ create_data_dir() {
   fi
 }
 
+# KPI_DB_PORT when set; else the port this cluster was last started on (its kpi-history.conf);
+# else the default.
+resolve_port() {
+  if [ -n "${KPI_DB_PORT:-}" ]; then
+    PORT=$KPI_DB_PORT
+  else
+    PORT=$(sed -nE 's/^port = ([0-9]+)$/\1/p' "$DATA_DIR/kpi-history.conf" 2>/dev/null || true)
+    PORT=${PORT:-$DEFAULT_PORT}
+  fi
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# What listens on a port: another kpi-history cluster (and where), another PostgreSQL, or else.
+port_holder() {
+  local dir
+  dir=$(PGCONNECT_TIMEOUT=2 "$BINDIR/psql" -X -q -t -A -h 127.0.0.1 -p "$1" -U "$SUPERUSER" -d postgres \
+    -c "select current_setting('data_directory')" 2>/dev/null || true)
+  if [ -n "$dir" ] && [ -f "$dir/kpi-history.conf" ]; then
+    echo "another kpi-history cluster (data directory $dir; stop it with: KPI_DB_DIR=$dir scripts/db.sh down)"
+  elif [ -n "$dir" ]; then
+    echo "another PostgreSQL server (data directory $dir)"
+  else
+    echo "another program"
+  fi
+}
+
+# Before starting on a port something else holds: with KPI_DB_PORT given, say what holds it and
+# stop; otherwise take the next free port (kept in kpi-history.conf for url, psql and status).
+choose_port() {
+  port_in_use "$PORT" || return 0
+  local holder
+  holder=$(port_holder "$PORT")
+  if [ -n "${KPI_DB_PORT:-}" ]; then
+    die "port $PORT is held by $holder. Set KPI_DB_PORT to a free port, or stop what holds it."
+  fi
+  local candidate=$((PORT + 1))
+  while port_in_use "$candidate"; do candidate=$((candidate + 1)); done
+  say "port $PORT is held by $holder: this cluster takes $candidate, and keeps it (KPI_DB_PORT overrides)"
+  PORT=$candidate
+}
+
 url() { echo "postgres://$SUPERUSER@127.0.0.1:$PORT/$DB_NAME"; }
 
 write_config() {
@@ -171,15 +215,15 @@ psql_super() { "$BINDIR/psql" -X -v ON_ERROR_STOP=1 -q -h 127.0.0.1 -p "$PORT" -
 
 cmd_up() {
   BINDIR=$(ensure_binaries)
-  resolve_data_dir
   create_data_dir
   if [ ! -f "$DATA_DIR/PG_VERSION" ]; then
     say "creating cluster in $DATA_DIR"
     chmod 700 "$DATA_DIR"
     as_server_user "$BINDIR/initdb" -D "$DATA_DIR" -U "$SUPERUSER" --auth=trust -E UTF8 --no-locale >/dev/null
   fi
-  write_config
   clear_stale_pid
+  is_running || choose_port
+  write_config
   if is_running && [ "$(running_port)" != "$PORT" ]; then
     # Settings such as the port only apply on restart.
     say "restarting: the running server listens on port $(running_port), not $PORT"
@@ -188,7 +232,7 @@ cmd_up() {
   if ! is_running; then
     say "starting PostgreSQL on 127.0.0.1:$PORT (log: $DATA_DIR.log)"
     as_server_user "$BINDIR/pg_ctl" -D "$DATA_DIR" -l "$DATA_DIR.log" -w -t 60 start >/dev/null ||
-      die "the server did not start; see $DATA_DIR.log (is port $PORT taken? set KPI_DB_PORT)"
+      die "the server did not start; see $DATA_DIR.log"
   fi
   if [ -z "$(psql_super -d postgres -tAc "select 1 from pg_database where datname = '$DB_NAME'")" ]; then
     psql_super -d postgres -c "create database \"$DB_NAME\""
@@ -200,7 +244,6 @@ cmd_up() {
 
 cmd_down() {
   BINDIR=$(find_bindir) || die "PostgreSQL is not installed"
-  resolve_data_dir
   if [ -f "$DATA_DIR/PG_VERSION" ] && is_running; then
     as_server_user "$BINDIR/pg_ctl" -D "$DATA_DIR" -m fast -w stop >/dev/null
     say "stopped"
@@ -211,7 +254,6 @@ cmd_down() {
 
 cmd_status() {
   BINDIR=$(find_bindir) || die "PostgreSQL is not installed"
-  resolve_data_dir
   if [ -f "$DATA_DIR/PG_VERSION" ] && is_running && [ "$(running_port)" = "$PORT" ] &&
     "$BINDIR/pg_isready" -q -h 127.0.0.1 -p "$PORT" -U "$SUPERUSER"; then
     echo "running  $(url)  data: $DATA_DIR"
@@ -227,6 +269,8 @@ cmd_reset() {
   cmd_up
 }
 
+resolve_data_dir
+resolve_port
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;

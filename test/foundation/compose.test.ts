@@ -80,6 +80,12 @@ describe('docker-compose.yml', () => {
 
   it('the db image preloads pg_cron and schedules in the database compose creates', () => {
     const dockerfile = readFileSync(`${projectRoot}db/Dockerfile`, 'utf8');
+    // The container runs the major the tests run on here; CI's workflow tests the others it names.
+    const [, major] = /^ARG PG_MAJOR=(\d+)$/m.exec(dockerfile) ?? [];
+    expect(dockerfile).toMatch(/^FROM postgres:\$\{PG_MAJOR\}-bookworm$/m);
+    expect(Number(major)).toBe(15);
+    const workflow = readFileSync(`${projectRoot}.github/workflows/ci.yml`, 'utf8');
+    expect(workflow).toMatch(/postgres: \[15, 17\]/);
     expect(dockerfile).toContain('shared_preload_libraries=pg_cron');
     expect(dockerfile).toContain(`cron.database_name=${compose.services.db.environment.POSTGRES_DB}`);
     expect(compose.services.migrate.environment.DATABASE_URL).toContain(`/${compose.services.db.environment.POSTGRES_DB}?`);

@@ -2,6 +2,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../helpers/dbmate.js';
@@ -23,6 +24,18 @@ const env = {
 function dbsh(...args: string[]) {
   const result = spawnSync('bash', [`${projectRoot}scripts/db.sh`, ...args], { env, encoding: 'utf8' });
   return { code: result.status, stdout: result.stdout.trim(), stderr: result.stderr.trim() };
+}
+
+/** True when something accepts connections on the port. */
+function portAnswers(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }
 
 afterAll(() => {
@@ -99,6 +112,41 @@ describe('scripts/db.sh', () => {
     expect(statSync(closed)).toMatchObject({ uid: 0, mode: expect.any(Number) });
     expect(statSync(closed).mode & 0o777).toBe(0o700);
   });
+
+  it('a port held by another kpi-history cluster: KPI_DB_PORT given → it names that cluster and how to proceed', () => {
+    // This file's cluster runs on env.KPI_DB_PORT; a second checkout asks for the same port.
+    const second = spawnSync('bash', [`${projectRoot}scripts/db.sh`, 'up'], {
+      env: { ...env, KPI_DB_DIR: join(dir, 'second') },
+      encoding: 'utf8',
+    });
+    expect(second.status).toBe(1);
+    expect(second.stderr).toContain(`port ${env.KPI_DB_PORT} is held by another kpi-history cluster (data directory `);
+    expect(second.stderr).toMatch(/stop it with: KPI_DB_DIR=\S+ scripts\/db\.sh down\)/);
+  }, 60_000);
+
+  it('without KPI_DB_PORT, a new cluster whose default port is taken takes the next free one and keeps it', async () => {
+    // Whatever holds 54329 — the developer's own cluster, or one started here for the purpose.
+    const holderEnv = { ...env, KPI_DB_DIR: join(dir, 'holder'), KPI_DB_PORT: '54329' };
+    const startedHolder = !(await portAnswers(54329));
+    if (startedHolder) expect(spawnSync('bash', [`${projectRoot}scripts/db.sh`, 'up'], { env: holderEnv }).status).toBe(0);
+    const otherEnv = { ...env, KPI_DB_DIR: join(dir, 'other'), KPI_DB_PORT: undefined };
+    const other = (...args: string[]) => spawnSync('bash', [`${projectRoot}scripts/db.sh`, ...args], { env: otherEnv, encoding: 'utf8' });
+    try {
+      const up = other('up');
+      expect(up.status, up.stderr).toBe(0);
+      const chosen = /this cluster takes (\d+), and keeps it/.exec(up.stderr)?.[1];
+      expect(chosen, up.stderr).toBeDefined();
+      expect(Number(chosen)).toBeGreaterThan(54329);
+      // url, status and psql find it again, without KPI_DB_PORT.
+      expect(other('url').stdout.trim()).toBe(`postgres://postgres@127.0.0.1:${chosen}/kpi_dbsh`);
+      expect(other('status')).toMatchObject({ status: 0, stdout: expect.stringContaining(`:${chosen}/`) });
+      expect(other('psql', '-tAc', 'show port').stdout.trim()).toBe(chosen);
+      expect(other('up').stderr).not.toContain('takes');
+    } finally {
+      other('down');
+      if (startedHolder) spawnSync('bash', [`${projectRoot}scripts/db.sh`, 'down'], { env: holderEnv });
+    }
+  }, 120_000);
 
   it('down stops it, and status says so', () => {
     expect(dbsh('down').code).toBe(0);
