@@ -1,4 +1,4 @@
-// The README's SDK examples are these files, verbatim; here they run (type-checked by `npm test`).
+// The SDK examples of docs/sdk.md are these files, verbatim; here they run (type-checked by `npm test`).
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from '../helpers/database.js';
@@ -12,11 +12,11 @@ import { connectAsAuthenticator, createReplay, TEST_JWT_SECRET } from '../helper
 import { mintToken } from '../../scripts/token.js';
 
 const db = useTestDatabase();
-const readme = readFileSync(`${projectRoot}README.md`, 'utf8');
+const sdkDoc = readFileSync(`${projectRoot}docs/sdk.md`, 'utf8');
 
-describe('README examples', () => {
-  it.each(['sdk/examples/browser.ts', 'sdk/examples/server.ts'])('%s is in the README verbatim', (file) => {
-    expect(readme).toContain(readFileSync(`${projectRoot}${file}`, 'utf8').trim());
+describe('docs/sdk.md examples', () => {
+  it.each(['sdk/examples/browser.ts', 'sdk/examples/server.ts'])('%s is in docs/sdk.md verbatim', (file) => {
+    expect(sdkDoc).toContain(readFileSync(`${projectRoot}${file}`, 'utf8').trim());
   });
 
   it('the browser example, through the PostgREST replay: the history, the CSV file and its name, FORBIDDEN', async () => {
