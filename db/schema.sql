@@ -338,6 +338,37 @@ COMMENT ON FUNCTION kpi.backfill_kpi_history(tenant_id uuid, "from" date, "to" d
 
 
 --
+-- Name: citus_commands(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.citus_commands() RETURNS SETOF text
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select command from (
+    select 1 as step, table_name,
+           format('select create_reference_table(%L);', 'kpi.' || table_name) as command
+    from kpi.table_distribution where placement = 'reference'
+    union all
+    select case when colocate_with is null then 2 else 3 end, table_name,
+           case when colocate_with is null
+                then format('select create_distributed_table(%L, %L);', 'kpi.' || table_name, distribution_column)
+                else format('select create_distributed_table(%L, %L, colocate_with => %L);',
+                            'kpi.' || table_name, distribution_column, 'kpi.' || colocate_with) end
+    from kpi.table_distribution where placement = 'distributed'
+  ) c
+  order by step, table_name
+$$;
+
+
+--
+-- Name: FUNCTION citus_commands(); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.citus_commands() IS 'The create_reference_table / create_distributed_table statements that distribute the kpi schema on Citus, in order. Example: select * from kpi.citus_commands();';
+
+
+--
 -- Name: clean_up_run_history(); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -400,6 +431,81 @@ CREATE FUNCTION kpi.current_trigger() RETURNS text
       then 'pg_cron'
     else 'sql'
   end
+$$;
+
+
+--
+-- Name: delete_expired_sources(text, timestamp with time zone, uuid, integer); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.delete_expired_sources(source text, as_of timestamp with time zone, from_tenant uuid, batch_size integer, OUT deleted bigint, OUT last_tenant uuid) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if source = 'avi_reports' then
+    with expired as (
+      select r.tenant_id, r.id
+      from kpi.tenants t
+      join kpi.plans p on p.plan = t.plan
+      cross join lateral (select ((as_of - make_interval(days => coalesce(t.source_retention_days, p.source_retention_days)))
+                                  at time zone 'UTC')::date - 7 as last_week) c
+      cross join lateral (
+        select r.tenant_id, r.id from kpi.avi_reports r
+        where r.tenant_id = t.id and r.week_start <= c.last_week
+          and r.week_start < (select l.week_start from kpi.avi_reports l where l.tenant_id = t.id order by l.week_start desc limit 1)
+      ) r
+      where t.id >= from_tenant and c.last_week is not null
+      order by t.id
+      limit batch_size
+    ), gone as (
+      delete from kpi.avi_reports d using expired e where d.tenant_id = e.tenant_id and d.id = e.id returning d.tenant_id
+    )
+    select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_tenant from gone g;
+  elsif source = 'vli_audits' then
+    with expired as (
+      select v.tenant_id, v.id
+      from kpi.tenants t
+      join kpi.plans p on p.plan = t.plan
+      cross join lateral (select as_of - make_interval(days => coalesce(t.source_retention_days, p.source_retention_days)) as cutoff) c
+      cross join lateral (
+        select k.audited_at, k.id from kpi.vli_audits k
+        where k.tenant_id = t.id and k.audited_at < c.cutoff
+        order by k.audited_at desc, k.id desc limit 1) kept
+      cross join lateral (
+        select v.tenant_id, v.id from kpi.vli_audits v
+        where v.tenant_id = t.id and (v.audited_at, v.id) < (kept.audited_at, kept.id)) v
+      where t.id >= from_tenant and c.cutoff is not null
+      order by t.id
+      limit batch_size
+    ), gone as (
+      delete from kpi.vli_audits d using expired e where d.tenant_id = e.tenant_id and d.id = e.id returning d.tenant_id
+    )
+    select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_tenant from gone g;
+  elsif source = 'clarity_reports' then
+    with expired as (
+      select x.tenant_id, x.id
+      from kpi.tenants t
+      join kpi.plans p on p.plan = t.plan
+      cross join lateral (select as_of - make_interval(days => coalesce(t.source_retention_days, p.source_retention_days)) as cutoff) c
+      cross join lateral (
+        select k.measured_at, k.id from kpi.clarity_reports k
+        where k.tenant_id = t.id and k.measured_at < c.cutoff
+        order by k.measured_at desc, k.id desc limit 1) kept
+      cross join lateral (
+        select x.tenant_id, x.id from kpi.clarity_reports x
+        where x.tenant_id = t.id and (x.measured_at, x.id) < (kept.measured_at, kept.id)) x
+      where t.id >= from_tenant and c.cutoff is not null
+      order by t.id
+      limit batch_size
+    ), gone as (
+      delete from kpi.clarity_reports d using expired e where d.tenant_id = e.tenant_id and d.id = e.id returning d.tenant_id
+    )
+    select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_tenant from gone g;
+  else
+    raise exception 'kpi.delete_expired_sources: unknown source table %', source;
+  end if;
+end
 $$;
 
 
@@ -563,6 +669,70 @@ COMMENT ON FUNCTION kpi.install_cron_secret(secret text) IS 'Makes `secret` (32+
 
 
 --
+-- Name: keep_plan_source_horizon(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.keep_plan_source_horizon() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  update kpi.tenants t
+  set sources_purged_before = greatest(t.sources_purged_before, now() - make_interval(days => o.source_retention_days))
+  from old_plans o join new_plans n on n.plan = o.plan
+  where t.plan = o.plan and t.source_retention_days is null
+    and o.source_retention_days is not null
+    and o.source_retention_days is distinct from n.source_retention_days;
+  return null;
+end
+$$;
+
+
+--
+-- Name: keep_source_horizon(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.keep_source_horizon() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  old_days integer := kpi.source_retention_days(old.source_retention_days, old.plan);
+begin
+  if old_days is not null then
+    new.sources_purged_before := greatest(old.sources_purged_before, now() - make_interval(days => old_days));
+  end if;
+  return new;
+end
+$$;
+
+
+--
+-- Name: keep_tenant_slugs(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.keep_tenant_slugs() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if tg_op = 'INSERT' then
+    insert into kpi.tenant_slugs (slug, tenant_id) select n.slug, n.id from new_tenants n;
+  elsif tg_op = 'UPDATE' then
+    delete from kpi.tenant_slugs s
+    using (select id, slug from old_tenants except select id, slug from new_tenants) o
+    where s.tenant_id = o.id and s.slug = o.slug;
+    insert into kpi.tenant_slugs (slug, tenant_id)
+    select n.slug, n.id from (select id, slug from new_tenants except select id, slug from old_tenants) n;
+  else
+    delete from kpi.tenant_slugs s using old_tenants o where s.tenant_id = o.id;
+  end if;
+  return null;
+end
+$$;
+
+
+--
 -- Name: raise_error(text, text, text); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -643,6 +813,71 @@ COMMENT ON PROCEDURE kpi.run_scheduled_kpi_fill() IS 'What pg_cron runs daily: k
 
 
 --
+-- Name: run_source_cleanup(integer); Type: PROCEDURE; Schema: kpi; Owner: -
+--
+
+CREATE PROCEDURE kpi.run_source_cleanup(IN batch_size integer DEFAULT 2000)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  run_id bigint;
+  as_of timestamptz;
+  source text;
+  deleted bigint;
+  reached uuid;
+  from_tenant uuid;
+  started timestamptz;
+  batch_ms numeric;
+  counts jsonb := '{"avi_reports": 0, "vli_audits": 0, "clarity_reports": 0}';
+  batches integer := 0;
+  longest_ms numeric := 0;
+  total_ms numeric := 0;
+begin
+  commit;
+  if batch_size is null or batch_size < 1 then
+    perform kpi.raise_error('INVALID_INPUT', 'batch_size must be at least 1');
+  end if;
+  run_id := kpi.start_kpi_run('cleanup', null, null, null);
+  as_of := now();
+  -- Committed before the first row goes: from now on no fill recomputes a week that may lose them.
+  update kpi.retention_state set last_cleanup_as_of = as_of;
+  commit;
+  foreach source in array array['avi_reports', 'vli_audits', 'clarity_reports'] loop
+    from_tenant := '00000000-0000-0000-0000-000000000000';
+    loop
+      started := clock_timestamp();
+      select d.deleted, d.last_tenant into deleted, reached
+      from kpi.delete_expired_sources(source, as_of, from_tenant, batch_size) d;
+      from_tenant := coalesce(reached, from_tenant);
+      batch_ms := round(extract(epoch from clock_timestamp() - started) * 1000, 3);
+      batches := batches + 1;
+      longest_ms := greatest(longest_ms, batch_ms);
+      total_ms := total_ms + batch_ms;
+      counts := jsonb_set(counts, array[source], to_jsonb((counts ->> source)::bigint + deleted));
+      -- Progress, committed with the batch: the log shows how far a cleanup got.
+      update kpi.kpi_runs r
+      set details = jsonb_build_object('deleted', counts, 'batches', batches, 'longest_batch_ms', longest_ms,
+                                       'total_batch_ms', total_ms, 'batch_size', batch_size, 'as_of', kpi.utc_iso(as_of)),
+          rows_written = (select sum(value::bigint) from jsonb_each_text(counts))
+      where r.id = run_id;
+      commit;
+      exit when deleted < batch_size;
+    end loop;
+  end loop;
+  update kpi.kpi_runs r set status = 'ok', finished_at = clock_timestamp() where r.id = run_id;
+  commit;
+end
+$$;
+
+
+--
+-- Name: PROCEDURE run_source_cleanup(IN batch_size integer); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON PROCEDURE kpi.run_source_cleanup(IN batch_size integer) IS 'Deletes source reports older than each tenant''s retention (plan or override), in batches of batch_size rows, each its own transaction; never the rows the history still needs. Logged in kpi.kpi_runs (kind cleanup, details.deleted). Run daily by pg_cron. Example: call kpi.run_source_cleanup();';
+
+
+--
 -- Name: skipped_run(text, date, date); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -667,6 +902,51 @@ $$;
 
 
 --
+-- Name: source_horizon(integer, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.source_horizon(retention_days integer, purged_before timestamp with time zone, last_cleanup timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN GREATEST(COALESCE(purged_before, '-infinity'::timestamp with time zone), COALESCE((last_cleanup - make_interval(days => retention_days)), '-infinity'::timestamp with time zone));
+
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: plans; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.plans (
+    plan text NOT NULL,
+    source_retention_days integer,
+    description text NOT NULL,
+    CONSTRAINT plans_name_format CHECK ((plan ~ '^[a-z][a-z0-9_-]{0,39}$'::text)),
+    CONSTRAINT plans_source_retention_positive CHECK ((source_retention_days > 0))
+);
+
+ALTER TABLE ONLY kpi.plans FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE plans; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.plans IS 'Tenant plans and how long each keeps its source reports (NULL days: forever). Editable data.';
+
+
+--
+-- Name: source_retention_days(integer, text); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.source_retention_days(tenant_override integer, plan text) RETURNS integer
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    RETURN COALESCE(tenant_override, (SELECT p.source_retention_days FROM kpi.plans p WHERE (p.plan = source_retention_days.plan)));
+
+
+--
 -- Name: start_kpi_run(text, uuid, date, date, text); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -678,6 +958,21 @@ CREATE FUNCTION kpi.start_kpi_run(p_kind text, p_tenant_id uuid, p_from date, p_
   values (p_kind, p_tenant_id, p_from, p_to, kpi.current_trigger(), nullif(current_setting('application_name'), ''),
           p_status, case when p_status <> 'running' then clock_timestamp() end)
   returning id
+$$;
+
+
+--
+-- Name: truncate_tenant_slugs(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.truncate_tenant_slugs() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  truncate kpi.tenant_slugs;
+  return null;
+end
 $$;
 
 
@@ -774,8 +1069,12 @@ begin
   with avi as (
     -- Every tenant with its latest report, or NULLs when it has none (those are reported).
     select t.id as tenant_id, t.slug, latest.week_start, latest.aiv_pct, latest.ati_pct, latest.crs_pct,
-           latest.elasticity_usd_per_point
+           latest.elasticity_usd_per_point,
+           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
+                              rs.last_cleanup_as_of) as horizon
     from kpi.tenants t
+    join kpi.plans p on p.plan = t.plan
+    cross join kpi.retention_state rs
     left join lateral (
       select r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
       from kpi.avi_reports r
@@ -785,8 +1084,13 @@ begin
     ) latest on true
     where p_latest_only and (p_tenant_id is null or t.id = p_tenant_id)
     union all
-    select r.tenant_id, null, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
+    select r.tenant_id, null, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point,
+           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
+                              rs.last_cleanup_as_of)
     from kpi.avi_reports r
+    join kpi.tenants t on t.id = r.tenant_id
+    join kpi.plans p on p.plan = t.plan
+    cross join kpi.retention_state rs
     where not p_latest_only
       and (p_tenant_id is null or r.tenant_id = p_tenant_id)
       and r.week_start >= coalesce(p_from, '-infinity'::date)
@@ -817,7 +1121,7 @@ begin
       order by c.measured_at desc, c.id desc
       limit 1
     ) clarity on true
-    where a.week_start is not null
+    where a.week_start is not null and kpi.week_end(a.week_start) > a.horizon
   ),
   written as (
     insert into kpi.kpi_history as h (
@@ -858,13 +1162,29 @@ begin
     returning 1
   )
   select jsonb_build_object(
-           'ok', case when p_latest_only then (select count(*) from computed)
-                      else (select count(distinct tenant_id) from computed) end,
+           -- A tenant whose latest week is final (kept by retention) counts as ok: its row stands.
+           'ok', case when p_latest_only then (select count(*) from avi where week_start is not null)
+                      else (select count(distinct tenant_id) from avi where week_start is not null) end,
            'total', case when p_latest_only then (select count(*) from avi)
-                         else (select count(distinct tenant_id) from computed) end,
+                         else (select count(distinct tenant_id) from avi) end,
            'weeks', (select count(*) from computed),
+           -- History weeks left as they are because their sources are (or may be) gone: the
+           -- latest week of a tenant that stopped reporting long ago, or, for a backfill, every
+           -- history week in the range that ends at or before its tenant's horizon.
+           'weeks_kept', case when p_latest_only
+             then (select count(*) from avi where week_start is not null and kpi.week_end(week_start) <= horizon)
+             else (select count(*)
+                   from kpi.tenants t
+                   join kpi.plans p on p.plan = t.plan
+                   cross join kpi.retention_state rs
+                   cross join lateral (select kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days),
+                                                                 t.sources_purged_before, rs.last_cleanup_as_of) as horizon) x
+                   join kpi.kpi_history h on h.tenant_id = t.id
+                    and h.as_of >= coalesce(p_from, '-infinity'::date) and h.as_of <= coalesce(p_to, 'infinity'::date)
+                    and kpi.week_end(h.as_of) <= x.horizon
+                   where (p_tenant_id is null or t.id = p_tenant_id) and x.horizon > '-infinity'::timestamptz) end,
            'rows_written', (select count(*) from written),
-           'as_of', (select max(as_of) from computed),
+           'as_of', (select max(week_start) from avi),
            'no_avi', coalesce((
              select jsonb_agg(jsonb_build_object('tenant_id', tenant_id, 'slug', slug) order by tenant_id)
              from avi where week_start is null), '[]'::jsonb),
@@ -1186,10 +1506,6 @@ end
 $_$;
 
 
-SET default_tablespace = '';
-
-SET default_table_access_method = heap;
-
 --
 -- Name: tenants; Type: TABLE; Schema: kpi; Owner: -
 --
@@ -1199,8 +1515,12 @@ CREATE TABLE kpi.tenants (
     slug text NOT NULL,
     name text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    plan text DEFAULT 'enterprise'::text NOT NULL,
+    source_retention_days integer,
+    sources_purged_before timestamp with time zone,
     CONSTRAINT tenants_name_not_blank CHECK ((btrim(name) <> ''::text)),
-    CONSTRAINT tenants_slug_format CHECK ((slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'::text))
+    CONSTRAINT tenants_slug_format CHECK ((slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'::text)),
+    CONSTRAINT tenants_source_retention_positive CHECK ((source_retention_days > 0))
 );
 
 ALTER TABLE ONLY kpi.tenants FORCE ROW LEVEL SECURITY;
@@ -1211,6 +1531,27 @@ ALTER TABLE ONLY kpi.tenants FORCE ROW LEVEL SECURITY;
 --
 
 COMMENT ON TABLE kpi.tenants IS 'Customers of the SaaS. The slug is URL- and filename-safe (used in CSV file names).';
+
+
+--
+-- Name: COLUMN tenants.plan; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.tenants.plan IS 'The tenant''s plan: how long its source reports are kept (kpi.plans).';
+
+
+--
+-- Name: COLUMN tenants.source_retention_days; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.tenants.source_retention_days IS 'Overrides the plan''s source retention for this tenant (days); NULL: the plan''s.';
+
+
+--
+-- Name: COLUMN tenants.sources_purged_before; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.tenants.sources_purged_before IS 'Sources older than this may have been deleted under an earlier, shorter retention: history weeks ending before it are never recomputed.';
 
 
 --
@@ -1237,7 +1578,6 @@ Example: GET /active_tenant?select=slug,name';
 --
 
 CREATE TABLE kpi.kpi_history (
-    id bigint NOT NULL,
     tenant_id uuid NOT NULL,
     as_of date NOT NULL,
     aiv_pct numeric(5,2) NOT NULL,
@@ -1570,20 +1910,6 @@ COMMENT ON COLUMN kpi.error_codes.code IS 'Also used as warning codes: INVALID_C
 
 
 --
--- Name: kpi_history_id_seq; Type: SEQUENCE; Schema: kpi; Owner: -
---
-
-ALTER TABLE kpi.kpi_history ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
-    SEQUENCE NAME kpi.kpi_history_id_seq
-    START WITH 1
-    INCREMENT BY 1
-    NO MINVALUE
-    NO MAXVALUE
-    CACHE 1
-);
-
-
---
 -- Name: kpi_runs; Type: TABLE; Schema: kpi; Owner: -
 --
 
@@ -1607,9 +1933,10 @@ CREATE TABLE kpi.kpi_runs (
     errors jsonb DEFAULT '[]'::jsonb NOT NULL,
     warnings jsonb DEFAULT '[]'::jsonb NOT NULL,
     lock_holder jsonb,
+    details jsonb,
     CONSTRAINT kpi_runs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
     CONSTRAINT kpi_runs_finished_when_not_running CHECK (((status = 'running'::text) = (finished_at IS NULL))),
-    CONSTRAINT kpi_runs_kind CHECK ((kind = ANY (ARRAY['fill'::text, 'fill_all'::text, 'backfill'::text]))),
+    CONSTRAINT kpi_runs_kind CHECK ((kind = ANY (ARRAY['fill'::text, 'fill_all'::text, 'backfill'::text, 'cleanup'::text]))),
     CONSTRAINT kpi_runs_status CHECK ((status = ANY (ARRAY['running'::text, 'ok'::text, 'partial'::text, 'failed'::text, 'skipped'::text]))),
     CONSTRAINT kpi_runs_trigger CHECK ((trigger = ANY (ARRAY['pg_cron'::text, 'api'::text, 'sql'::text]))),
     CONSTRAINT kpi_runs_warnings_is_array CHECK ((jsonb_typeof(warnings) = 'array'::text))
@@ -1640,6 +1967,13 @@ COMMENT ON COLUMN kpi.kpi_runs.lock_holder IS 'For a skipped run: the session th
 
 
 --
+-- Name: COLUMN kpi_runs.details; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.kpi_runs.details IS 'What a run did beyond the counts: for a cleanup, the source rows deleted per table, the batches and the longest batch.';
+
+
+--
 -- Name: kpi_runs_id_seq; Type: SEQUENCE; Schema: kpi; Owner: -
 --
 
@@ -1651,6 +1985,69 @@ ALTER TABLE kpi.kpi_runs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
+
+
+--
+-- Name: retention_state; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.retention_state (
+    singleton boolean DEFAULT true NOT NULL,
+    last_cleanup_as_of timestamp with time zone,
+    CONSTRAINT retention_state_one_row CHECK (singleton)
+);
+
+ALTER TABLE ONLY kpi.retention_state FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE retention_state; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.retention_state IS 'When the last source cleanup started (one row): the fill''s horizon follows from it.';
+
+
+--
+-- Name: table_distribution; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.table_distribution (
+    table_name text NOT NULL,
+    placement text NOT NULL,
+    distribution_column text,
+    colocate_with text,
+    why text NOT NULL,
+    CONSTRAINT table_distribution_column_iff_distributed CHECK (((placement = 'distributed'::text) = (distribution_column IS NOT NULL))),
+    CONSTRAINT table_distribution_placement CHECK ((placement = ANY (ARRAY['distributed'::text, 'reference'::text, 'local'::text])))
+);
+
+ALTER TABLE ONLY kpi.table_distribution FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE table_distribution; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.table_distribution IS 'Placement of every kpi table on a distributed (Citus) deployment: distributed by tenant and co-located, replicated reference tables, or local to the coordinator. kpi.citus_commands() turns it into the commands.';
+
+
+--
+-- Name: tenant_slugs; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.tenant_slugs (
+    slug text NOT NULL,
+    tenant_id uuid NOT NULL
+);
+
+ALTER TABLE ONLY kpi.tenant_slugs FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE tenant_slugs; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.tenant_slugs IS 'Every tenant''s slug, unique across tenants: kept from kpi.tenants by triggers (on Citus, a reference table).';
 
 
 --
@@ -1719,7 +2116,7 @@ ALTER TABLE ONLY kpi.api_denials
 --
 
 ALTER TABLE ONLY kpi.avi_reports
-    ADD CONSTRAINT avi_reports_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT avi_reports_pkey PRIMARY KEY (tenant_id, id);
 
 
 --
@@ -1735,7 +2132,7 @@ ALTER TABLE ONLY kpi.avi_reports
 --
 
 ALTER TABLE ONLY kpi.clarity_reports
-    ADD CONSTRAINT clarity_reports_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT clarity_reports_pkey PRIMARY KEY (tenant_id, id);
 
 
 --
@@ -1767,15 +2164,7 @@ ALTER TABLE ONLY kpi.error_codes
 --
 
 ALTER TABLE ONLY kpi.kpi_history
-    ADD CONSTRAINT kpi_history_pkey PRIMARY KEY (id);
-
-
---
--- Name: kpi_history kpi_history_tenant_as_of_key; Type: CONSTRAINT; Schema: kpi; Owner: -
---
-
-ALTER TABLE ONLY kpi.kpi_history
-    ADD CONSTRAINT kpi_history_tenant_as_of_key UNIQUE (tenant_id, as_of);
+    ADD CONSTRAINT kpi_history_pkey PRIMARY KEY (tenant_id, as_of);
 
 
 --
@@ -1787,6 +2176,46 @@ ALTER TABLE ONLY kpi.kpi_runs
 
 
 --
+-- Name: plans plans_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.plans
+    ADD CONSTRAINT plans_pkey PRIMARY KEY (plan);
+
+
+--
+-- Name: retention_state retention_state_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.retention_state
+    ADD CONSTRAINT retention_state_pkey PRIMARY KEY (singleton);
+
+
+--
+-- Name: table_distribution table_distribution_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.table_distribution
+    ADD CONSTRAINT table_distribution_pkey PRIMARY KEY (table_name);
+
+
+--
+-- Name: tenant_slugs tenant_slugs_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.tenant_slugs
+    ADD CONSTRAINT tenant_slugs_pkey PRIMARY KEY (slug);
+
+
+--
+-- Name: tenant_slugs tenant_slugs_tenant_key; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.tenant_slugs
+    ADD CONSTRAINT tenant_slugs_tenant_key UNIQUE (tenant_id);
+
+
+--
 -- Name: tenants tenants_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
 --
 
@@ -1795,19 +2224,11 @@ ALTER TABLE ONLY kpi.tenants
 
 
 --
--- Name: tenants tenants_slug_key; Type: CONSTRAINT; Schema: kpi; Owner: -
---
-
-ALTER TABLE ONLY kpi.tenants
-    ADD CONSTRAINT tenants_slug_key UNIQUE (slug);
-
-
---
 -- Name: vli_audits vli_audits_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
 --
 
 ALTER TABLE ONLY kpi.vli_audits
-    ADD CONSTRAINT vli_audits_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT vli_audits_pkey PRIMARY KEY (tenant_id, id);
 
 
 --
@@ -1847,6 +2268,48 @@ CREATE INDEX vli_audits_tenant_latest_idx ON kpi.vli_audits USING btree (tenant_
 
 
 --
+-- Name: plans plans_keep_source_horizon; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER plans_keep_source_horizon AFTER UPDATE ON kpi.plans REFERENCING OLD TABLE AS old_plans NEW TABLE AS new_plans FOR EACH STATEMENT EXECUTE FUNCTION kpi.keep_plan_source_horizon();
+
+
+--
+-- Name: tenants tenants_keep_slugs_delete; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER tenants_keep_slugs_delete AFTER DELETE ON kpi.tenants REFERENCING OLD TABLE AS old_tenants FOR EACH STATEMENT EXECUTE FUNCTION kpi.keep_tenant_slugs();
+
+
+--
+-- Name: tenants tenants_keep_slugs_insert; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER tenants_keep_slugs_insert AFTER INSERT ON kpi.tenants REFERENCING NEW TABLE AS new_tenants FOR EACH STATEMENT EXECUTE FUNCTION kpi.keep_tenant_slugs();
+
+
+--
+-- Name: tenants tenants_keep_slugs_truncate; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER tenants_keep_slugs_truncate AFTER TRUNCATE ON kpi.tenants FOR EACH STATEMENT EXECUTE FUNCTION kpi.truncate_tenant_slugs();
+
+
+--
+-- Name: tenants tenants_keep_slugs_update; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER tenants_keep_slugs_update AFTER UPDATE ON kpi.tenants REFERENCING OLD TABLE AS old_tenants NEW TABLE AS new_tenants FOR EACH STATEMENT EXECUTE FUNCTION kpi.keep_tenant_slugs();
+
+
+--
+-- Name: tenants tenants_keep_source_horizon; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER tenants_keep_source_horizon BEFORE UPDATE OF plan, source_retention_days ON kpi.tenants FOR EACH ROW WHEN (((old.plan IS DISTINCT FROM new.plan) OR (old.source_retention_days IS DISTINCT FROM new.source_retention_days))) EXECUTE FUNCTION kpi.keep_source_horizon();
+
+
+--
 -- Name: avi_reports avi_reports_tenant_id_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
 --
 
@@ -1868,6 +2331,14 @@ ALTER TABLE ONLY kpi.clarity_reports
 
 ALTER TABLE ONLY kpi.kpi_history
     ADD CONSTRAINT kpi_history_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES kpi.tenants(id) ON DELETE CASCADE;
+
+
+--
+-- Name: tenants tenants_plan_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.tenants
+    ADD CONSTRAINT tenants_plan_fkey FOREIGN KEY (plan) REFERENCES kpi.plans(plan) ON UPDATE CASCADE;
 
 
 --
@@ -1984,6 +2455,58 @@ CREATE POLICY "kpi_runs are maintained by their owner" ON kpi.kpi_runs TO postgr
 
 
 --
+-- Name: plans; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.plans ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: plans plans are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "plans are maintained by their owner" ON kpi.plans TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: retention_state; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.retention_state ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: retention_state retention_state is maintained by its owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "retention_state is maintained by its owner" ON kpi.retention_state TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: table_distribution; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.table_distribution ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: table_distribution table_distribution is maintained by its owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "table_distribution is maintained by its owner" ON kpi.table_distribution TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: tenant_slugs; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.tenant_slugs ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: tenant_slugs tenant_slugs are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "tenant_slugs are maintained by their owner" ON kpi.tenant_slugs TO postgres USING (true) WITH CHECK (true);
+
+
+--
 -- Name: tenants; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
@@ -2030,4 +2553,6 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261130000700'),
     ('20261130000800'),
     ('20261201000100'),
-    ('20261201000200');
+    ('20261201000200'),
+    ('20261201000300'),
+    ('20261201000400');

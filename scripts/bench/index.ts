@@ -109,6 +109,47 @@ async function prepare(url: string): Promise<{ generatedMs: number | null }> {
 
 type FillResult = { rows_written: number; ok: number; total: number; status: string; weeks?: number };
 
+/**
+ * Copies the benchmark database (the copy needs it without connections: `connections` are closed),
+ * puts every tenant on the 90-day plan, and times the source cleanup there. The copy is dropped.
+ */
+async function measureCleanup(url: string, connections: postgres.Sql[]): Promise<Report['cleanup']> {
+  await Promise.all(connections.map((c) => c.end()));
+  const name = new URL(url).pathname.slice(1);
+  const copy = `${name}_cleanup`;
+  const server = new URL(url);
+  server.pathname = '/postgres';
+  const admin = postgres(server.toString(), { max: 1, onnotice: () => {} });
+  const copyUrl = new URL(url);
+  copyUrl.pathname = `/${copy}`;
+  try {
+    await admin.unsafe(`drop database if exists "${copy}"`);
+    await admin.unsafe(`create database "${copy}" template "${name}" strategy file_copy`);
+    const sql = postgres(copyUrl.toString(), { max: 1, onnotice: () => {} });
+    try {
+      await sql`update kpi.tenants set plan = 'free'`;
+      await sql`vacuum analyze`;
+      await sql`checkpoint`;
+      const { ms } = await timed(() => sql`call kpi.run_source_cleanup()`);
+      const [{ details }] = await sql<[{ details: { deleted: Record<string, number>; batches: number; batch_size: number; longest_batch_ms: number; total_batch_ms: number } }]>`
+        select details from kpi.kpi_runs where kind = 'cleanup' order by id desc limit 1`;
+      return {
+        ms,
+        deleted: details.deleted,
+        batches: details.batches,
+        batchSize: details.batch_size,
+        longestBatchMs: Number(details.longest_batch_ms),
+        meanBatchMs: Number(details.total_batch_ms) / details.batches,
+      };
+    } finally {
+      await sql.end();
+    }
+  } finally {
+    await admin.unsafe(`drop database if exists "${copy}"`);
+    await admin.end();
+  }
+}
+
 async function main(): Promise<void> {
   const database = benchDatabase();
   console.error(`bench: ${tenants} tenants × ${weeks} weeks on ${database.source}${quick ? ' (quick)' : ''}`);
@@ -122,6 +163,8 @@ async function main(): Promise<void> {
 
   try {
     // Leftovers of an earlier run on reused data.
+    await sql`update kpi.tenants set plan = 'enterprise', source_retention_days = null, sources_purged_before = null`;
+    await sql`update kpi.retention_state set last_cleanup_as_of = null`;
     await sql`delete from kpi.avi_reports where week_start > ${'2026-11-23'}::date`;
     await sql`truncate kpi.kpi_history, kpi.kpi_runs`;
     // The floor: the same rows written into an empty copy of kpi_history (same indexes, checks
@@ -246,6 +289,9 @@ async function main(): Promise<void> {
                      'fsync', 'synchronous_commit', 'max_parallel_workers_per_gather', 'jit')
       order by name`;
 
+    // 9. The source cleanup, on a copy of the data (it deletes), every tenant on the 90-day plan.
+    const cleanup = await measureCleanup(database.url, [sql, pool]);
+
     const perTenantSetUs = (fullFill * 1000) / tenants;
     const history = distribution(historyMs);
     const owner = distribution(ownerMs);
@@ -268,6 +314,7 @@ async function main(): Promise<void> {
       },
       backfill: { ms: backfill.ms, rowsWritten: backfill.result.rows_written, floorMs: backfillFloor.ms, ratio: backfill.ms / backfillFloor.ms },
       reads: { history, csv: distribution(csvMs), ownerNoRls: owner, rlsRatioP50: history.p50 / owner.p50 },
+      cleanup,
     };
     printReport(report);
     if (args.json) {
@@ -275,6 +322,7 @@ async function main(): Promise<void> {
       console.log(`\nwrote ${args.json}`);
     }
   } finally {
+    // Already ended when the cleanup was measured; ending twice is harmless.
     await sql.end();
     await pool.end();
   }

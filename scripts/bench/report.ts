@@ -20,6 +20,8 @@ export interface Report {
   };
   backfill: { ms: number; rowsWritten: number; floorMs: number; ratio: number };
   reads: { history: Distribution; csv: Distribution; ownerNoRls: Distribution; rlsRatioP50: number };
+  /** The source cleanup on a copy of the data with every tenant on the 90-day plan. */
+  cleanup: { ms: number; deleted: Record<string, number>; batches: number; batchSize: number; longestBatchMs: number; meanBatchMs: number };
 }
 
 const ms = (value: number) => (value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${value.toFixed(value < 10 ? 3 : 1)} ms`);
@@ -57,6 +59,12 @@ export function printReport(r: Report): void {
     ['same query as owner, no RLS', `p50 ${ms(r.reads.ownerNoRls.p50)}  p95 ${ms(r.reads.ownerNoRls.p95)}  p99 ${ms(r.reads.ownerNoRls.p99)}`, ''],
     ['  RLS / no RLS (p50)', x(r.reads.rlsRatioP50), target(r.reads.rlsRatioP50 <= 1.2, '≤ 1.2×')],
     ['CSV export via the API path', `p50 ${ms(r.reads.csv.p50)}  p95 ${ms(r.reads.csv.p95)}  p99 ${ms(r.reads.csv.p99)}`, ''],
+    [
+      'source cleanup, every tenant on 90 days',
+      `${ms(r.cleanup.ms)}, ${Object.values(r.cleanup.deleted).reduce((a, b) => a + b, 0)} rows in ${r.cleanup.batches} batches of ≤ ${r.cleanup.batchSize}`,
+      '',
+    ],
+    ['  longest batch (locks held)', `${ms(r.cleanup.longestBatchMs)}, mean ${ms(r.cleanup.meanBatchMs)}`, target(r.cleanup.longestBatchMs <= 100, '≤ 100 ms')],
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
   const valueWidth = Math.max(...rows.map(([, value]) => value.length));

@@ -38,8 +38,13 @@ export interface FillAllResult {
   /** A failed run is never a result: the calls throw INTERNAL_ERROR naming it. */
   status: 'ok' | 'partial';
   run_id: number;
-  /** Backfills: the weeks computed. */
-  weeks?: number;
+  /** The tenant-weeks computed. */
+  weeks: number;
+  /**
+   * History weeks left as they are because their sources are, or may be, gone (source retention):
+   * never recomputed, so the history never changes when sources expire.
+   */
+  weeks_kept: number;
 }
 
 /** What the database answers for a failed all-tenant run; the SDK turns it into INTERNAL_ERROR. */

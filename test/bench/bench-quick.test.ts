@@ -32,7 +32,7 @@ it('npm run bench -- --quick runs every measurement and writes its JSON', () => 
   expect(result.stdout).toContain('full fill / floor');
   const report = JSON.parse(readFileSync(json, 'utf8'));
   expect(Object.keys(report).sort()).toEqual(
-    ['backfill', 'floor', 'fullFill', 'generationMs', 'machine', 'onePercent', 'perTenant', 'reads', 'scale', 'unchanged'].sort(),
+    ['backfill', 'cleanup', 'floor', 'fullFill', 'generationMs', 'machine', 'onePercent', 'perTenant', 'reads', 'scale', 'unchanged'].sort(),
   );
   expect(report.scale).toMatchObject({ tenants: 2000, weeks: 8, quick: true });
   expect(report.fullFill.rowsWritten).toBe(1960); // every tenant but the 2 % without reports
@@ -41,6 +41,9 @@ it('npm run bench -- --quick runs every measurement and writes its JSON', () => 
   expect(report.onePercent.rowsWritten).toBe(report.onePercent.changedTenants);
   expect(report.backfill.rowsWritten).toBe(1960 * 8 + report.onePercent.changedTenants);
   expect(report.reads.history.samples).toBe(100);
+  // One batch at least per source table, however little expired.
+  expect(report.cleanup.batches).toBeGreaterThanOrEqual(3);
+  expect(Object.keys(report.cleanup.deleted).sort()).toEqual(['avi_reports', 'clarity_reports', 'vli_audits']);
   for (const figure of [report.fullFill.ms, report.floor.ms, report.reads.history.p99, report.perTenant.clientLoopUsPerTenant]) {
     expect(Number.isFinite(figure) && figure > 0).toBe(true);
   }

@@ -121,9 +121,10 @@ describe('kpi.tenants', () => {
   });
 
   it('rejects a duplicate slug and a blank name', async () => {
+    // Unique across tenants through kpi.tenant_slugs (a table keyed by tenant cannot check it).
     expect(await rejection(() => db.sql`insert into kpi.tenants (slug, name) values ('acme', 'Again')`)).toEqual({
       code: '23505',
-      constraint: 'tenants_slug_key',
+      constraint: 'tenant_slugs_pkey',
     });
     expect(await rejection(() => db.sql`insert into kpi.tenants (slug, name) values ('blank', '  ')`)).toEqual({
       code: '23514',
@@ -155,7 +156,7 @@ describe('kpi.kpi_history', () => {
     await db.sql`insert into kpi.kpi_history ${db.sql(row)}`;
     expect(await rejection(() => db.sql`insert into kpi.kpi_history ${db.sql(row)}`)).toEqual({
       code: '23505',
-      constraint: 'kpi_history_tenant_as_of_key',
+      constraint: 'kpi_history_pkey',
     });
   });
 
@@ -187,7 +188,7 @@ describe('latest row per tenant is an index lookup', () => {
     ['avi_reports', `select * from kpi.avi_reports where tenant_id = '${ACME}' order by week_start desc limit 1`, 'avi_reports_tenant_week_key'],
     ['vli_audits', `select integrity_pct from kpi.vli_audits where tenant_id = '${ACME}' and audited_at < '2024-01-08' order by audited_at desc limit 1`, 'vli_audits_tenant_latest_idx'],
     ['clarity_reports', `select metrics from kpi.clarity_reports where tenant_id = '${ACME}' and measured_at < '2024-01-08' order by measured_at desc limit 1`, 'clarity_reports_tenant_latest_idx'],
-    ['kpi_history', `select * from kpi.kpi_history where tenant_id = '${ACME}' order by as_of desc limit 52`, 'kpi_history_tenant_as_of_key'],
+    ['kpi_history', `select * from kpi.kpi_history where tenant_id = '${ACME}' order by as_of desc limit 52`, 'kpi_history_pkey'],
   ])('%s', async (_table, query, index) => {
     const text = await plan(query);
     expect(text).toContain(index);

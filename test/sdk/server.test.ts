@@ -56,6 +56,7 @@ describe('fillAllKpiHistory', () => {
       ok: 2,
       total: 3,
       weeks: 2,
+      weeks_kept: 0,
       rows_written: 0,
       errors: [{ tenant_id: INITECH, code: 'NO_AVI', message: 'tenant initech has no AVI report' }],
       warnings: [],
