@@ -443,15 +443,18 @@ CREATE FUNCTION kpi.delete_expired_sources(source text, as_of timestamp with tim
     SET search_path TO ''
     AS $$
 begin
+  -- What goes here only ever fed weeks that are final: no change to track (the change-tracking
+  -- triggers, a later migration, read this setting).
+  perform set_config('kpi.tracking', 'off', true);
   if source = 'avi_reports' then
     with expired as (
-      select r.tenant_id, r.id
+      select r.tenant_id, r.week_start
       from kpi.tenants t
       join kpi.plans p on p.plan = t.plan
       cross join lateral (select ((as_of - make_interval(days => coalesce(t.source_retention_days, p.source_retention_days)))
                                   at time zone 'UTC')::date - 7 as last_week) c
       cross join lateral (
-        select r.tenant_id, r.id from kpi.avi_reports r
+        select r.tenant_id, r.week_start from kpi.avi_reports r
         where r.tenant_id = t.id and r.week_start <= c.last_week
           and r.week_start < (select l.week_start from kpi.avi_reports l where l.tenant_id = t.id order by l.week_start desc limit 1)
       ) r
@@ -459,12 +462,12 @@ begin
       order by t.id
       limit batch_size
     ), gone as (
-      delete from kpi.avi_reports d using expired e where d.tenant_id = e.tenant_id and d.id = e.id returning d.tenant_id
+      delete from kpi.avi_reports d using expired e where d.tenant_id = e.tenant_id and d.week_start = e.week_start returning d.tenant_id
     )
     select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_tenant from gone g;
   elsif source = 'vli_audits' then
     with expired as (
-      select v.tenant_id, v.id
+      select v.tenant_id, v.audited_at, v.id
       from kpi.tenants t
       join kpi.plans p on p.plan = t.plan
       cross join lateral (select as_of - make_interval(days => coalesce(t.source_retention_days, p.source_retention_days)) as cutoff) c
@@ -473,18 +476,19 @@ begin
         where k.tenant_id = t.id and k.audited_at < c.cutoff
         order by k.audited_at desc, k.id desc limit 1) kept
       cross join lateral (
-        select v.tenant_id, v.id from kpi.vli_audits v
+        select v.tenant_id, v.audited_at, v.id from kpi.vli_audits v
         where v.tenant_id = t.id and (v.audited_at, v.id) < (kept.audited_at, kept.id)) v
       where t.id >= from_tenant and c.cutoff is not null
       order by t.id
       limit batch_size
     ), gone as (
-      delete from kpi.vli_audits d using expired e where d.tenant_id = e.tenant_id and d.id = e.id returning d.tenant_id
+      delete from kpi.vli_audits d using expired e
+      where d.tenant_id = e.tenant_id and d.audited_at = e.audited_at and d.id = e.id returning d.tenant_id
     )
     select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_tenant from gone g;
   elsif source = 'clarity_reports' then
     with expired as (
-      select x.tenant_id, x.id
+      select x.tenant_id, x.measured_at, x.id
       from kpi.tenants t
       join kpi.plans p on p.plan = t.plan
       cross join lateral (select as_of - make_interval(days => coalesce(t.source_retention_days, p.source_retention_days)) as cutoff) c
@@ -493,13 +497,14 @@ begin
         where k.tenant_id = t.id and k.measured_at < c.cutoff
         order by k.measured_at desc, k.id desc limit 1) kept
       cross join lateral (
-        select x.tenant_id, x.id from kpi.clarity_reports x
+        select x.tenant_id, x.measured_at, x.id from kpi.clarity_reports x
         where x.tenant_id = t.id and (x.measured_at, x.id) < (kept.measured_at, kept.id)) x
       where t.id >= from_tenant and c.cutoff is not null
       order by t.id
       limit batch_size
     ), gone as (
-      delete from kpi.clarity_reports d using expired e where d.tenant_id = e.tenant_id and d.id = e.id returning d.tenant_id
+      delete from kpi.clarity_reports d using expired e
+      where d.tenant_id = e.tenant_id and d.measured_at = e.measured_at and d.id = e.id returning d.tenant_id
     )
     select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_tenant from gone g;
   else
@@ -550,10 +555,76 @@ $$;
 
 
 --
--- Name: fill_all_kpi_history(); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: execute_fill_all(bigint, boolean); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.fill_all_kpi_history() RETURNS jsonb
+CREATE FUNCTION kpi.execute_fill_all(p_run_id bigint, p_full boolean) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  incremental jsonb;
+  reconciled jsonb;
+  result jsonb;
+  corrected integer := 0;
+  failure_state text;
+  failure_message text;
+begin
+  update kpi.kpi_runs set mode = case when p_full then 'full' else 'incremental' end where id = p_run_id;
+  begin
+    incremental := kpi.write_kpi_history(null, null, null, false, true);
+    result := incremental;
+    if p_full then
+      reconciled := kpi.write_kpi_history(null, null, null, true, false);
+      corrected := (reconciled ->> 'rows_written')::integer;
+      result := reconciled || jsonb_build_object(
+        'rows_written', corrected + (incremental ->> 'rows_written')::integer,
+        'warnings', coalesce((
+          select jsonb_agg(distinct w) from jsonb_array_elements((incremental -> 'warnings') || (reconciled -> 'warnings')) w), '[]'::jsonb)
+          || coalesce((
+          select jsonb_agg(jsonb_build_object(
+                   'tenant_id', w ->> 'tenant_id', 'as_of', w ->> 'as_of', 'code', 'UNTRACKED_CHANGE',
+                   'message', 'the full run corrected this row: no change record covered it'))
+          from jsonb_array_elements(reconciled -> 'written_sample') w), '[]'::jsonb));
+    end if;
+    result := result - 'no_avi' - 'written_sample' - 'as_of' - 'records_consumed'
+      || jsonb_build_object(
+           'mode', case when p_full then 'full' else 'incremental' end,
+           'tenants_considered', case when p_full then (reconciled -> 'tenants_considered') else (incremental -> 'tenants_considered') end,
+           'corrected', case when p_full then corrected end,
+           'errors', coalesce((
+             select jsonb_agg(jsonb_build_object(
+                      'tenant_id', missing ->> 'tenant_id',
+                      'code', 'NO_AVI',
+                      'message', format('tenant %s has no AVI report', missing ->> 'slug')))
+             from jsonb_array_elements(result -> 'no_avi') missing), '[]'::jsonb));
+  exception when others or query_canceled then
+    get stacked diagnostics failure_state = returned_sqlstate, failure_message = message_text;
+    result := jsonb_build_object(
+      'ok', 0, 'total', null, 'rows_written', 0, 'warnings', '[]'::jsonb,
+      'mode', case when p_full then 'full' else 'incremental' end,
+      'errors', jsonb_build_array(jsonb_build_object(
+        'code', 'INTERNAL_ERROR', 'sqlstate', failure_state, 'message', failure_message)));
+    perform kpi.finish_kpi_run(p_run_id, 'failed', result);
+    return result || jsonb_build_object('status', 'failed', 'run_id', p_run_id);
+  end;
+  result := jsonb_strip_nulls(result) || jsonb_build_object(
+    'status', case when result -> 'errors' = '[]'::jsonb then 'ok' else 'partial' end,
+    'run_id', p_run_id);
+  perform kpi.finish_kpi_run(p_run_id, result ->> 'status', result);
+  update kpi.kpi_runs set details = jsonb_build_object(
+      'tenants_considered', result -> 'tenants_considered', 'corrected', result -> 'corrected')
+  where id = p_run_id;
+  return result;
+end
+$$;
+
+
+--
+-- Name: fill_all_kpi_history(boolean); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.fill_all_kpi_history("full" boolean DEFAULT false) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -561,16 +632,16 @@ begin
   if not kpi.try_lock_all_tenants(false) then
     return kpi.skipped_run('fill_all', null, null);
   end if;
-  return kpi.execute_all_tenant_run(kpi.start_kpi_run('fill_all', null, null, null), null, null, true);
+  return kpi.execute_fill_all(kpi.start_kpi_run('fill_all', null, null, null), coalesce(fill_all_kpi_history.full, false));
 end
 $$;
 
 
 --
--- Name: FUNCTION fill_all_kpi_history(); Type: COMMENT; Schema: kpi; Owner: -
+-- Name: FUNCTION fill_all_kpi_history("full" boolean); Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON FUNCTION kpi.fill_all_kpi_history() IS 'Writes every tenant''s latest AVI week into kpi_history in one set-based statement. Returns {"ok": n, "total": n, "rows_written": n, "errors": [{"tenant_id", "code": "NO_AVI", "message"}], "warnings": [...], "status", "run_id"}, or {"skipped": true, …} while another all-tenant run holds the lock. Example: select kpi.fill_all_kpi_history();';
+COMMENT ON FUNCTION kpi.fill_all_kpi_history("full" boolean) IS 'Brings every tenant''s history up to date. Incremental (the default): only the tenants whose sources changed, as the change-tracking triggers recorded them. full => true: every tenant''s latest week too, reporting in "corrected" what the records missed (should be 0). Returns {"ok", "total", "tenants_considered", "mode", "rows_written", "errors": [{"tenant_id", "code": "NO_AVI", "message"}], "warnings", "status", "run_id"} (and "corrected" for a full run), or {"skipped": true, …} while another all-tenant run holds the lock. Example: select kpi.fill_all_kpi_history();';
 
 
 --
@@ -780,10 +851,10 @@ COMMENT ON FUNCTION kpi.retire_cron_secrets(keep integer) IS 'Retires all active
 
 
 --
--- Name: run_scheduled_kpi_fill(); Type: PROCEDURE; Schema: kpi; Owner: -
+-- Name: run_scheduled_kpi_fill(boolean); Type: PROCEDURE; Schema: kpi; Owner: -
 --
 
-CREATE PROCEDURE kpi.run_scheduled_kpi_fill()
+CREATE PROCEDURE kpi.run_scheduled_kpi_fill(IN "full" boolean DEFAULT false)
     LANGUAGE plpgsql
     AS $$
 declare
@@ -799,17 +870,17 @@ begin
     commit;
     return;
   end if;
-  perform kpi.execute_all_tenant_run(run_id, null, null, true);
+  perform kpi.execute_fill_all(run_id, coalesce(run_scheduled_kpi_fill.full, false));
   commit;
 end
 $$;
 
 
 --
--- Name: PROCEDURE run_scheduled_kpi_fill(); Type: COMMENT; Schema: kpi; Owner: -
+-- Name: PROCEDURE run_scheduled_kpi_fill(IN "full" boolean); Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON PROCEDURE kpi.run_scheduled_kpi_fill() IS 'What pg_cron runs daily: kpi.fill_all_kpi_history() with the run logged as running first. Call it outside a transaction block (it commits as it goes). Example: call kpi.run_scheduled_kpi_fill();';
+COMMENT ON PROCEDURE kpi.run_scheduled_kpi_fill(IN "full" boolean) IS 'What pg_cron runs: daily the incremental fill, weekly (full => true) the reconciliation; the run logged as running first. Call it outside a transaction block (it commits as it goes). Example: call kpi.run_scheduled_kpi_fill();';
 
 
 --
@@ -962,6 +1033,82 @@ $$;
 
 
 --
+-- Name: track_source_changes(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.track_source_changes() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+declare
+  week text := tg_argv[0];
+  -- Old rows may belong to a tenant being deleted (a cascade): that one has no history left to
+  -- bring up to date, and no record must outlive it.
+  changed text := case tg_op when 'INSERT' then format('select tenant_id, %s as week from new_rows', week)
+                             when 'DELETE' then format('select o.tenant_id, %s as week from old_rows o where exists (select from kpi.tenants t where t.id = o.tenant_id)', week)
+                             else format('select tenant_id, %1$s as week from new_rows union all select o.tenant_id, %1$s from old_rows o where exists (select from kpi.tenants t where t.id = o.tenant_id)', week) end;
+begin
+  if not kpi.tracking_is_on() then
+    return null;
+  end if;
+  execute format($q$
+    insert into kpi.stale_tenants as s (tenant_id, from_week)
+    select c.tenant_id, min(c.week) from (%s) c group by c.tenant_id
+    on conflict (tenant_id) do update
+      set from_week = least(s.from_week, excluded.from_week), version = excluded.version, recorded_at = excluded.recorded_at$q$,
+    changed);
+  -- AVI reports also decide who has none (NO_AVI).
+  if tg_table_name = 'avi_reports' then
+    if tg_op in ('INSERT', 'UPDATE') then
+      delete from kpi.tenants_without_avi w where w.tenant_id in (select n.tenant_id from new_rows n);
+    end if;
+    if tg_op in ('DELETE', 'UPDATE') then
+      insert into kpi.tenants_without_avi (tenant_id)
+      select distinct o.tenant_id from old_rows o
+      where not exists (select from kpi.avi_reports r where r.tenant_id = o.tenant_id)
+        and exists (select from kpi.tenants t where t.id = o.tenant_id)
+      on conflict do nothing;
+    end if;
+  end if;
+  return null;
+end
+$_$;
+
+
+--
+-- Name: track_tenants(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.track_tenants() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if tg_op = 'INSERT' then
+    insert into kpi.tenants_without_avi (tenant_id)
+    select n.id from new_tenants n where not exists (select from kpi.avi_reports r where r.tenant_id = n.id)
+    on conflict do nothing;
+  elsif tg_op = 'DELETE' then
+    delete from kpi.tenants_without_avi w where w.tenant_id in (select o.id from old_tenants o);
+    delete from kpi.stale_tenants s where s.tenant_id in (select o.id from old_tenants o);
+  else
+    truncate kpi.tenants_without_avi, kpi.stale_tenants;
+  end if;
+  return null;
+end
+$$;
+
+
+--
+-- Name: tracking_is_on(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.tracking_is_on() RETURNS boolean
+    LANGUAGE sql STABLE
+    RETURN (COALESCE(current_setting('kpi.tracking'::text, true), ''::text) <> 'off'::text);
+
+
+--
 -- Name: truncate_tenant_slugs(); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -1053,10 +1200,10 @@ CREATE FUNCTION kpi.week_end(week_start date) RETURNS timestamp with time zone
 
 
 --
--- Name: write_kpi_history(uuid, date, date, boolean); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: write_kpi_history(uuid, date, date, boolean, boolean); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to date, p_latest_only boolean) RETURNS jsonb
+CREATE FUNCTION kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to date, p_latest_only boolean, p_stale_only boolean DEFAULT false) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     SET plan_cache_mode TO 'force_custom_plan'
@@ -1066,7 +1213,11 @@ CREATE FUNCTION kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to date, 
 declare
   stats jsonb;
 begin
-  with avi as (
+  with consumed as (
+    -- The change records this run reads (incremental mode): removed at the end only if unchanged.
+    select s.tenant_id, s.from_week, s.version from kpi.stale_tenants s where p_stale_only
+  ),
+  avi as (
     -- Every tenant with its latest report, or NULLs when it has none (those are reported).
     select t.id as tenant_id, t.slug, latest.week_start, latest.aiv_pct, latest.ati_pct, latest.crs_pct,
            latest.elasticity_usd_per_point,
@@ -1091,10 +1242,21 @@ begin
     join kpi.tenants t on t.id = r.tenant_id
     join kpi.plans p on p.plan = t.plan
     cross join kpi.retention_state rs
-    where not p_latest_only
+    where not p_latest_only and not p_stale_only
       and (p_tenant_id is null or r.tenant_id = p_tenant_id)
       and r.week_start >= coalesce(p_from, '-infinity'::date)
       and r.week_start <= coalesce(p_to, 'infinity'::date)
+    union all
+    -- Incremental: the recorded tenants' weeks from the earliest one that may have changed.
+    select r.tenant_id, null, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point,
+           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
+                              rs.last_cleanup_as_of)
+    from consumed s
+    join kpi.tenants t on t.id = s.tenant_id
+    join kpi.plans p on p.plan = t.plan
+    cross join kpi.retention_state rs
+    join kpi.avi_reports r on r.tenant_id = s.tenant_id and r.week_start >= s.from_week
+    where p_stale_only
   ),
   computed as materialized (
     select a.tenant_id,
@@ -1159,19 +1321,39 @@ begin
           is distinct from
           (excluded.aiv_pct, excluded.ati_pct, excluded.crs_pct, excluded.elasticity_usd_per_point,
            excluded.vli_integrity_pct, excluded.vli_is_fallback, excluded.hrp_pct)
+    returning h.tenant_id, h.as_of
+  ),
+  removed as (
+    -- A record re-written by a concurrent transaction since this run read it has another version
+    -- now (the row lock makes this delete wait for that writer): it stays for the next run.
+    delete from kpi.stale_tenants s using consumed c
+    where s.tenant_id = c.tenant_id and s.version = c.version
     returning 1
+  ),
+  no_avi as (
+    -- NO_AVI: tenants without any report — from the reports themselves when every tenant is
+    -- read, else from the list the triggers keep.
+    select a.tenant_id, a.slug from avi a where a.week_start is null and p_latest_only
+    union all
+    select w.tenant_id, t.slug from kpi.tenants_without_avi w join kpi.tenants t on t.id = w.tenant_id
+    where p_stale_only and p_tenant_id is null
   )
   select jsonb_build_object(
            -- A tenant whose latest week is final (kept by retention) counts as ok: its row stands.
            'ok', case when p_latest_only then (select count(*) from avi where week_start is not null)
+                      when p_stale_only then (select count(*) from kpi.tenants) - (select count(*) from no_avi)
                       else (select count(distinct tenant_id) from avi where week_start is not null) end,
            'total', case when p_latest_only then (select count(*) from avi)
+                         when p_stale_only then (select count(*) from kpi.tenants)
                          else (select count(distinct tenant_id) from avi) end,
+           'tenants_considered', case when p_stale_only then (select count(*) from consumed)
+                                      else (select count(distinct tenant_id) from avi) end,
+           'records_consumed', (select count(*) from removed),
            'weeks', (select count(*) from computed),
            -- History weeks left as they are because their sources are (or may be) gone: the
            -- latest week of a tenant that stopped reporting long ago, or, for a backfill, every
            -- history week in the range that ends at or before its tenant's horizon.
-           'weeks_kept', case when p_latest_only
+           'weeks_kept', case when p_latest_only or p_stale_only
              then (select count(*) from avi where week_start is not null and kpi.week_end(week_start) <= horizon)
              else (select count(*)
                    from kpi.tenants t
@@ -1184,10 +1366,15 @@ begin
                     and kpi.week_end(h.as_of) <= x.horizon
                    where (p_tenant_id is null or t.id = p_tenant_id) and x.horizon > '-infinity'::timestamptz) end,
            'rows_written', (select count(*) from written),
+           -- In an all-tenant run of every latest week, the first rows written (a full run's
+           -- reconciliation reports them: the change records should have covered them).
+           'written_sample', case when p_latest_only and p_tenant_id is null then coalesce((
+             select jsonb_agg(jsonb_build_object('tenant_id', w.tenant_id, 'as_of', w.as_of) order by w.tenant_id, w.as_of)
+             from (select tenant_id, as_of from written order by tenant_id, as_of limit 100) w), '[]'::jsonb) end,
            'as_of', (select max(week_start) from avi),
            'no_avi', coalesce((
              select jsonb_agg(jsonb_build_object('tenant_id', tenant_id, 'slug', slug) order by tenant_id)
-             from avi where week_start is null), '[]'::jsonb),
+             from no_avi), '[]'::jsonb),
            'warnings', coalesce((
              select jsonb_agg(jsonb_build_object(
                       'tenant_id', tenant_id,
@@ -1201,6 +1388,13 @@ begin
   return stats;
 end
 $$;
+
+
+--
+-- Name: FUNCTION write_kpi_history(p_tenant_id uuid, p_from date, p_to date, p_latest_only boolean, p_stale_only boolean); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to date, p_latest_only boolean, p_stale_only boolean) IS 'The one set-based write behind every fill: one tenant or all, the latest week, a range of weeks, or (p_stale_only) the weeks the change records name.';
 
 
 --
@@ -1320,6 +1514,7 @@ CREATE FUNCTION kpi_api.health() RETURNS json
     AS $_$
 declare
   last_run kpi.kpi_runs;
+  last_full kpi.kpi_runs;
   last_success timestamptz;
   schedule jsonb;
   holder jsonb := kpi.all_tenant_lock_holder();
@@ -1329,6 +1524,8 @@ begin
   where kind = 'fill_all' and status <> 'skipped' order by started_at desc, id desc limit 1;
   select max(finished_at) into last_success from kpi.kpi_runs
   where kind = 'fill_all' and status in ('ok', 'partial');
+  select * into last_full from kpi.kpi_runs
+  where kind = 'fill_all' and mode = 'full' and status in ('ok', 'partial') order by started_at desc, id desc limit 1;
 
   if last_run.status = 'failed' then
     reasons := reasons || 'the last run failed'::text;
@@ -1342,6 +1539,10 @@ begin
   if (holder ->> 'since')::timestamptz < now() - interval '1 hour' then
     reasons := reasons || format('the all-tenant lock has been held since %s by pid %s (longer than a run takes)',
                                  holder ->> 'since', holder ->> 'pid');
+  end if;
+  if (last_full.details ->> 'corrected')::integer > 0 then
+    reasons := reasons || format('the last full run corrected %s rows the change tracking missed (run %s)',
+                                 last_full.details ->> 'corrected', last_full.id);
   end if;
 
   if to_regclass('cron.job') is not null then
@@ -1934,9 +2135,11 @@ CREATE TABLE kpi.kpi_runs (
     warnings jsonb DEFAULT '[]'::jsonb NOT NULL,
     lock_holder jsonb,
     details jsonb,
+    mode text,
     CONSTRAINT kpi_runs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
     CONSTRAINT kpi_runs_finished_when_not_running CHECK (((status = 'running'::text) = (finished_at IS NULL))),
     CONSTRAINT kpi_runs_kind CHECK ((kind = ANY (ARRAY['fill'::text, 'fill_all'::text, 'backfill'::text, 'cleanup'::text]))),
+    CONSTRAINT kpi_runs_mode CHECK ((mode = ANY (ARRAY['incremental'::text, 'full'::text]))),
     CONSTRAINT kpi_runs_status CHECK ((status = ANY (ARRAY['running'::text, 'ok'::text, 'partial'::text, 'failed'::text, 'skipped'::text]))),
     CONSTRAINT kpi_runs_trigger CHECK ((trigger = ANY (ARRAY['pg_cron'::text, 'api'::text, 'sql'::text]))),
     CONSTRAINT kpi_runs_warnings_is_array CHECK ((jsonb_typeof(warnings) = 'array'::text))
@@ -1974,6 +2177,13 @@ COMMENT ON COLUMN kpi.kpi_runs.details IS 'What a run did beyond the counts: for
 
 
 --
+-- Name: COLUMN kpi_runs.mode; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.kpi_runs.mode IS 'For an all-tenant fill: incremental (the recorded changes) or full (every tenant, reconciling).';
+
+
+--
 -- Name: kpi_runs_id_seq; Type: SEQUENCE; Schema: kpi; Owner: -
 --
 
@@ -2005,6 +2215,39 @@ ALTER TABLE ONLY kpi.retention_state FORCE ROW LEVEL SECURITY;
 --
 
 COMMENT ON TABLE kpi.retention_state IS 'When the last source cleanup started (one row): the fill''s horizon follows from it.';
+
+
+--
+-- Name: stale_tenant_versions; Type: SEQUENCE; Schema: kpi; Owner: -
+--
+
+CREATE SEQUENCE kpi.stale_tenant_versions
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+
+--
+-- Name: stale_tenants; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.stale_tenants (
+    tenant_id uuid NOT NULL,
+    from_week date NOT NULL,
+    version bigint DEFAULT nextval('kpi.stale_tenant_versions'::regclass) NOT NULL,
+    recorded_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE ONLY kpi.stale_tenants FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE stale_tenants; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.stale_tenants IS 'Tenants whose history may be stale since from_week, recorded by triggers on the source tables; consumed by the incremental fill.';
 
 
 --
@@ -2048,6 +2291,24 @@ ALTER TABLE ONLY kpi.tenant_slugs FORCE ROW LEVEL SECURITY;
 --
 
 COMMENT ON TABLE kpi.tenant_slugs IS 'Every tenant''s slug, unique across tenants: kept from kpi.tenants by triggers (on Citus, a reference table).';
+
+
+--
+-- Name: tenants_without_avi; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.tenants_without_avi (
+    tenant_id uuid NOT NULL
+);
+
+ALTER TABLE ONLY kpi.tenants_without_avi FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE tenants_without_avi; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.tenants_without_avi IS 'Tenants that have no AVI report (NO_AVI), kept by triggers on kpi.tenants and kpi.avi_reports.';
 
 
 --
@@ -2116,15 +2377,7 @@ ALTER TABLE ONLY kpi.api_denials
 --
 
 ALTER TABLE ONLY kpi.avi_reports
-    ADD CONSTRAINT avi_reports_pkey PRIMARY KEY (tenant_id, id);
-
-
---
--- Name: avi_reports avi_reports_tenant_week_key; Type: CONSTRAINT; Schema: kpi; Owner: -
---
-
-ALTER TABLE ONLY kpi.avi_reports
-    ADD CONSTRAINT avi_reports_tenant_week_key UNIQUE (tenant_id, week_start) INCLUDE (aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point);
+    ADD CONSTRAINT avi_reports_pkey PRIMARY KEY (tenant_id, week_start) INCLUDE (aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point);
 
 
 --
@@ -2132,7 +2385,7 @@ ALTER TABLE ONLY kpi.avi_reports
 --
 
 ALTER TABLE ONLY kpi.clarity_reports
-    ADD CONSTRAINT clarity_reports_pkey PRIMARY KEY (tenant_id, id);
+    ADD CONSTRAINT clarity_reports_pkey PRIMARY KEY (tenant_id, measured_at, id) INCLUDE (hrp);
 
 
 --
@@ -2192,6 +2445,14 @@ ALTER TABLE ONLY kpi.retention_state
 
 
 --
+-- Name: stale_tenants stale_tenants_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.stale_tenants
+    ADD CONSTRAINT stale_tenants_pkey PRIMARY KEY (tenant_id);
+
+
+--
 -- Name: table_distribution table_distribution_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
 --
 
@@ -2224,11 +2485,19 @@ ALTER TABLE ONLY kpi.tenants
 
 
 --
+-- Name: tenants_without_avi tenants_without_avi_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.tenants_without_avi
+    ADD CONSTRAINT tenants_without_avi_pkey PRIMARY KEY (tenant_id);
+
+
+--
 -- Name: vli_audits vli_audits_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
 --
 
 ALTER TABLE ONLY kpi.vli_audits
-    ADD CONSTRAINT vli_audits_pkey PRIMARY KEY (tenant_id, id);
+    ADD CONSTRAINT vli_audits_pkey PRIMARY KEY (tenant_id, audited_at, id) INCLUDE (integrity_pct);
 
 
 --
@@ -2247,13 +2516,6 @@ CREATE INDEX api_denials_denied_at_idx ON kpi.api_denials USING btree (denied_at
 
 
 --
--- Name: clarity_reports_tenant_latest_idx; Type: INDEX; Schema: kpi; Owner: -
---
-
-CREATE INDEX clarity_reports_tenant_latest_idx ON kpi.clarity_reports USING btree (tenant_id, measured_at DESC, id DESC) INCLUDE (hrp);
-
-
---
 -- Name: kpi_runs_started_at_idx; Type: INDEX; Schema: kpi; Owner: -
 --
 
@@ -2261,10 +2523,45 @@ CREATE INDEX kpi_runs_started_at_idx ON kpi.kpi_runs USING btree (started_at DES
 
 
 --
--- Name: vli_audits_tenant_latest_idx; Type: INDEX; Schema: kpi; Owner: -
+-- Name: avi_reports avi_reports_track_delete; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE INDEX vli_audits_tenant_latest_idx ON kpi.vli_audits USING btree (tenant_id, audited_at DESC, id DESC) INCLUDE (integrity_pct);
+CREATE TRIGGER avi_reports_track_delete AFTER DELETE ON kpi.avi_reports REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.track_source_changes('week_start');
+
+
+--
+-- Name: avi_reports avi_reports_track_insert; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER avi_reports_track_insert AFTER INSERT ON kpi.avi_reports REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.track_source_changes('week_start');
+
+
+--
+-- Name: avi_reports avi_reports_track_update; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER avi_reports_track_update AFTER UPDATE ON kpi.avi_reports REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.track_source_changes('week_start');
+
+
+--
+-- Name: clarity_reports clarity_reports_track_delete; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER clarity_reports_track_delete AFTER DELETE ON kpi.clarity_reports REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.track_source_changes('date_trunc(''week'', measured_at at time zone ''UTC'')::date');
+
+
+--
+-- Name: clarity_reports clarity_reports_track_insert; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER clarity_reports_track_insert AFTER INSERT ON kpi.clarity_reports REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.track_source_changes('date_trunc(''week'', measured_at at time zone ''UTC'')::date');
+
+
+--
+-- Name: clarity_reports clarity_reports_track_update; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER clarity_reports_track_update AFTER UPDATE ON kpi.clarity_reports REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.track_source_changes('date_trunc(''week'', measured_at at time zone ''UTC'')::date');
 
 
 --
@@ -2307,6 +2604,48 @@ CREATE TRIGGER tenants_keep_slugs_update AFTER UPDATE ON kpi.tenants REFERENCING
 --
 
 CREATE TRIGGER tenants_keep_source_horizon BEFORE UPDATE OF plan, source_retention_days ON kpi.tenants FOR EACH ROW WHEN (((old.plan IS DISTINCT FROM new.plan) OR (old.source_retention_days IS DISTINCT FROM new.source_retention_days))) EXECUTE FUNCTION kpi.keep_source_horizon();
+
+
+--
+-- Name: tenants tenants_track_delete; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER tenants_track_delete AFTER DELETE ON kpi.tenants REFERENCING OLD TABLE AS old_tenants FOR EACH STATEMENT EXECUTE FUNCTION kpi.track_tenants();
+
+
+--
+-- Name: tenants tenants_track_insert; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER tenants_track_insert AFTER INSERT ON kpi.tenants REFERENCING NEW TABLE AS new_tenants FOR EACH STATEMENT EXECUTE FUNCTION kpi.track_tenants();
+
+
+--
+-- Name: tenants tenants_track_truncate; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER tenants_track_truncate AFTER TRUNCATE ON kpi.tenants FOR EACH STATEMENT EXECUTE FUNCTION kpi.track_tenants();
+
+
+--
+-- Name: vli_audits vli_audits_track_delete; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER vli_audits_track_delete AFTER DELETE ON kpi.vli_audits REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.track_source_changes('date_trunc(''week'', audited_at at time zone ''UTC'')::date');
+
+
+--
+-- Name: vli_audits vli_audits_track_insert; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER vli_audits_track_insert AFTER INSERT ON kpi.vli_audits REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.track_source_changes('date_trunc(''week'', audited_at at time zone ''UTC'')::date');
+
+
+--
+-- Name: vli_audits vli_audits_track_update; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER vli_audits_track_update AFTER UPDATE ON kpi.vli_audits REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.track_source_changes('date_trunc(''week'', audited_at at time zone ''UTC'')::date');
 
 
 --
@@ -2481,6 +2820,19 @@ CREATE POLICY "retention_state is maintained by its owner" ON kpi.retention_stat
 
 
 --
+-- Name: stale_tenants; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.stale_tenants ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: stale_tenants stale_tenants are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "stale_tenants are maintained by their owner" ON kpi.stale_tenants TO postgres USING (true) WITH CHECK (true);
+
+
+--
 -- Name: table_distribution; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
@@ -2520,6 +2872,19 @@ CREATE POLICY "tenants are maintained by their owner" ON kpi.tenants TO postgres
 
 
 --
+-- Name: tenants_without_avi; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.tenants_without_avi ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: tenants_without_avi tenants_without_avi are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "tenants_without_avi are maintained by their owner" ON kpi.tenants_without_avi TO postgres USING (true) WITH CHECK (true);
+
+
+--
 -- Name: vli_audits; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
@@ -2555,4 +2920,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201000100'),
     ('20261201000200'),
     ('20261201000300'),
-    ('20261201000400');
+    ('20261201000400'),
+    ('20261201000500');

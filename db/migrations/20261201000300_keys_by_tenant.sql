@@ -6,10 +6,20 @@
 -- distribution column). See docs/scale-out.md.
 -- ============================================================================================
 
--- Sources: (tenant_id, id). The id stays an identity: unique on its own, but the key leads with the tenant.
-alter table kpi.avi_reports drop constraint avi_reports_pkey, add constraint avi_reports_pkey primary key (tenant_id, id);
-alter table kpi.vli_audits drop constraint vli_audits_pkey, add constraint vli_audits_pkey primary key (tenant_id, id);
-alter table kpi.clarity_reports drop constraint clarity_reports_pkey, add constraint clarity_reports_pkey primary key (tenant_id, id);
+-- Sources: the index every read already used becomes the primary key, leading with the tenant,
+-- and the separate key on the surrogate id goes — one index less per source table to write and
+-- keep (the id stays, unique by construction, as the tie-breaker between equal times).
+--   avi_reports: one report per tenant and week, (tenant_id, week_start), the values included;
+--   vli_audits, clarity_reports: "the latest before a point in time", (tenant_id, time, id), the
+--   value the fill reads included (scanned backward, as the descending index was forward).
+alter table kpi.avi_reports drop constraint avi_reports_pkey, drop constraint avi_reports_tenant_week_key,
+  add constraint avi_reports_pkey primary key (tenant_id, week_start) include (aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point);
+alter table kpi.vli_audits drop constraint vli_audits_pkey,
+  add constraint vli_audits_pkey primary key (tenant_id, audited_at, id) include (integrity_pct);
+drop index kpi.vli_audits_tenant_latest_idx;
+alter table kpi.clarity_reports drop constraint clarity_reports_pkey,
+  add constraint clarity_reports_pkey primary key (tenant_id, measured_at, id) include (hrp);
+drop index kpi.clarity_reports_tenant_latest_idx;
 
 -- The history: its natural key, (tenant_id, as_of), becomes the primary key, and the surrogate id
 -- goes (nothing refers to it): one index less to write on every fill.
@@ -145,6 +155,9 @@ alter table kpi.kpi_history drop constraint kpi_history_pkey,
   add constraint kpi_history_tenant_as_of_key unique (tenant_id, as_of);
 alter table kpi.kpi_history add column id bigint generated always as identity;
 alter table kpi.kpi_history add constraint kpi_history_pkey primary key (id);
+create index clarity_reports_tenant_latest_idx on kpi.clarity_reports (tenant_id, measured_at desc, id desc) include (hrp);
 alter table kpi.clarity_reports drop constraint clarity_reports_pkey, add constraint clarity_reports_pkey primary key (id);
+create index vli_audits_tenant_latest_idx on kpi.vli_audits (tenant_id, audited_at desc, id desc) include (integrity_pct);
 alter table kpi.vli_audits drop constraint vli_audits_pkey, add constraint vli_audits_pkey primary key (id);
-alter table kpi.avi_reports drop constraint avi_reports_pkey, add constraint avi_reports_pkey primary key (id);
+alter table kpi.avi_reports drop constraint avi_reports_pkey, add constraint avi_reports_pkey primary key (id),
+  add constraint avi_reports_tenant_week_key unique (tenant_id, week_start) include (aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point);

@@ -283,15 +283,18 @@ language plpgsql volatile
 set search_path = ''
 as $$
 begin
+  -- What goes here only ever fed weeks that are final: no change to track (the change-tracking
+  -- triggers, a later migration, read this setting).
+  perform set_config('kpi.tracking', 'off', true);
   if source = 'avi_reports' then
     with expired as (
-      select r.tenant_id, r.id
+      select r.tenant_id, r.week_start
       from kpi.tenants t
       join kpi.plans p on p.plan = t.plan
       cross join lateral (select ((as_of - make_interval(days => coalesce(t.source_retention_days, p.source_retention_days)))
                                   at time zone 'UTC')::date - 7 as last_week) c
       cross join lateral (
-        select r.tenant_id, r.id from kpi.avi_reports r
+        select r.tenant_id, r.week_start from kpi.avi_reports r
         where r.tenant_id = t.id and r.week_start <= c.last_week
           and r.week_start < (select l.week_start from kpi.avi_reports l where l.tenant_id = t.id order by l.week_start desc limit 1)
       ) r
@@ -299,12 +302,12 @@ begin
       order by t.id
       limit batch_size
     ), gone as (
-      delete from kpi.avi_reports d using expired e where d.tenant_id = e.tenant_id and d.id = e.id returning d.tenant_id
+      delete from kpi.avi_reports d using expired e where d.tenant_id = e.tenant_id and d.week_start = e.week_start returning d.tenant_id
     )
     select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_tenant from gone g;
   elsif source = 'vli_audits' then
     with expired as (
-      select v.tenant_id, v.id
+      select v.tenant_id, v.audited_at, v.id
       from kpi.tenants t
       join kpi.plans p on p.plan = t.plan
       cross join lateral (select as_of - make_interval(days => coalesce(t.source_retention_days, p.source_retention_days)) as cutoff) c
@@ -313,18 +316,19 @@ begin
         where k.tenant_id = t.id and k.audited_at < c.cutoff
         order by k.audited_at desc, k.id desc limit 1) kept
       cross join lateral (
-        select v.tenant_id, v.id from kpi.vli_audits v
+        select v.tenant_id, v.audited_at, v.id from kpi.vli_audits v
         where v.tenant_id = t.id and (v.audited_at, v.id) < (kept.audited_at, kept.id)) v
       where t.id >= from_tenant and c.cutoff is not null
       order by t.id
       limit batch_size
     ), gone as (
-      delete from kpi.vli_audits d using expired e where d.tenant_id = e.tenant_id and d.id = e.id returning d.tenant_id
+      delete from kpi.vli_audits d using expired e
+      where d.tenant_id = e.tenant_id and d.audited_at = e.audited_at and d.id = e.id returning d.tenant_id
     )
     select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_tenant from gone g;
   elsif source = 'clarity_reports' then
     with expired as (
-      select x.tenant_id, x.id
+      select x.tenant_id, x.measured_at, x.id
       from kpi.tenants t
       join kpi.plans p on p.plan = t.plan
       cross join lateral (select as_of - make_interval(days => coalesce(t.source_retention_days, p.source_retention_days)) as cutoff) c
@@ -333,13 +337,14 @@ begin
         where k.tenant_id = t.id and k.measured_at < c.cutoff
         order by k.measured_at desc, k.id desc limit 1) kept
       cross join lateral (
-        select x.tenant_id, x.id from kpi.clarity_reports x
+        select x.tenant_id, x.measured_at, x.id from kpi.clarity_reports x
         where x.tenant_id = t.id and (x.measured_at, x.id) < (kept.measured_at, kept.id)) x
       where t.id >= from_tenant and c.cutoff is not null
       order by t.id
       limit batch_size
     ), gone as (
-      delete from kpi.clarity_reports d using expired e where d.tenant_id = e.tenant_id and d.id = e.id returning d.tenant_id
+      delete from kpi.clarity_reports d using expired e
+      where d.tenant_id = e.tenant_id and d.measured_at = e.measured_at and d.id = e.id returning d.tenant_id
     )
     select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_tenant from gone g;
   else

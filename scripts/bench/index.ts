@@ -5,18 +5,18 @@
 //
 // The database: BENCH_DATABASE_URL (a server and a database name the benchmark may drop and
 // re-create), or a cluster of its own in .data/bench-pg (port 54359), started by scripts/db.sh.
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
-import { addNextWeek, deepenHistory, generate } from './generate.js';
-import { distribution, median, sampler, timed } from './measure.js';
+import { measureCleanup } from './cleanup.js';
+import { runCurve } from './curve.js';
+import { benchDatabase, prepare, resetToGenerated } from './database.js';
+import { measureFills, type FillResult } from './fills.js';
+import { deepenHistory } from './generate.js';
+import { distribution, sampler, timed } from './measure.js';
 import { printReport, type Report } from './report.js';
-
-const root = fileURLToPath(new URL('../..', import.meta.url));
+import { measureSourceWrites } from './source-writes.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -25,6 +25,7 @@ const { values: args } = parseArgs({
     json: { type: 'string' },
     quick: { type: 'boolean', default: false },
     repeat: { type: 'string' },
+    curve: { type: 'boolean', default: false },
   },
 });
 const quick = args.quick!;
@@ -39,162 +40,28 @@ if (![tenants, weeks, repeat].every((n) => Number.isInteger(n) && n > 0)) {
   process.exit(2);
 }
 
-/** The server to use and the database on it the benchmark owns. */
-function benchDatabase(): { url: string; source: string } {
-  if (process.env.BENCH_DATABASE_URL) {
-    return { url: process.env.BENCH_DATABASE_URL, source: 'BENCH_DATABASE_URL' };
-  }
-  const port = process.env.KPI_BENCH_DB_PORT ?? '54359';
-  // Sized for the 24 GiB machines this project runs on; printed with the results.
-  const settings = [
-    "shared_buffers = '4GB'",
-    "work_mem = '64MB'",
-    "maintenance_work_mem = '1GB'",
-    "max_wal_size = '16GB'",
-    "checkpoint_timeout = '30min'",
-    "effective_cache_size = '16GB'",
-  ].join('\n');
-  execFileSync('bash', ['scripts/db.sh', 'up'], {
-    cwd: root,
-    stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, KPI_DB_DIR: `${root}.data/bench-pg`, KPI_DB_PORT: port, KPI_DB_NAME: 'kpi_bench_cron', KPI_DB_SETTINGS: settings },
-  });
-  return { url: `postgres://postgres@127.0.0.1:${port}/kpi_bench`, source: `.data/bench-pg (127.0.0.1:${port})` };
-}
-
-function migrate(url: string): void {
-  const parsed = new URL(url);
-  parsed.searchParams.set('sslmode', 'disable');
-  execFileSync(`${root}node_modules/.bin/dbmate`, ['--migrations-dir', 'db/migrations', '--no-dump-schema', 'up'], {
-    cwd: root,
-    env: { ...process.env, DATABASE_URL: parsed.toString() },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-}
-
-/** Re-creates the benchmark database unless it already holds this data set (then it is reused). */
-async function prepare(url: string): Promise<{ generatedMs: number | null }> {
-  const name = new URL(url).pathname.slice(1);
-  const server = new URL(url);
-  server.pathname = '/postgres';
-  const admin = postgres(server.toString(), { max: 1, onnotice: () => {} });
-  // The data is reused only for the same scale and the same migrations.
-  const migrations = createHash('sha1');
-  for (const file of readdirSync(`${root}db/migrations`).sort()) migrations.update(readFileSync(`${root}db/migrations/${file}`));
-  const dataSet = `${tenants}x${weeks}/${migrations.digest('hex').slice(0, 12)}`;
-  try {
-    const [exists] = await admin`select 1 from pg_database where datname = ${name}`;
-    if (exists) {
-      const sql = postgres(url, { max: 1, onnotice: () => {} });
-      const [meta] = await sql`select data_set from public.bench_meta`.catch(() => [] as { data_set: string }[]);
-      await sql.end();
-      if (meta?.data_set === dataSet) return { generatedMs: null };
-      await admin.unsafe(`drop database "${name}" with (force)`);
-    }
-    await admin.unsafe(`create database "${name}"`);
-  } finally {
-    await admin.end();
-  }
-  migrate(url);
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
-  try {
-    const { ms } = await timed(() => generate(sql, tenants, weeks));
-    await sql`create table public.bench_meta (data_set text not null)`;
-    await sql`insert into public.bench_meta values (${dataSet})`;
-    return { generatedMs: ms };
-  } finally {
-    await sql.end();
-  }
-}
-
-type FillResult = { rows_written: number; ok: number; total: number; status: string; weeks?: number };
-
-/**
- * Copies the benchmark database (the copy needs it without connections: `connections` are closed),
- * puts every tenant on the 90-day plan, and times the source cleanup there. The copy is dropped.
- */
-async function measureCleanup(url: string, connections: postgres.Sql[]): Promise<Report['cleanup']> {
-  await Promise.all(connections.map((c) => c.end()));
-  const name = new URL(url).pathname.slice(1);
-  const copy = `${name}_cleanup`;
-  const server = new URL(url);
-  server.pathname = '/postgres';
-  const admin = postgres(server.toString(), { max: 1, onnotice: () => {} });
-  const copyUrl = new URL(url);
-  copyUrl.pathname = `/${copy}`;
-  try {
-    await admin.unsafe(`drop database if exists "${copy}"`);
-    await admin.unsafe(`create database "${copy}" template "${name}" strategy file_copy`);
-    const sql = postgres(copyUrl.toString(), { max: 1, onnotice: () => {} });
-    try {
-      await sql`update kpi.tenants set plan = 'free'`;
-      await sql`vacuum analyze`;
-      await sql`checkpoint`;
-      const { ms } = await timed(() => sql`call kpi.run_source_cleanup()`);
-      const [{ details }] = await sql<[{ details: { deleted: Record<string, number>; batches: number; batch_size: number; longest_batch_ms: number; total_batch_ms: number } }]>`
-        select details from kpi.kpi_runs where kind = 'cleanup' order by id desc limit 1`;
-      return {
-        ms,
-        deleted: details.deleted,
-        batches: details.batches,
-        batchSize: details.batch_size,
-        longestBatchMs: Number(details.longest_batch_ms),
-        meanBatchMs: Number(details.total_batch_ms) / details.batches,
-      };
-    } finally {
-      await sql.end();
-    }
-  } finally {
-    await admin.unsafe(`drop database if exists "${copy}"`);
-    await admin.end();
-  }
-}
-
 async function main(): Promise<void> {
   const database = benchDatabase();
   console.error(`bench: ${tenants} tenants × ${weeks} weeks on ${database.source}${quick ? ' (quick)' : ''}`);
-  const { generatedMs } = await prepare(database.url);
+  const { generatedMs } = await prepare(database.url, tenants, weeks);
   console.error(generatedMs === null ? 'bench: reusing the generated data' : `bench: generated in ${(generatedMs / 1000).toFixed(1)} s`);
 
   const sql = postgres(database.url, { max: 1, onnotice: () => {} });
   const pool = postgres(database.url, { max: 1, onnotice: () => {}, connection: { application_name: 'kpi-history-bench' } });
-  const fillAll = async () => (await sql<[{ r: FillResult }]>`select kpi.fill_all_kpi_history() as r`)[0].r;
   const columns = sql`tenant_id, as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, vli_is_fallback, hrp_pct`;
 
   try {
-    // Leftovers of an earlier run on reused data.
-    await sql`update kpi.tenants set plan = 'enterprise', source_retention_days = null, sources_purged_before = null`;
-    await sql`update kpi.retention_state set last_cleanup_as_of = null`;
-    await sql`delete from kpi.avi_reports where week_start > ${'2026-11-23'}::date`;
-    await sql`truncate kpi.kpi_history, kpi.kpi_runs`;
-    // The floor: the same rows written into an empty copy of kpi_history (same indexes, checks
-    // and foreign key), with nothing computed.
-    await sql`drop table if exists public.bench_floor`;
-    await sql`create table public.bench_floor (like kpi.kpi_history including all)`;
-    await sql`alter table public.bench_floor add foreign key (tenant_id) references kpi.tenants (id)`;
+    await resetToGenerated(sql);
+    const fills = await measureFills(sql, tenants, repeat);
+    const fullFill = fills.fullFill.ms;
+    const floor = fills.floor.ms;
+    const { unchanged, fullRerun, onePercent } = fills;
+    const changedTenants = onePercent.changedTenants;
 
-    // 1–2. Full fill (cold: empty history) against the floor, interleaved, medians of `repeat`.
-    const fillMs: number[] = [];
-    const floorMs: number[] = [];
-    let fillRows = 0;
-    for (let i = 0; i < repeat; i++) {
-      await sql`truncate kpi.kpi_history`;
-      await sql`checkpoint`;
-      const fill = await timed(fillAll);
-      fillMs.push(fill.ms);
-      fillRows = fill.result.rows_written;
-      await sql`truncate public.bench_floor`;
-      await sql`checkpoint`;
-      floorMs.push((await timed(() => sql`insert into public.bench_floor (${columns}) select ${columns} from kpi.kpi_history`)).ms);
-    }
-    const fullFill = median(fillMs);
-    const floor = median(floorMs);
-
-    // 3. Nothing changed.
-    const unchanged = await timed(fillAll);
-    // 4. 1 % of the tenants got a new week.
-    const changedTenants = await addNextWeek(sql, tenants, Math.max(1, Math.round(tenants / 100)));
-    const onePercent = await timed(fillAll);
+    // 5a. What the change tracking costs a bulk write: 100,000 source rows (or one per tenant at
+    // small scales) in one statement and in statements of 100, with and without the tracking
+    // triggers, each in a transaction rolled back, the two variants taking turns.
+    const sourceWrites = await measureSourceWrites(sql, tenants, repeat);
 
     // Autovacuum would have analyzed the history after writes this size; without fresh statistics
     // the planner takes the 98,000-row table for empty and the per-tenant numbers mean nothing.
@@ -299,9 +166,16 @@ async function main(): Promise<void> {
       machine: { cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), postgres: version, settings },
       scale: { tenants, weeks, repeat, quick, baselineSample, readSample, readWeeks: READ_WEEKS },
       generationMs: generatedMs,
-      fullFill: { ms: fullFill, runsMs: fillMs, rowsWritten: fillRows, usPerTenant: perTenantSetUs },
-      floor: { ms: floor, runsMs: floorMs, ratio: fullFill / floor },
-      unchanged: { ms: unchanged.ms, rowsWritten: unchanged.result.rows_written, ratio: unchanged.ms / fullFill },
+      fullFill: { ...fills.fullFill, usPerTenant: perTenantSetUs, ratio: fullFill / floor },
+      floor: { ...fills.floor, ratio: fullFill / floor },
+      unchanged: {
+        ms: unchanged.ms,
+        rowsWritten: unchanged.result.rows_written,
+        ratio: unchanged.ms / fullFill,
+        tenantsConsidered: unchanged.result.tenants_considered ?? null,
+      },
+      fullRerun: { ms: fullRerun.ms, rowsWritten: fullRerun.result.rows_written, corrected: fullRerun.result.corrected ?? null, ratio: fullRerun.ms / fullFill },
+      sourceWrites,
       onePercent: { ms: onePercent.ms, changedTenants, rowsWritten: onePercent.result.rows_written, ratio: onePercent.ms / fullFill },
       perTenant: {
         sample: baselineSample,
@@ -328,4 +202,5 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (args.curve) await runCurve(benchDatabase());
+else await main();

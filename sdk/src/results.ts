@@ -37,6 +37,15 @@ export interface FillAllResult {
   rows_written: number;
   /** A failed run is never a result: the calls throw INTERNAL_ERROR naming it. */
   status: 'ok' | 'partial';
+  /**
+   * All-tenant fills: `incremental` (the default) read only the tenants whose sources changed;
+   * `full` every tenant. (Absent for backfills.)
+   */
+  mode?: 'incremental' | 'full';
+  /** All-tenant fills: the tenants whose sources were read. */
+  tenants_considered?: number;
+  /** Full fills: rows the change tracking had missed and this run corrected; should be 0. */
+  corrected?: number;
   run_id: number;
   /** The tenant-weeks computed. */
   weeks: number;

@@ -116,9 +116,16 @@ export function createKpiHistoryServer(options: KpiHistoryServerOptions = {}) {
       return result;
     },
 
-    /** Writes every tenant's latest AVI week in one set-based statement. Throws INTERNAL_ERROR when the run failed. */
-    async fillAllKpiHistory(): Promise<FillAllResult | SkippedResult> {
-      return completed(await single('fill_all_kpi_history', () => sql<{ result: RunResult }[]>`select kpi.fill_all_kpi_history() as result`));
+    /**
+     * Brings every tenant's history up to date in one set-based statement: the tenants whose
+     * sources changed (incremental, the default), or with `{ full: true }` every tenant, reporting
+     * in `corrected` what the change tracking missed. Throws INTERNAL_ERROR when the run failed.
+     */
+    async fillAllKpiHistory(options: { full?: boolean } = {}): Promise<FillAllResult | SkippedResult> {
+      const full = options.full === true;
+      return completed(
+        await single('fill_all_kpi_history', () => sql<{ result: RunResult }[]>`select kpi.fill_all_kpi_history(full => ${full}) as result`),
+      );
     },
 
     /** Writes every AVI week in [from, to] for one tenant or all, as of each week. */
@@ -170,7 +177,7 @@ let shared: KpiHistoryServer | undefined;
 const server = () => (shared ??= createKpiHistoryServer());
 
 export const fillKpiHistory = (tenantId: string) => server().fillKpiHistory(tenantId);
-export const fillAllKpiHistory = () => server().fillAllKpiHistory();
+export const fillAllKpiHistory = (options?: { full?: boolean }) => server().fillAllKpiHistory(options);
 export const backfillKpiHistory = (options?: BackfillOptions) => server().backfillKpiHistory(options);
 export const readKpiHistory = (tenantId: string, query?: HistoryQuery) => server().readKpiHistory(tenantId, query);
 export async function closeKpiHistory(): Promise<void> {

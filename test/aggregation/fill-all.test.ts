@@ -1,5 +1,6 @@
-// The all-tenant fill: its result, idempotency over ten runs, exactly-the-changed-tenant updates,
-// the run log, and a plan that probes the indexes instead of scanning the sources.
+// The full all-tenant fill (every tenant's latest week; the daily incremental run is in
+// change-tracking.test.ts): its result, idempotency over ten runs, exactly-the-changed-tenant
+// updates, the run log, and a plan that probes the indexes instead of scanning the sources.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, useTestDatabase, type Sql } from '../helpers/database.js';
 import { connectAsAuthenticator, postgrestRequest } from '../helpers/postgrest.js';
@@ -20,19 +21,23 @@ type FillResult = {
 };
 
 async function fillAll(sql: Sql = db.sql): Promise<FillResult> {
-  const [{ result }] = await sql<[{ result: FillResult }]>`select kpi.fill_all_kpi_history() as result`;
+  const [{ result }] = await sql<[{ result: FillResult }]>`select kpi.fill_all_kpi_history(full => true) as result`;
   return result;
 }
 
 beforeAll(async () => {
   await insertGeneratedTenants(db.sql, TENANTS, 6);
   await insertTenant(db.sql, INITECH, 'initech', 'Initech'); // no AVI report
+  // As if every change so far had been applied: the full run then writes each tenant's latest week.
+  await db.sql`truncate kpi.stale_tenants`;
 });
 
 describe('kpi.fill_all_kpi_history', () => {
   it('writes every tenant with a report and lists the others as NO_AVI errors', async () => {
     const result = await fillAll();
-    expect(result).toMatchObject({ ok: TENANTS, total: TENANTS + 1, rows_written: TENANTS, status: 'partial', warnings: [] });
+    // The change records were dropped on purpose (beforeAll): every row is one they did not cover.
+    expect(result).toMatchObject({ ok: TENANTS, total: TENANTS + 1, rows_written: TENANTS, status: 'partial', corrected: TENANTS });
+    expect(result.warnings.filter((w) => w.code !== 'UNTRACKED_CHANGE')).toEqual([]);
     expect(result.errors).toEqual([{ tenant_id: INITECH, code: 'NO_AVI', message: 'tenant initech has no AVI report' }]);
     const [{ rows, tenants, weeks }] = await db.sql<[{ rows: number; tenants: number; weeks: string[] }]>`
       select count(*)::int as rows, count(distinct tenant_id)::int as tenants, array_agg(distinct as_of::text) as weeks
@@ -155,16 +160,17 @@ describe('plan', () => {
         await tx`set local auto_explain.log_nested_statements = on`;
         await tx`set local auto_explain.log_level = notice`;
         await tx`set local client_min_messages = notice`;
-        await tx`select kpi.fill_all_kpi_history()`;
+        await tx`select kpi.fill_all_kpi_history(full => true)`;
       });
     } finally {
       await session.end();
     }
-    const upsert = plans.find((plan) => plan.includes('Insert on kpi_history'));
+    // The full run's second statement: every tenant's latest week.
+    const upsert = plans.filter((plan) => plan.includes('Insert on kpi_history')).at(-1);
     expect(upsert, plans.join('\n---\n')).toBeDefined();
-    expect(upsert).toContain('avi_reports_tenant_week_key');
-    expect(upsert).toContain('vli_audits_tenant_latest_idx');
-    expect(upsert).toContain('clarity_reports_tenant_latest_idx');
+    expect(upsert).toContain('avi_reports_pkey');
+    expect(upsert).toContain('vli_audits_pkey');
+    expect(upsert).toContain('clarity_reports_pkey');
     expect(upsert).not.toMatch(/Seq Scan on (avi_reports|vli_audits|clarity_reports)/);
   });
 });

@@ -24,11 +24,12 @@ describe.skipIf(!cron.url)(`pg_cron${cron.url ? '' : ` — not run: ${cron.reaso
     select jobname, schedule, command, database, username, active from cron.job
     where jobname like 'kpi-history%' order by jobname`;
 
-  it('the migrations scheduled the daily fill at 04:00 UTC, the run-log cleanup at 04:30 and the source retention at 04:45', async () => {
+  it('the migrations scheduled the daily fill at 04:00 UTC, the run-log cleanup at 04:30, the source retention at 04:45 and the full reconciliation on Sundays at 05:00', async () => {
     const [{ db }] = await sql<[{ db: string }]>`select current_database() as db`;
     expect(await jobs()).toEqual([
       { jobname: 'kpi-history', schedule: '0 4 * * *', command: 'call kpi.run_scheduled_kpi_fill()', database: db, username: 'postgres', active: true },
       { jobname: 'kpi-history-cleanup', schedule: '30 4 * * *', command: 'select kpi.clean_up_run_history()', database: db, username: 'postgres', active: true },
+      { jobname: 'kpi-history-reconcile', schedule: '0 5 * * 0', command: 'call kpi.run_scheduled_kpi_fill(full => true)', database: db, username: 'postgres', active: true },
       { jobname: 'kpi-history-retention', schedule: '45 4 * * *', command: 'call kpi.run_source_cleanup()', database: db, username: 'postgres', active: true },
     ]);
   });
@@ -58,7 +59,7 @@ describe.skipIf(!cron.url)(`pg_cron${cron.url ? '' : ` — not run: ${cron.reaso
     }
     expect(await jobs()).toEqual([]);
     dbmate(cron.url!, '--no-dump-schema', 'up');
-    expect((await jobs()).map((j) => j.jobname)).toEqual(['kpi-history', 'kpi-history-cleanup', 'kpi-history-retention']);
+    expect((await jobs()).map((j) => j.jobname)).toEqual(['kpi-history', 'kpi-history-cleanup', 'kpi-history-reconcile', 'kpi-history-retention']);
   });
 
   it('the cleanup keeps 90 days of run log and denial audit, and 7 days of pg_cron run details', async () => {

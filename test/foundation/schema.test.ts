@@ -58,7 +58,7 @@ describe('kpi.avi_reports', () => {
   it('rejects a second report for the same tenant and week', async () => {
     expect(await rejection(() => insertAvi(db.sql, ACME, { weekStart: '2024-01-01' }))).toEqual({
       code: '23505',
-      constraint: 'avi_reports_tenant_week_key',
+      constraint: 'avi_reports_pkey',
     });
   });
 
@@ -185,9 +185,9 @@ describe('latest row per tenant is an index lookup', () => {
   }
 
   it.each([
-    ['avi_reports', `select * from kpi.avi_reports where tenant_id = '${ACME}' order by week_start desc limit 1`, 'avi_reports_tenant_week_key'],
-    ['vli_audits', `select integrity_pct from kpi.vli_audits where tenant_id = '${ACME}' and audited_at < '2024-01-08' order by audited_at desc limit 1`, 'vli_audits_tenant_latest_idx'],
-    ['clarity_reports', `select metrics from kpi.clarity_reports where tenant_id = '${ACME}' and measured_at < '2024-01-08' order by measured_at desc limit 1`, 'clarity_reports_tenant_latest_idx'],
+    ['avi_reports', `select * from kpi.avi_reports where tenant_id = '${ACME}' order by week_start desc limit 1`, 'avi_reports_pkey'],
+    ['vli_audits', `select integrity_pct from kpi.vli_audits where tenant_id = '${ACME}' and audited_at < '2024-01-08' order by audited_at desc limit 1`, 'vli_audits_pkey'],
+    ['clarity_reports', `select metrics from kpi.clarity_reports where tenant_id = '${ACME}' and measured_at < '2024-01-08' order by measured_at desc limit 1`, 'clarity_reports_pkey'],
     ['kpi_history', `select * from kpi.kpi_history where tenant_id = '${ACME}' order by as_of desc limit 52`, 'kpi_history_pkey'],
   ])('%s', async (_table, query, index) => {
     const text = await plan(query);

@@ -50,12 +50,16 @@ describe('fillKpiHistory', () => {
 });
 
 describe('fillAllKpiHistory', () => {
+
   it('returns { ok, total, errors } and the rest of FillAllResult', async () => {
     const result = (await server.fillAllKpiHistory()) as FillAllResult;
+    // Incremental: the two tenants whose reports the fixtures wrote, every week of theirs.
     expect(result).toEqual({
       ok: 2,
       total: 3,
-      weeks: 2,
+      mode: 'incremental',
+      tenants_considered: 2,
+      weeks: 8,
       weeks_kept: 0,
       rows_written: 0,
       errors: [{ tenant_id: INITECH, code: 'NO_AVI', message: 'tenant initech has no AVI report' }],
@@ -63,6 +67,11 @@ describe('fillAllKpiHistory', () => {
       status: 'partial',
       run_id: expect.any(Number),
     });
+  });
+
+  it('{ full: true } re-derives every tenant and reports what it corrected', async () => {
+    const result = (await server.fillAllKpiHistory({ full: true })) as FillAllResult;
+    expect(result).toMatchObject({ mode: 'full', corrected: 0, tenants_considered: 3, ok: 2, total: 3 });
   });
 
   it('returns SkippedResult, naming the session that holds the lock, while another all-tenant run holds it', async () => {
