@@ -1052,10 +1052,10 @@ begin
     return null;
   end if;
   execute format($q$
-    insert into kpi.stale_tenants as s (tenant_id, from_week)
-    select c.tenant_id, min(c.week) from (%s) c group by c.tenant_id
-    on conflict (tenant_id) do update
-      set from_week = least(s.from_week, excluded.from_week), version = excluded.version, recorded_at = excluded.recorded_at$q$,
+    insert into kpi.source_changes (tenant_ids, from_weeks)
+    select array_agg(t.tenant_id), array_agg(t.week)
+    from (select c.tenant_id, min(c.week) as week from (%s) c group by c.tenant_id) t
+    having count(*) > 0$q$,
     changed);
   -- AVI reports also decide who has none (NO_AVI).
   if tg_table_name = 'avi_reports' then
@@ -1089,10 +1089,10 @@ begin
     select n.id from new_tenants n where not exists (select from kpi.avi_reports r where r.tenant_id = n.id)
     on conflict do nothing;
   elsif tg_op = 'DELETE' then
+    -- Its change records name a tenant that no longer exists: the fill skips those.
     delete from kpi.tenants_without_avi w where w.tenant_id in (select o.id from old_tenants o);
-    delete from kpi.stale_tenants s where s.tenant_id in (select o.id from old_tenants o);
   else
-    truncate kpi.tenants_without_avi, kpi.stale_tenants;
+    truncate kpi.tenants_without_avi, kpi.source_changes;
   end if;
   return null;
 end
@@ -1214,8 +1214,14 @@ declare
   stats jsonb;
 begin
   with consumed as (
-    -- The change records this run reads (incremental mode): removed at the end only if unchanged.
-    select s.tenant_id, s.from_week, s.version from kpi.stale_tenants s where p_stale_only
+    -- The change records there are when this run starts (incremental mode); the same statement
+    -- deletes exactly these at the end.
+    select s.id, s.tenant_ids, s.from_weeks from kpi.source_changes s where p_stale_only
+  ),
+  stale as (
+    select c.tenant_id, min(c.from_week) as from_week
+    from consumed s cross join lateral unnest(s.tenant_ids, s.from_weeks) as c (tenant_id, from_week)
+    group by c.tenant_id
   ),
   avi as (
     -- Every tenant with its latest report, or NULLs when it has none (those are reported).
@@ -1251,7 +1257,7 @@ begin
     select r.tenant_id, null, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point,
            kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
                               rs.last_cleanup_as_of)
-    from consumed s
+    from stale s
     join kpi.tenants t on t.id = s.tenant_id
     join kpi.plans p on p.plan = t.plan
     cross join kpi.retention_state rs
@@ -1324,10 +1330,9 @@ begin
     returning h.tenant_id, h.as_of
   ),
   removed as (
-    -- A record re-written by a concurrent transaction since this run read it has another version
-    -- now (the row lock makes this delete wait for that writer): it stays for the next run.
-    delete from kpi.stale_tenants s using consumed c
-    where s.tenant_id = c.tenant_id and s.version = c.version
+    -- Only the records this run read: one committed since (or still uncommitted) is another row,
+    -- kept for the next run.
+    delete from kpi.source_changes s using consumed c where s.id = c.id
     returning 1
   ),
   no_avi as (
@@ -1346,7 +1351,7 @@ begin
            'total', case when p_latest_only then (select count(*) from avi)
                          when p_stale_only then (select count(*) from kpi.tenants)
                          else (select count(distinct tenant_id) from avi) end,
-           'tenants_considered', case when p_stale_only then (select count(*) from consumed)
+           'tenants_considered', case when p_stale_only then (select count(*) from stale s where exists (select from kpi.tenants t where t.id = s.tenant_id))
                                       else (select count(distinct tenant_id) from avi) end,
            'records_consumed', (select count(*) from removed),
            'weeks', (select count(*) from computed),
@@ -2218,36 +2223,63 @@ COMMENT ON TABLE kpi.retention_state IS 'When the last source cleanup started (o
 
 
 --
--- Name: stale_tenant_versions; Type: SEQUENCE; Schema: kpi; Owner: -
+-- Name: source_changes; Type: TABLE; Schema: kpi; Owner: -
 --
 
-CREATE SEQUENCE kpi.stale_tenant_versions
+CREATE TABLE kpi.source_changes (
+    id bigint NOT NULL,
+    tenant_ids uuid[] NOT NULL,
+    from_weeks date[] NOT NULL,
+    recorded_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT source_changes_same_length CHECK ((cardinality(tenant_ids) = cardinality(from_weeks)))
+);
+
+ALTER TABLE ONLY kpi.source_changes FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE source_changes; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.source_changes IS 'What each write to the source tables made stale: its tenants and, for each, the earliest week whose history may have changed. Written by triggers; consumed by the incremental fill. kpi.stale_tenants shows it per tenant.';
+
+
+--
+-- Name: source_changes_id_seq; Type: SEQUENCE; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.source_changes ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME kpi.source_changes_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
     NO MAXVALUE
-    CACHE 1;
-
-
---
--- Name: stale_tenants; Type: TABLE; Schema: kpi; Owner: -
---
-
-CREATE TABLE kpi.stale_tenants (
-    tenant_id uuid NOT NULL,
-    from_week date NOT NULL,
-    version bigint DEFAULT nextval('kpi.stale_tenant_versions'::regclass) NOT NULL,
-    recorded_at timestamp with time zone DEFAULT now() NOT NULL
+    CACHE 1
 );
 
-ALTER TABLE ONLY kpi.stale_tenants FORCE ROW LEVEL SECURITY;
+
+--
+-- Name: stale_tenants; Type: VIEW; Schema: kpi; Owner: -
+--
+
+CREATE VIEW kpi.stale_tenants AS
+ SELECT c.tenant_id,
+    min(c.from_week) AS from_week,
+    count(DISTINCT s.id) AS changes,
+    min(s.recorded_at) AS since
+   FROM (kpi.source_changes s
+     CROSS JOIN LATERAL UNNEST(s.tenant_ids, s.from_weeks) c(tenant_id, from_week))
+  WHERE (EXISTS ( SELECT
+           FROM kpi.tenants t
+          WHERE (t.id = c.tenant_id)))
+  GROUP BY c.tenant_id;
 
 
 --
--- Name: TABLE stale_tenants; Type: COMMENT; Schema: kpi; Owner: -
+-- Name: VIEW stale_tenants; Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON TABLE kpi.stale_tenants IS 'Tenants whose history may be stale since from_week, recorded by triggers on the source tables; consumed by the incremental fill.';
+COMMENT ON VIEW kpi.stale_tenants IS 'The tenants whose history may be stale, and from which week: what the next incremental fill reads.';
 
 
 --
@@ -2445,11 +2477,11 @@ ALTER TABLE ONLY kpi.retention_state
 
 
 --
--- Name: stale_tenants stale_tenants_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+-- Name: source_changes source_changes_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
 --
 
-ALTER TABLE ONLY kpi.stale_tenants
-    ADD CONSTRAINT stale_tenants_pkey PRIMARY KEY (tenant_id);
+ALTER TABLE ONLY kpi.source_changes
+    ADD CONSTRAINT source_changes_pkey PRIMARY KEY (id);
 
 
 --
@@ -2820,16 +2852,16 @@ CREATE POLICY "retention_state is maintained by its owner" ON kpi.retention_stat
 
 
 --
--- Name: stale_tenants; Type: ROW SECURITY; Schema: kpi; Owner: -
+-- Name: source_changes; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
-ALTER TABLE kpi.stale_tenants ENABLE ROW LEVEL SECURITY;
+ALTER TABLE kpi.source_changes ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: stale_tenants stale_tenants are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+-- Name: source_changes source_changes are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
 --
 
-CREATE POLICY "stale_tenants are maintained by their owner" ON kpi.stale_tenants TO postgres USING (true) WITH CHECK (true);
+CREATE POLICY "source_changes are maintained by their owner" ON kpi.source_changes TO postgres USING (true) WITH CHECK (true);
 
 
 --

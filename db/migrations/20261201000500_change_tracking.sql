@@ -7,23 +7,34 @@
 -- the tracking would have missed — which should be nothing.
 -- ============================================================================================
 
-create sequence kpi.stale_tenant_versions;
-create table kpi.stale_tenants (
-  tenant_id uuid primary key,
-  -- The earliest week whose history row may have changed.
-  from_week date not null,
-  -- Changes with every recording: a run removes a record only if it is still the one it read, so
-  -- a change recorded while the run was going is kept for the next.
-  version bigint not null default nextval('kpi.stale_tenant_versions'),
-  recorded_at timestamptz not null default now()
+-- One row per writing statement: the tenants it touched, each with the earliest week whose history
+-- may have changed. Append-only: a run reads the rows there are, brings those tenants up to date,
+-- and deletes exactly the rows it read, so a change committed while it ran stays for the next.
+-- (A row per tenant kept by an upsert costs the write path 1.5× on a bulk load of 100,000
+-- reports, measured; one row per statement costs a few per cent.)
+create table kpi.source_changes (
+  id bigint generated always as identity primary key,
+  tenant_ids uuid[] not null,
+  from_weeks date[] not null,
+  recorded_at timestamptz not null default now(),
+  constraint source_changes_same_length check (cardinality(tenant_ids) = cardinality(from_weeks))
 );
-comment on table kpi.stale_tenants is
-  'Tenants whose history may be stale since from_week, recorded by triggers on the source tables; consumed by the incremental fill.';
-alter table kpi.stale_tenants enable row level security;
-alter table kpi.stale_tenants force row level security;
+comment on table kpi.source_changes is
+  'What each write to the source tables made stale: its tenants and, for each, the earliest week whose history may have changed. Written by triggers; consumed by the incremental fill. kpi.stale_tenants shows it per tenant.';
+alter table kpi.source_changes enable row level security;
+alter table kpi.source_changes force row level security;
 do $$ begin
-  execute format('create policy "stale_tenants are maintained by their owner" on kpi.stale_tenants for all to %I using (true) with check (true)', current_user);
+  execute format('create policy "source_changes are maintained by their owner" on kpi.source_changes for all to %I using (true) with check (true)', current_user);
 end $$;
+
+-- Per tenant: the tenants whose history may be stale, from which week on (what the next daily run will read).
+create view kpi.stale_tenants as
+select c.tenant_id, min(c.from_week) as from_week, count(distinct s.id) as changes, min(s.recorded_at) as since
+from kpi.source_changes s
+cross join lateral unnest(s.tenant_ids, s.from_weeks) as c (tenant_id, from_week)
+where exists (select from kpi.tenants t where t.id = c.tenant_id)
+group by c.tenant_id;
+comment on view kpi.stale_tenants is 'The tenants whose history may be stale, and from which week: what the next incremental fill reads.';
 
 -- Tenants without any AVI report: the NO_AVI errors every run reports, read without probing the
 -- sources of every tenant.
@@ -40,7 +51,7 @@ insert into kpi.tenants_without_avi (tenant_id)
 select t.id from kpi.tenants t where not exists (select from kpi.avi_reports r where r.tenant_id = t.id);
 
 insert into kpi.table_distribution (table_name, placement, distribution_column, colocate_with, why) values
-  ('stale_tenants', 'distributed', 'tenant_id', 'tenants', 'the change log, written beside the sources that changed'),
+  ('source_changes', 'local', null, null, 'the change log: one row per writing statement, many tenants; read by the coordinator''s fill'),
   ('tenants_without_avi', 'distributed', 'tenant_id', 'tenants', 'tenant data');
 
 create function kpi.tracking_is_on() returns boolean
@@ -48,8 +59,8 @@ language sql stable
 return coalesce(current_setting('kpi.tracking', true), '') <> 'off';
 
 -- One trigger function for the three source tables, statement-level with transition tables: a
--- bulk load of 100,000 reports records at most one row per tenant, in one upsert that keeps each
--- tenant's earliest week. TG_ARGV[0] is the week a row changes: an AVI report its own
+-- statement records one row, whatever it wrote — a bulk load of 100,000 reports included — with
+-- each tenant it touched once, at its earliest week. TG_ARGV[0] is the week a row changes: an AVI report its own
 -- (week_start), an audit or a clarity report the week it falls in, in UTC (and with it every
 -- later week). The source cleanup turns tracking off for its transaction (kpi.tracking = off):
 -- what it deletes only ever fed weeks that are final.
@@ -69,10 +80,10 @@ begin
     return null;
   end if;
   execute format($q$
-    insert into kpi.stale_tenants as s (tenant_id, from_week)
-    select c.tenant_id, min(c.week) from (%s) c group by c.tenant_id
-    on conflict (tenant_id) do update
-      set from_week = least(s.from_week, excluded.from_week), version = excluded.version, recorded_at = excluded.recorded_at$q$,
+    insert into kpi.source_changes (tenant_ids, from_weeks)
+    select array_agg(t.tenant_id), array_agg(t.week)
+    from (select c.tenant_id, min(c.week) as week from (%s) c group by c.tenant_id) t
+    having count(*) > 0$q$,
     changed);
   -- AVI reports also decide who has none (NO_AVI).
   if tg_table_name = 'avi_reports' then
@@ -122,10 +133,10 @@ begin
     select n.id from new_tenants n where not exists (select from kpi.avi_reports r where r.tenant_id = n.id)
     on conflict do nothing;
   elsif tg_op = 'DELETE' then
+    -- Its change records name a tenant that no longer exists: the fill skips those.
     delete from kpi.tenants_without_avi w where w.tenant_id in (select o.id from old_tenants o);
-    delete from kpi.stale_tenants s where s.tenant_id in (select o.id from old_tenants o);
   else
-    truncate kpi.tenants_without_avi, kpi.stale_tenants;
+    truncate kpi.tenants_without_avi, kpi.source_changes;
   end if;
   return null;
 end
@@ -157,8 +168,14 @@ declare
   stats jsonb;
 begin
   with consumed as (
-    -- The change records this run reads (incremental mode): removed at the end only if unchanged.
-    select s.tenant_id, s.from_week, s.version from kpi.stale_tenants s where p_stale_only
+    -- The change records there are when this run starts (incremental mode); the same statement
+    -- deletes exactly these at the end.
+    select s.id, s.tenant_ids, s.from_weeks from kpi.source_changes s where p_stale_only
+  ),
+  stale as (
+    select c.tenant_id, min(c.from_week) as from_week
+    from consumed s cross join lateral unnest(s.tenant_ids, s.from_weeks) as c (tenant_id, from_week)
+    group by c.tenant_id
   ),
   avi as (
     -- Every tenant with its latest report, or NULLs when it has none (those are reported).
@@ -194,7 +211,7 @@ begin
     select r.tenant_id, null, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point,
            kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
                               rs.last_cleanup_as_of)
-    from consumed s
+    from stale s
     join kpi.tenants t on t.id = s.tenant_id
     join kpi.plans p on p.plan = t.plan
     cross join kpi.retention_state rs
@@ -267,10 +284,9 @@ begin
     returning h.tenant_id, h.as_of
   ),
   removed as (
-    -- A record re-written by a concurrent transaction since this run read it has another version
-    -- now (the row lock makes this delete wait for that writer): it stays for the next run.
-    delete from kpi.stale_tenants s using consumed c
-    where s.tenant_id = c.tenant_id and s.version = c.version
+    -- Only the records this run read: one committed since (or still uncommitted) is another row,
+    -- kept for the next run.
+    delete from kpi.source_changes s using consumed c where s.id = c.id
     returning 1
   ),
   no_avi as (
@@ -289,7 +305,7 @@ begin
            'total', case when p_latest_only then (select count(*) from avi)
                          when p_stale_only then (select count(*) from kpi.tenants)
                          else (select count(distinct tenant_id) from avi) end,
-           'tenants_considered', case when p_stale_only then (select count(*) from consumed)
+           'tenants_considered', case when p_stale_only then (select count(*) from stale s where exists (select from kpi.tenants t where t.id = s.tenant_id))
                                       else (select count(distinct tenant_id) from avi) end,
            'records_consumed', (select count(*) from removed),
            'weeks', (select count(*) from computed),
@@ -510,8 +526,10 @@ $$;
 
 -- Every tenant starts stale from its latest week: the first incremental run does what the daily
 -- fill did before change tracking (changes made before this migration were not recorded).
-insert into kpi.stale_tenants (tenant_id, from_week)
-select r.tenant_id, max(r.week_start) from kpi.avi_reports r group by r.tenant_id;
+insert into kpi.source_changes (tenant_ids, from_weeks)
+select array_agg(l.tenant_id), array_agg(l.week)
+from (select r.tenant_id, max(r.week_start) as week from kpi.avi_reports r group by r.tenant_id) l
+having count(*) > 0;
 
 notify pgrst, 'reload schema';
 
@@ -770,8 +788,8 @@ drop trigger avi_reports_track_update on kpi.avi_reports;
 drop trigger avi_reports_track_insert on kpi.avi_reports;
 drop function kpi.track_source_changes();
 drop function kpi.tracking_is_on();
-delete from kpi.table_distribution where table_name in ('stale_tenants', 'tenants_without_avi');
+delete from kpi.table_distribution where table_name in ('source_changes', 'tenants_without_avi');
 drop table kpi.tenants_without_avi;
-drop table kpi.stale_tenants;
-drop sequence kpi.stale_tenant_versions;
+drop view kpi.stale_tenants;
+drop table kpi.source_changes;
 notify pgrst, 'reload schema';

@@ -86,5 +86,5 @@ export async function resetToGenerated(sql: postgres.Sql): Promise<void> {
   await sql`delete from kpi.avi_reports where week_start > ${LAST_WEEK}::date`;
   await sql`truncate kpi.kpi_history, kpi.kpi_runs`;
   // The generated reports were recorded as changes; every measurement starts from none.
-  await sql`truncate kpi.stale_tenants`;
+  await sql`truncate kpi.source_changes`;
 }

@@ -32,7 +32,7 @@ beforeEach(async () => {
   await insertGeneratedTenants(db.sql, TENANTS, WEEKS, LAST_WEEK);
   await insertTenant(db.sql, NO_REPORTS, 'no-reports');
   await db.sql`select kpi.backfill_kpi_history()`;
-  await db.sql`truncate kpi.stale_tenants`;
+  await db.sql`truncate kpi.source_changes`;
 });
 
 describe('what a write records', () => {

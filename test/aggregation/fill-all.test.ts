@@ -29,7 +29,7 @@ beforeAll(async () => {
   await insertGeneratedTenants(db.sql, TENANTS, 6);
   await insertTenant(db.sql, INITECH, 'initech', 'Initech'); // no AVI report
   // As if every change so far had been applied: the full run then writes each tenant's latest week.
-  await db.sql`truncate kpi.stale_tenants`;
+  await db.sql`truncate kpi.source_changes`;
 });
 
 describe('kpi.fill_all_kpi_history', () => {
