@@ -1088,11 +1088,14 @@ begin
     insert into kpi.tenants_without_avi (tenant_id)
     select n.id from new_tenants n where not exists (select from kpi.avi_reports r where r.tenant_id = n.id)
     on conflict do nothing;
+    update kpi.tenant_count set tenants = tenants + (select count(*) from new_tenants);
   elsif tg_op = 'DELETE' then
     -- Its change records name a tenant that no longer exists: the fill skips those.
     delete from kpi.tenants_without_avi w where w.tenant_id in (select o.id from old_tenants o);
+    update kpi.tenant_count set tenants = tenants - (select count(*) from old_tenants);
   else
     truncate kpi.tenants_without_avi, kpi.source_changes;
+    update kpi.tenant_count set tenants = 0;
   end if;
   return null;
 end
@@ -1346,10 +1349,10 @@ begin
   select jsonb_build_object(
            -- A tenant whose latest week is final (kept by retention) counts as ok: its row stands.
            'ok', case when p_latest_only then (select count(*) from avi where week_start is not null)
-                      when p_stale_only then (select count(*) from kpi.tenants) - (select count(*) from no_avi)
+                      when p_stale_only then (select c.tenants from kpi.tenant_count c) - (select count(*) from no_avi)
                       else (select count(distinct tenant_id) from avi where week_start is not null) end,
            'total', case when p_latest_only then (select count(*) from avi)
-                         when p_stale_only then (select count(*) from kpi.tenants)
+                         when p_stale_only then (select c.tenants from kpi.tenant_count c)
                          else (select count(distinct tenant_id) from avi) end,
            'tenants_considered', case when p_stale_only then (select count(*) from stale s where exists (select from kpi.tenants t where t.id = s.tenant_id))
                                       else (select count(distinct tenant_id) from avi) end,
@@ -2307,6 +2310,27 @@ COMMENT ON TABLE kpi.table_distribution IS 'Placement of every kpi table on a di
 
 
 --
+-- Name: tenant_count; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.tenant_count (
+    singleton boolean DEFAULT true NOT NULL,
+    tenants bigint NOT NULL,
+    CONSTRAINT tenant_count_not_negative CHECK ((tenants >= 0)),
+    CONSTRAINT tenant_count_one_row CHECK (singleton)
+);
+
+ALTER TABLE ONLY kpi.tenant_count FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE tenant_count; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.tenant_count IS 'The number of tenants (one row), kept by triggers on kpi.tenants.';
+
+
+--
 -- Name: tenant_slugs; Type: TABLE; Schema: kpi; Owner: -
 --
 
@@ -2490,6 +2514,14 @@ ALTER TABLE ONLY kpi.source_changes
 
 ALTER TABLE ONLY kpi.table_distribution
     ADD CONSTRAINT table_distribution_pkey PRIMARY KEY (table_name);
+
+
+--
+-- Name: tenant_count tenant_count_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.tenant_count
+    ADD CONSTRAINT tenant_count_pkey PRIMARY KEY (singleton);
 
 
 --
@@ -2875,6 +2907,19 @@ ALTER TABLE kpi.table_distribution ENABLE ROW LEVEL SECURITY;
 --
 
 CREATE POLICY "table_distribution is maintained by its owner" ON kpi.table_distribution TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: tenant_count; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.tenant_count ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: tenant_count tenant_count is maintained by its owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "tenant_count is maintained by its owner" ON kpi.tenant_count TO postgres USING (true) WITH CHECK (true);
 
 
 --

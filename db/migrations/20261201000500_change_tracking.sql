@@ -50,7 +50,23 @@ end $$;
 insert into kpi.tenants_without_avi (tenant_id)
 select t.id from kpi.tenants t where not exists (select from kpi.avi_reports r where r.tenant_id = t.id);
 
+-- How many tenants there are, kept by the tenants' triggers: the incremental run reports `total`
+-- without counting every tenant, so that a run where nothing changed reads nothing that grows
+-- with the tenants.
+create table kpi.tenant_count (
+  singleton boolean primary key default true constraint tenant_count_one_row check (singleton),
+  tenants bigint not null constraint tenant_count_not_negative check (tenants >= 0)
+);
+comment on table kpi.tenant_count is 'The number of tenants (one row), kept by triggers on kpi.tenants.';
+alter table kpi.tenant_count enable row level security;
+alter table kpi.tenant_count force row level security;
+do $$ begin
+  execute format('create policy "tenant_count is maintained by its owner" on kpi.tenant_count for all to %I using (true) with check (true)', current_user);
+end $$;
+insert into kpi.tenant_count (tenants) select count(*) from kpi.tenants;
+
 insert into kpi.table_distribution (table_name, placement, distribution_column, colocate_with, why) values
+  ('tenant_count', 'local', null, null, 'one row the coordinator keeps as tenants come and go'),
   ('source_changes', 'local', null, null, 'the change log: one row per writing statement, many tenants; read by the coordinator''s fill'),
   ('tenants_without_avi', 'distributed', 'tenant_id', 'tenants', 'tenant data');
 
@@ -132,11 +148,14 @@ begin
     insert into kpi.tenants_without_avi (tenant_id)
     select n.id from new_tenants n where not exists (select from kpi.avi_reports r where r.tenant_id = n.id)
     on conflict do nothing;
+    update kpi.tenant_count set tenants = tenants + (select count(*) from new_tenants);
   elsif tg_op = 'DELETE' then
     -- Its change records name a tenant that no longer exists: the fill skips those.
     delete from kpi.tenants_without_avi w where w.tenant_id in (select o.id from old_tenants o);
+    update kpi.tenant_count set tenants = tenants - (select count(*) from old_tenants);
   else
     truncate kpi.tenants_without_avi, kpi.source_changes;
+    update kpi.tenant_count set tenants = 0;
   end if;
   return null;
 end
@@ -300,10 +319,10 @@ begin
   select jsonb_build_object(
            -- A tenant whose latest week is final (kept by retention) counts as ok: its row stands.
            'ok', case when p_latest_only then (select count(*) from avi where week_start is not null)
-                      when p_stale_only then (select count(*) from kpi.tenants) - (select count(*) from no_avi)
+                      when p_stale_only then (select c.tenants from kpi.tenant_count c) - (select count(*) from no_avi)
                       else (select count(distinct tenant_id) from avi where week_start is not null) end,
            'total', case when p_latest_only then (select count(*) from avi)
-                         when p_stale_only then (select count(*) from kpi.tenants)
+                         when p_stale_only then (select c.tenants from kpi.tenant_count c)
                          else (select count(distinct tenant_id) from avi) end,
            'tenants_considered', case when p_stale_only then (select count(*) from stale s where exists (select from kpi.tenants t where t.id = s.tenant_id))
                                       else (select count(distinct tenant_id) from avi) end,
@@ -788,7 +807,8 @@ drop trigger avi_reports_track_update on kpi.avi_reports;
 drop trigger avi_reports_track_insert on kpi.avi_reports;
 drop function kpi.track_source_changes();
 drop function kpi.tracking_is_on();
-delete from kpi.table_distribution where table_name in ('source_changes', 'tenants_without_avi');
+delete from kpi.table_distribution where table_name in ('source_changes', 'tenants_without_avi', 'tenant_count');
+drop table kpi.tenant_count;
 drop table kpi.tenants_without_avi;
 drop view kpi.stale_tenants;
 drop table kpi.source_changes;

@@ -114,6 +114,18 @@ describe('the incremental run', () => {
     expect(run).toMatchObject({ mode: 'incremental', tenants_considered: 0, rows_written: 0, ok: TENANTS, total: TENANTS + 1 });
   });
 
+  it('counts the tenants without counting them: kpi.tenant_count follows inserts, deletes and truncation', async () => {
+    const count = async () => (await db.sql`select tenants::int as n from kpi.tenant_count`)[0]!.n;
+    const actual = async () => (await db.sql`select count(*)::int as n from kpi.tenants`)[0]!.n;
+    expect(await count()).toBe(await actual());
+    await db.sql`insert into kpi.tenants (slug, name) select 'more-' || i, 'More' from generate_series(1, 5) i`;
+    await db.sql`delete from kpi.tenants where slug in ('more-1', 'more-2')`;
+    expect(await count()).toBe(await actual());
+    expect((await incremental()).total).toBe(TENANTS + 4);
+    await db.sql`truncate kpi.tenants cascade`;
+    expect(await count()).toBe(0);
+  });
+
   it('keeps reporting NO_AVI, from the list the triggers keep', async () => {
     const noAvi = (run: Run) => (run.errors as { code: string; tenant_id: string }[]).map((e) => e.tenant_id);
     const generatedWithout = { id: NO_REPORTS };
