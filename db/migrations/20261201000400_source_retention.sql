@@ -356,7 +356,7 @@ $$;
 -- The daily cleanup. Each batch is its own transaction, so no batch holds its locks longer than
 -- it takes to delete `batch_size` rows (measured by npm run bench; the run log keeps the longest).
 -- Like the daily fill, it commits its run as `running` first and refuses a transaction block.
-create procedure kpi.run_source_cleanup(batch_size integer default 2000)
+create procedure kpi.run_source_cleanup(batch_size integer default 1000)
 language plpgsql
 as $$
 declare

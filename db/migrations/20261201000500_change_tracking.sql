@@ -313,7 +313,8 @@ begin
     -- read, else from the list the triggers keep.
     select a.tenant_id, a.slug from avi a where a.week_start is null and p_latest_only
     union all
-    select w.tenant_id, t.slug from kpi.tenants_without_avi w join kpi.tenants t on t.id = w.tenant_id
+    -- (The slug by one probe per such tenant: a join would scan every tenant.)
+    select w.tenant_id, (select t.slug from kpi.tenants t where t.id = w.tenant_id) from kpi.tenants_without_avi w
     where p_stale_only and p_tenant_id is null
   )
   select jsonb_build_object(
