@@ -270,19 +270,27 @@ alter table kpi.kpi_runs add column details jsonb;
 comment on column kpi.kpi_runs.details is
   'What a run did beyond the counts: for a cleanup, the source rows deleted per table, the batches and the longest batch.';
 
--- Deletes at most `batch_size` expired rows of one source table, as of `as_of`, from the tenants
--- from `from_tenant` on (in id order), and returns how many and the last tenant reached: the next
--- batch resumes there, so a cleanup walks the tenants once whatever their number. Expired: older
+-- One batch: deletes at most `batch_size` expired rows of one source table, as of `as_of`, among
+-- at most `batch_size` tenants from `from_tenant` on (in id order), so that a batch is short
+-- whether it finds much or nothing. Returns how many rows went and where the next batch starts
+-- (NULL: this source is done): the same tenant when the row limit cut it short, else the tenant
+-- after the slice. A cleanup walks the tenants once, whatever their number. Expired: older
 -- than the tenant's retention. Kept whatever their age: the tenant's latest AVI report (the daily
 -- fill's week), and of audits and clarity reports the newest one before the cutoff (still in
 -- effect at the cutoff, so every week ending after it keeps its inputs; for a tenant audited once
 -- two years ago, that audit).
 create function kpi.delete_expired_sources(source text, as_of timestamptz, from_tenant uuid, batch_size integer,
-                                           out deleted bigint, out last_tenant uuid)
+                                           out deleted bigint, out next_tenant uuid)
 language plpgsql volatile
 set search_path = ''
 as $$
+declare
+  last_deleted uuid;
+  slice_end uuid;
+  slice_size integer;
 begin
+  select max(s.id::text collate "C")::uuid, count(*) into slice_end, slice_size
+  from (select t.id from kpi.tenants t where t.id >= from_tenant order by t.id limit batch_size) s;
   -- What goes here only ever fed weeks that are final: no change to track (the change-tracking
   -- triggers, a later migration, read this setting).
   perform set_config('kpi.tracking', 'off', true);
@@ -298,13 +306,13 @@ begin
         where r.tenant_id = t.id and r.week_start <= c.last_week
           and r.week_start < (select l.week_start from kpi.avi_reports l where l.tenant_id = t.id order by l.week_start desc limit 1)
       ) r
-      where t.id >= from_tenant and c.last_week is not null
+      where t.id >= from_tenant and t.id <= slice_end and c.last_week is not null
       order by t.id
       limit batch_size
     ), gone as (
       delete from kpi.avi_reports d using expired e where d.tenant_id = e.tenant_id and d.week_start = e.week_start returning d.tenant_id
     )
-    select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_tenant from gone g;
+    select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_deleted from gone g;
   elsif source = 'vli_audits' then
     with expired as (
       select v.tenant_id, v.audited_at, v.id
@@ -318,14 +326,14 @@ begin
       cross join lateral (
         select v.tenant_id, v.audited_at, v.id from kpi.vli_audits v
         where v.tenant_id = t.id and (v.audited_at, v.id) < (kept.audited_at, kept.id)) v
-      where t.id >= from_tenant and c.cutoff is not null
+      where t.id >= from_tenant and t.id <= slice_end and c.cutoff is not null
       order by t.id
       limit batch_size
     ), gone as (
       delete from kpi.vli_audits d using expired e
       where d.tenant_id = e.tenant_id and d.audited_at = e.audited_at and d.id = e.id returning d.tenant_id
     )
-    select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_tenant from gone g;
+    select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_deleted from gone g;
   elsif source = 'clarity_reports' then
     with expired as (
       select x.tenant_id, x.measured_at, x.id
@@ -339,17 +347,21 @@ begin
       cross join lateral (
         select x.tenant_id, x.measured_at, x.id from kpi.clarity_reports x
         where x.tenant_id = t.id and (x.measured_at, x.id) < (kept.measured_at, kept.id)) x
-      where t.id >= from_tenant and c.cutoff is not null
+      where t.id >= from_tenant and t.id <= slice_end and c.cutoff is not null
       order by t.id
       limit batch_size
     ), gone as (
       delete from kpi.clarity_reports d using expired e
       where d.tenant_id = e.tenant_id and d.measured_at = e.measured_at and d.id = e.id returning d.tenant_id
     )
-    select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_tenant from gone g;
+    select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_deleted from gone g;
   else
     raise exception 'kpi.delete_expired_sources: unknown source table %', source;
   end if;
+  next_tenant := case
+    when deleted >= batch_size then last_deleted
+    when slice_size >= batch_size then (select t.id from kpi.tenants t where t.id > slice_end order by t.id limit 1)
+  end;
 end
 $$;
 
@@ -364,7 +376,6 @@ declare
   as_of timestamptz;
   source text;
   deleted bigint;
-  reached uuid;
   from_tenant uuid;
   started timestamptz;
   batch_ms numeric;
@@ -384,11 +395,10 @@ begin
   commit;
   foreach source in array array['avi_reports', 'vli_audits', 'clarity_reports'] loop
     from_tenant := '00000000-0000-0000-0000-000000000000';
-    loop
+    while from_tenant is not null loop
       started := clock_timestamp();
-      select d.deleted, d.last_tenant into deleted, reached
+      select d.deleted, d.next_tenant into deleted, from_tenant
       from kpi.delete_expired_sources(source, as_of, from_tenant, batch_size) d;
-      from_tenant := coalesce(reached, from_tenant);
       batch_ms := round(extract(epoch from clock_timestamp() - started) * 1000, 3);
       batches := batches + 1;
       longest_ms := greatest(longest_ms, batch_ms);
@@ -401,7 +411,6 @@ begin
           rows_written = (select sum(value::bigint) from jsonb_each_text(counts))
       where r.id = run_id;
       commit;
-      exit when deleted < batch_size;
     end loop;
   end loop;
   update kpi.kpi_runs r set status = 'ok', finished_at = clock_timestamp() where r.id = run_id;
