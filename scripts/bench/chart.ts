@@ -37,9 +37,9 @@ function label(value: number, unit: 'tenants' | 'ms'): string {
 }
 
 export function logLogChart(series: Series[], options: ChartOptions): string {
-  const width = options.width ?? 720;
+  const width = options.width ?? 760;
   const height = options.height ?? 440;
-  const margin = { left: 70, right: 190, top: 40, bottom: 50 };
+  const margin = { left: 70, right: 215, top: 40, bottom: 50 };
   const xs = series.flatMap((s) => s.points.map((p) => p.x));
   const ys = series.flatMap((s) => s.points.map((p) => p.y)).filter((y) => y > 0);
   const xMin = 10 ** Math.floor(Math.log10(Math.min(...xs)));
