@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ -n "${DATABASE_URL:-}" ]; then
   psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -f db/seed/demo.sql
 else
-  bash scripts/db.sh up
+  # migrate.sh starts the local cluster when it is not running.
   bash scripts/migrate.sh --no-dump-schema up >&2
   bash scripts/db.sh psql -X -q -v ON_ERROR_STOP=1 -f db/seed/demo.sql
 fi
