@@ -231,8 +231,11 @@ cmd_up() {
   fi
   if ! is_running; then
     say "starting PostgreSQL on 127.0.0.1:$PORT (log: $DATA_DIR.log)"
-    as_server_user "$BINDIR/pg_ctl" -D "$DATA_DIR" -l "$DATA_DIR.log" -w -t 60 start >/dev/null ||
+    if ! as_server_user "$BINDIR/pg_ctl" -D "$DATA_DIR" -l "$DATA_DIR.log" -w -t 60 start >/dev/null; then
+      # The reason is in the server's log; show its end rather than make the reader go looking.
+      tail -n 5 "$DATA_DIR.log" 2>/dev/null | sed 's/^/db:   /' >&2 || true
       die "the server did not start; see $DATA_DIR.log"
+    fi
   fi
   if [ -z "$(psql_super -d postgres -tAc "select 1 from pg_database where datname = '$DB_NAME'")" ]; then
     psql_super -d postgres -c "create database \"$DB_NAME\""

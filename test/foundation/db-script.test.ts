@@ -82,12 +82,14 @@ describe('scripts/db.sh', () => {
   }, 120_000);
 
   // As root the server runs as `postgres`; only then does the script change any owner.
-  it.runIf(isRoot)('as root, gives the postgres user only the directories it creates (KPI_DB_DIR=/pgdata must not chown /)', () => {
+  it.runIf(isRoot)('as root, gives the postgres user only the directories it creates (KPI_DB_DIR=/pgdata must not chown /)', async () => {
     const parent = join(dir, 'owned-by-root');
     mkdirSync(parent, { mode: 0o755 });
     const deep = join(parent, 'a', 'b', 'pg');
+    // A port of its own: the next one up may belong to another test file's cluster.
+    const port = await freePort(Number(env.KPI_DB_PORT) + 1);
     const result = spawnSync('bash', [`${projectRoot}scripts/db.sh`, 'up'], {
-      env: { ...env, KPI_DB_DIR: deep, KPI_DB_PORT: String(Number(env.KPI_DB_PORT) + 1) },
+      env: { ...env, KPI_DB_DIR: deep, KPI_DB_PORT: String(port) },
       encoding: 'utf8',
     });
     try {
@@ -112,6 +114,18 @@ describe('scripts/db.sh', () => {
     expect(statSync(closed)).toMatchObject({ uid: 0, mode: expect.any(Number) });
     expect(statSync(closed).mode & 0o777).toBe(0o700);
   });
+
+  it('a server that will not start: up shows the end of its log, not only where the log is', async () => {
+    const broken = join(dir, 'broken');
+    const port = await freePort(Number(env.KPI_DB_PORT) + 1);
+    const result = spawnSync('bash', [`${projectRoot}scripts/db.sh`, 'up'], {
+      env: { ...env, KPI_DB_DIR: broken, KPI_DB_PORT: String(port), KPI_DB_SETTINGS: "shared_buffers = 'plenty'" },
+      encoding: 'utf8',
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/^db: {3}.*invalid value for parameter "shared_buffers"/m);
+    expect(result.stderr).toContain(`db: error: the server did not start; see ${broken}.log`);
+  }, 120_000);
 
   it('a port held by another kpi-history cluster: KPI_DB_PORT given → it names that cluster and how to proceed', () => {
     // This file's cluster runs on env.KPI_DB_PORT; a second checkout asks for the same port.
