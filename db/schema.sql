@@ -118,23 +118,29 @@ Example: POST /rpc/kpi_history_cron with header x-cron-secret: $CRON_SECRET and 
 
 
 --
--- Name: kpi_history_csv(text, text, text); Type: FUNCTION; Schema: api; Owner: -
+-- Name: kpi_history_csv(text, text, text, text); Type: FUNCTION; Schema: api; Owner: -
 --
 
-CREATE FUNCTION api.kpi_history_csv(weeks text DEFAULT NULL::text, "from" text DEFAULT NULL::text, "to" text DEFAULT NULL::text) RETURNS api."text/csv"
+CREATE FUNCTION api.kpi_history_csv(weeks text DEFAULT NULL::text, "from" text DEFAULT NULL::text, "to" text DEFAULT NULL::text, period text DEFAULT NULL::text) RETURNS api."text/csv"
     LANGUAGE plpgsql STABLE
     AS $$
 declare
+  period_name text := coalesce(lower(btrim(period)), 'week');
   week_count integer;
   from_date date;
   to_date date;
   tenant_slug text;
-  header text;
   body text;
   failed_sqlstate text;
   failed_message text;
   failed_detail text;
 begin
+  if period_name not in ('week', 'month', 'quarter') then
+    perform kpi_api.raise_http_error('INVALID_INPUT', format('period must be week, month or quarter, got %s', left(period, 40)));
+  end if;
+  if period_name <> 'week' and weeks is not null then
+    perform kpi_api.raise_http_error('INVALID_INPUT', 'weeks applies to period=week; choose months and quarters with from and to');
+  end if;
   week_count := coalesce(kpi_api.integer_argument('weeks', weeks, 1, 1000), 52);
   from_date := kpi_api.date_argument('from', "from");
   to_date := kpi_api.date_argument('to', "to");
@@ -148,26 +154,36 @@ begin
     perform kpi_api.raise_http_error('UNKNOWN_TENANT', 'the active tenant does not exist');
   end if;
 
-  -- The header and the field order come from the export view, so the two cannot disagree.
-  select string_agg(kpi_api.csv_field(a.attname), ',' order by a.attnum) || E'\r\n' into header
-  from pg_catalog.pg_attribute a
-  where a.attrelid = 'api.kpi_history_export'::regclass and a.attnum > 0 and not a.attisdropped;
+  -- Rows oldest first; a row is in range when its first day (as_of, period_start) is in [from, to].
+  if period_name = 'week' then
+    -- The latest `weeks` weeks in the range.
+    select string_agg(kpi_api.csv_line(latest), '' order by latest.as_of) into body
+    from (
+      select e.* from api.kpi_history_export e
+      where (from_date is null or e.as_of >= from_date) and (to_date is null or e.as_of <= to_date)
+      order by e.as_of desc
+      limit week_count
+    ) latest;
+  elsif period_name = 'month' then
+    select string_agg(kpi_api.csv_line(m), '' order by m.period_start) into body
+    from api.kpi_history_monthly m
+    where (from_date is null or m.period_start >= from_date) and (to_date is null or m.period_start <= to_date);
+  else
+    select string_agg(kpi_api.csv_line(q), '' order by q.period_start) into body
+    from api.kpi_history_quarterly q
+    where (from_date is null or q.period_start >= from_date) and (to_date is null or q.period_start <= to_date);
+  end if;
 
-  -- The latest `weeks` weeks in the range, oldest first.
-  select string_agg(line, '' order by as_of) into body
-  from (
-    select e.as_of,
-           (select string_agg(kpi_api.csv_field(f.value), ',') from json_each_text(row_to_json(e)) f) || E'\r\n' as line
-    from api.kpi_history_export e
-    where (from_date is null or e.as_of >= from_date) and (to_date is null or e.as_of <= to_date)
-    order by e.as_of desc
-    limit week_count
-  ) latest;
-
+  -- The weekly file keeps the name it always had, so links and scripts that expect it still work.
   perform set_config('response.headers', json_build_array(json_build_object(
     'Content-Disposition',
-    format('attachment; filename="kpi-history-%s-%s.csv"', tenant_slug, to_char(now() at time zone 'UTC', 'YYYY-MM-DD'))))::text, true);
-  return header || coalesce(body, '');
+    format('attachment; filename="kpi-history-%s-%s%s.csv"', tenant_slug,
+           case when period_name = 'week' then '' else period_name || '-' end,
+           to_char(now() at time zone 'UTC', 'YYYY-MM-DD'))))::text, true);
+  return kpi_api.csv_header(case period_name when 'week' then 'api.kpi_history_export'::regclass
+                                             when 'month' then 'api.kpi_history_monthly'::regclass
+                                             else 'api.kpi_history_quarterly'::regclass end)
+         || coalesce(body, '');
 exception when others then
   get stacked diagnostics failed_sqlstate = returned_sqlstate, failed_message = message_text,
                           failed_detail = pg_exception_detail;
@@ -178,12 +194,12 @@ $$;
 
 
 --
--- Name: FUNCTION kpi_history_csv(weeks text, "from" text, "to" text); Type: COMMENT; Schema: api; Owner: -
+-- Name: FUNCTION kpi_history_csv(weeks text, "from" text, "to" text, period text); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.kpi_history_csv(weeks text, "from" text, "to" text) IS 'CSV (RFC 4180: header row, CRLF, quoted where needed) of the active tenant''s latest `weeks` weeks (1..1000, default 52) with as_of in [from, to] (YYYY-MM-DD), oldest first. Columns: those of api.kpi_history_export. Sets Content-Disposition: attachment; filename="kpi-history-<tenant>-<date>.csv".
-Errors: INVALID_INPUT 400 (weeks, from, to), FORBIDDEN 403, TENANT_REQUIRED 400, UNKNOWN_TENANT 404.
-Example: GET /rpc/kpi_history_csv?weeks=12&from=2024-01-01 with Accept: text/csv';
+COMMENT ON FUNCTION api.kpi_history_csv(weeks text, "from" text, "to" text, period text) IS 'CSV (RFC 4180: header row, CRLF, quoted where needed) of the active tenant''s history, oldest first. period=week (default): the latest `weeks` weeks (1..1000, default 52) with as_of in [from, to], columns of api.kpi_history_export, file kpi-history-<tenant>-<date>.csv. period=month|quarter: every period with period_start in [from, to] (YYYY-MM-DD), columns of api.kpi_history_monthly|quarterly, file kpi-history-<tenant>-<period>-<date>.csv. Sets Content-Disposition: attachment.
+Errors: INVALID_INPUT 400 (weeks, from, to, period; weeks with a month or quarter), FORBIDDEN 403, TENANT_REQUIRED 400, UNKNOWN_TENANT 404.
+Example: GET /rpc/kpi_history_csv?period=month&from=2026-01-01 with Accept: text/csv';
 
 
 --
@@ -1437,6 +1453,25 @@ CREATE FUNCTION kpi_api.csv_field(value text) RETURNS text
 
 
 --
+-- Name: csv_header(regclass); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.csv_header(relation regclass) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN (SELECT (string_agg(kpi_api.csv_field((a.attname)::text), ','::text ORDER BY a.attnum) || '
+'::text) FROM pg_attribute a WHERE ((a.attrelid = (csv_header.relation)::oid) AND (a.attnum > 0) AND (NOT a.attisdropped)));
+
+
+--
+-- Name: csv_line(anyelement); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.csv_line(row_value anyelement) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ select (select string_agg(kpi_api.csv_field(f.value), ',') from json_each_text(row_to_json(row_value)) f) || E'\r\n' $$;
+
+
+--
 -- Name: current_tenant_id(); Type: FUNCTION; Schema: kpi_api; Owner: -
 --
 
@@ -1916,6 +1951,649 @@ CREATE VIEW api.kpi_history_export WITH (security_invoker='true') AS
 
 COMMENT ON VIEW api.kpi_history_export IS 'The CSV export''s columns in order (updated_at as ISO 8601 text in UTC), for the active tenant (row-level security), or for every tenant in psql as the owner. Prefer GET /rpc/kpi_history_csv for a file.
 Example: GET /kpi_history_export?order=as_of.desc&limit=10';
+
+
+--
+-- Name: kpi_history_rollups; Type: VIEW; Schema: kpi; Owner: -
+--
+
+CREATE VIEW kpi.kpi_history_rollups WITH (security_invoker='true') AS
+ SELECT r.tenant_id,
+    r.period,
+    r.period_start,
+    r.period_end,
+    r.weeks,
+    r.first_week,
+    r.last_week,
+    (r.period_end < ((now() AT TIME ZONE 'UTC'::text))::date) AS complete,
+    r.aiv_pct_avg,
+    r.aiv_pct_min,
+    r.aiv_pct_max,
+    l.aiv_pct AS aiv_pct_last,
+    r.ati_pct_avg,
+    r.ati_pct_min,
+    r.ati_pct_max,
+    l.ati_pct AS ati_pct_last,
+    r.crs_pct_avg,
+    r.crs_pct_min,
+    r.crs_pct_max,
+    l.crs_pct AS crs_pct_last,
+    r.elasticity_usd_per_point_avg,
+    r.elasticity_usd_per_point_min,
+    r.elasticity_usd_per_point_max,
+    l.elasticity_usd_per_point AS elasticity_usd_per_point_last,
+    r.vli_integrity_pct_avg,
+    r.vli_integrity_pct_min,
+    r.vli_integrity_pct_max,
+    l.vli_integrity_pct AS vli_integrity_pct_last,
+    r.hrp_pct_avg,
+    r.hrp_pct_min,
+    r.hrp_pct_max,
+    l.hrp_pct AS hrp_pct_last,
+    r.vli_fallback_weeks,
+    r.hrp_weeks
+   FROM (( SELECT h.tenant_id,
+            p.period,
+            p.period_start,
+            (((p.period_start + p.length))::date - 1) AS period_end,
+            (count(*))::integer AS weeks,
+            min(h.as_of) AS first_week,
+            max(h.as_of) AS last_week,
+            round(avg(h.aiv_pct), 2) AS aiv_pct_avg,
+            min(h.aiv_pct) AS aiv_pct_min,
+            max(h.aiv_pct) AS aiv_pct_max,
+            round(avg(h.ati_pct), 2) AS ati_pct_avg,
+            min(h.ati_pct) AS ati_pct_min,
+            max(h.ati_pct) AS ati_pct_max,
+            round(avg(h.crs_pct), 2) AS crs_pct_avg,
+            min(h.crs_pct) AS crs_pct_min,
+            max(h.crs_pct) AS crs_pct_max,
+            round(avg(h.elasticity_usd_per_point), 2) AS elasticity_usd_per_point_avg,
+            min(h.elasticity_usd_per_point) AS elasticity_usd_per_point_min,
+            max(h.elasticity_usd_per_point) AS elasticity_usd_per_point_max,
+            round(avg(h.vli_integrity_pct), 2) AS vli_integrity_pct_avg,
+            min(h.vli_integrity_pct) AS vli_integrity_pct_min,
+            max(h.vli_integrity_pct) AS vli_integrity_pct_max,
+            round(avg(h.hrp_pct), 2) AS hrp_pct_avg,
+            min(h.hrp_pct) AS hrp_pct_min,
+            max(h.hrp_pct) AS hrp_pct_max,
+            (count(*) FILTER (WHERE h.vli_is_fallback))::integer AS vli_fallback_weeks,
+            (count(h.hrp_pct))::integer AS hrp_weeks
+           FROM (kpi.kpi_history h
+             CROSS JOIN LATERAL ( VALUES ('month'::text,(date_trunc('month'::text, ((h.as_of + 3))::timestamp without time zone))::date,'1 mon'::interval), ('quarter'::text,(date_trunc('quarter'::text, ((h.as_of + 3))::timestamp without time zone))::date,'3 mons'::interval)) p(period, period_start, length))
+          GROUP BY h.tenant_id, p.period, p.period_start, p.length) r
+     JOIN kpi.kpi_history l ON (((l.tenant_id = r.tenant_id) AND (l.as_of = r.last_week))));
+
+
+--
+-- Name: VIEW kpi_history_rollups; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON VIEW kpi.kpi_history_rollups IS 'Monthly and quarterly rollups of kpi.kpi_history for every tenant (as the owner in psql; the API views read it through row-level security). A week counts in the month and quarter of its Thursday (as_of + 3). Derived on read: always equal to the weekly rows.';
+
+
+--
+-- Name: kpi_history_monthly; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.kpi_history_monthly WITH (security_invoker='true') AS
+ SELECT t.slug AS tenant,
+    r.period_start,
+    r.period_end,
+    r.weeks,
+    r.first_week,
+    r.last_week,
+    r.complete,
+    r.aiv_pct_avg,
+    r.aiv_pct_min,
+    r.aiv_pct_max,
+    r.aiv_pct_last,
+    r.ati_pct_avg,
+    r.ati_pct_min,
+    r.ati_pct_max,
+    r.ati_pct_last,
+    r.crs_pct_avg,
+    r.crs_pct_min,
+    r.crs_pct_max,
+    r.crs_pct_last,
+    r.elasticity_usd_per_point_avg,
+    r.elasticity_usd_per_point_min,
+    r.elasticity_usd_per_point_max,
+    r.elasticity_usd_per_point_last,
+    r.vli_integrity_pct_avg,
+    r.vli_integrity_pct_min,
+    r.vli_integrity_pct_max,
+    r.vli_integrity_pct_last,
+    r.hrp_pct_avg,
+    r.hrp_pct_min,
+    r.hrp_pct_max,
+    r.hrp_pct_last,
+    r.vli_fallback_weeks,
+    r.hrp_weeks
+   FROM (kpi.kpi_history_rollups r
+     JOIN kpi.tenants t ON ((t.id = r.tenant_id)))
+  WHERE (r.period = 'month'::text);
+
+
+--
+-- Name: VIEW kpi_history_monthly; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.kpi_history_monthly IS 'Monthly rollups of the active tenant''s weekly KPIs (the x-tenant header, or the only tenant of the token), one row per month with history. A week counts in the month of its Thursday (as_of + 3, ISO 8601). As the owner in psql: every tenant. PostgREST filters apply.
+Example: GET /kpi_history_monthly?period_start=gte.2026-01-01&order=period_start.desc';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.tenant; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.tenant IS 'The tenant''s slug. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.period_start; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.period_start IS 'First day of the period. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.period_end; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.period_end IS 'Last day of the period. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.weeks; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.weeks IS 'Weekly rows in the period (weeks whose Thursday falls in it). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.first_week; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.first_week IS 'as_of (Monday) of the earliest week in the period. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.last_week; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.last_week IS 'as_of (Monday) of the latest week in the period; the *_last columns are its values. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.complete; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.complete IS 'True when the period has ended (UTC): no more weeks will join it. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.aiv_pct_avg; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.aiv_pct_avg IS 'Mean of the weeks'' aiv_pct, rounded to 2 decimals (NULLs ignored). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.aiv_pct_min; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.aiv_pct_min IS 'Lowest aiv_pct of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.aiv_pct_max; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.aiv_pct_max IS 'Highest aiv_pct of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.aiv_pct_last; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.aiv_pct_last IS 'aiv_pct of the latest week (last_week). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.ati_pct_avg; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.ati_pct_avg IS 'Mean of the weeks'' ati_pct, rounded to 2 decimals (NULLs ignored). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.ati_pct_min; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.ati_pct_min IS 'Lowest ati_pct of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.ati_pct_max; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.ati_pct_max IS 'Highest ati_pct of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.ati_pct_last; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.ati_pct_last IS 'ati_pct of the latest week (last_week). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.crs_pct_avg; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.crs_pct_avg IS 'Mean of the weeks'' crs_pct, rounded to 2 decimals (NULLs ignored). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.crs_pct_min; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.crs_pct_min IS 'Lowest crs_pct of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.crs_pct_max; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.crs_pct_max IS 'Highest crs_pct of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.crs_pct_last; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.crs_pct_last IS 'crs_pct of the latest week (last_week). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.elasticity_usd_per_point_avg; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.elasticity_usd_per_point_avg IS 'Mean of the weeks'' elasticity_usd_per_point, rounded to 2 decimals (NULLs ignored). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.elasticity_usd_per_point_min; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.elasticity_usd_per_point_min IS 'Lowest elasticity_usd_per_point of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.elasticity_usd_per_point_max; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.elasticity_usd_per_point_max IS 'Highest elasticity_usd_per_point of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.elasticity_usd_per_point_last; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.elasticity_usd_per_point_last IS 'elasticity_usd_per_point of the latest week (last_week). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.vli_integrity_pct_avg; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.vli_integrity_pct_avg IS 'Mean of the weeks'' vli_integrity_pct, rounded to 2 decimals (NULLs ignored). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.vli_integrity_pct_min; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.vli_integrity_pct_min IS 'Lowest vli_integrity_pct of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.vli_integrity_pct_max; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.vli_integrity_pct_max IS 'Highest vli_integrity_pct of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.vli_integrity_pct_last; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.vli_integrity_pct_last IS 'vli_integrity_pct of the latest week (last_week). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.hrp_pct_avg; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.hrp_pct_avg IS 'Mean of the weeks'' hrp_pct, rounded to 2 decimals (NULLs ignored).';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.hrp_pct_min; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.hrp_pct_min IS 'Lowest hrp_pct of the weeks.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.hrp_pct_max; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.hrp_pct_max IS 'Highest hrp_pct of the weeks.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.hrp_pct_last; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.hrp_pct_last IS 'hrp_pct of the latest week (last_week); NULL when that week has none, even if earlier weeks do.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.vli_fallback_weeks; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.vli_fallback_weeks IS 'Weeks whose vli_integrity_pct is the fallback 100 (no audit yet); they count in the VLI figures. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_monthly.hrp_weeks; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_monthly.hrp_weeks IS 'Weeks with an HRP; the hrp_pct figures are over these weeks only. Never NULL.';
+
+
+--
+-- Name: kpi_history_quarterly; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.kpi_history_quarterly WITH (security_invoker='true') AS
+ SELECT t.slug AS tenant,
+    r.period_start,
+    r.period_end,
+    r.weeks,
+    r.first_week,
+    r.last_week,
+    r.complete,
+    r.aiv_pct_avg,
+    r.aiv_pct_min,
+    r.aiv_pct_max,
+    r.aiv_pct_last,
+    r.ati_pct_avg,
+    r.ati_pct_min,
+    r.ati_pct_max,
+    r.ati_pct_last,
+    r.crs_pct_avg,
+    r.crs_pct_min,
+    r.crs_pct_max,
+    r.crs_pct_last,
+    r.elasticity_usd_per_point_avg,
+    r.elasticity_usd_per_point_min,
+    r.elasticity_usd_per_point_max,
+    r.elasticity_usd_per_point_last,
+    r.vli_integrity_pct_avg,
+    r.vli_integrity_pct_min,
+    r.vli_integrity_pct_max,
+    r.vli_integrity_pct_last,
+    r.hrp_pct_avg,
+    r.hrp_pct_min,
+    r.hrp_pct_max,
+    r.hrp_pct_last,
+    r.vli_fallback_weeks,
+    r.hrp_weeks
+   FROM (kpi.kpi_history_rollups r
+     JOIN kpi.tenants t ON ((t.id = r.tenant_id)))
+  WHERE (r.period = 'quarter'::text);
+
+
+--
+-- Name: VIEW kpi_history_quarterly; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.kpi_history_quarterly IS 'Quarterly rollups of the active tenant''s weekly KPIs (the x-tenant header, or the only tenant of the token), one row per quarter with history. A week counts in the quarter of its Thursday (as_of + 3, ISO 8601). As the owner in psql: every tenant. PostgREST filters apply.
+Example: GET /kpi_history_quarterly?order=period_start.desc&limit=4';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.tenant; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.tenant IS 'The tenant''s slug. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.period_start; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.period_start IS 'First day of the period. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.period_end; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.period_end IS 'Last day of the period. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.weeks; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.weeks IS 'Weekly rows in the period (weeks whose Thursday falls in it). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.first_week; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.first_week IS 'as_of (Monday) of the earliest week in the period. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.last_week; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.last_week IS 'as_of (Monday) of the latest week in the period; the *_last columns are its values. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.complete; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.complete IS 'True when the period has ended (UTC): no more weeks will join it. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.aiv_pct_avg; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.aiv_pct_avg IS 'Mean of the weeks'' aiv_pct, rounded to 2 decimals (NULLs ignored). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.aiv_pct_min; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.aiv_pct_min IS 'Lowest aiv_pct of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.aiv_pct_max; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.aiv_pct_max IS 'Highest aiv_pct of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.aiv_pct_last; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.aiv_pct_last IS 'aiv_pct of the latest week (last_week). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.ati_pct_avg; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.ati_pct_avg IS 'Mean of the weeks'' ati_pct, rounded to 2 decimals (NULLs ignored). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.ati_pct_min; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.ati_pct_min IS 'Lowest ati_pct of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.ati_pct_max; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.ati_pct_max IS 'Highest ati_pct of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.ati_pct_last; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.ati_pct_last IS 'ati_pct of the latest week (last_week). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.crs_pct_avg; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.crs_pct_avg IS 'Mean of the weeks'' crs_pct, rounded to 2 decimals (NULLs ignored). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.crs_pct_min; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.crs_pct_min IS 'Lowest crs_pct of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.crs_pct_max; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.crs_pct_max IS 'Highest crs_pct of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.crs_pct_last; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.crs_pct_last IS 'crs_pct of the latest week (last_week). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.elasticity_usd_per_point_avg; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.elasticity_usd_per_point_avg IS 'Mean of the weeks'' elasticity_usd_per_point, rounded to 2 decimals (NULLs ignored). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.elasticity_usd_per_point_min; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.elasticity_usd_per_point_min IS 'Lowest elasticity_usd_per_point of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.elasticity_usd_per_point_max; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.elasticity_usd_per_point_max IS 'Highest elasticity_usd_per_point of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.elasticity_usd_per_point_last; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.elasticity_usd_per_point_last IS 'elasticity_usd_per_point of the latest week (last_week). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.vli_integrity_pct_avg; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.vli_integrity_pct_avg IS 'Mean of the weeks'' vli_integrity_pct, rounded to 2 decimals (NULLs ignored). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.vli_integrity_pct_min; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.vli_integrity_pct_min IS 'Lowest vli_integrity_pct of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.vli_integrity_pct_max; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.vli_integrity_pct_max IS 'Highest vli_integrity_pct of the weeks. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.vli_integrity_pct_last; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.vli_integrity_pct_last IS 'vli_integrity_pct of the latest week (last_week). Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.hrp_pct_avg; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.hrp_pct_avg IS 'Mean of the weeks'' hrp_pct, rounded to 2 decimals (NULLs ignored).';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.hrp_pct_min; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.hrp_pct_min IS 'Lowest hrp_pct of the weeks.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.hrp_pct_max; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.hrp_pct_max IS 'Highest hrp_pct of the weeks.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.hrp_pct_last; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.hrp_pct_last IS 'hrp_pct of the latest week (last_week); NULL when that week has none, even if earlier weeks do.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.vli_fallback_weeks; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.vli_fallback_weeks IS 'Weeks whose vli_integrity_pct is the fallback 100 (no audit yet); they count in the VLI figures. Never NULL.';
+
+
+--
+-- Name: COLUMN kpi_history_quarterly.hrp_weeks; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_history_quarterly.hrp_weeks IS 'Weeks with an HRP; the hrp_pct figures are over these weeks only. Never NULL.';
 
 
 --
@@ -3006,4 +3684,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201000200'),
     ('20261201000300'),
     ('20261201000400'),
-    ('20261201000500');
+    ('20261201000500'),
+    ('20261201000600');

@@ -56,6 +56,8 @@ function tsType(pgType: string): string {
   }
 }
 
+// A computed view column PostgreSQL cannot declare NOT NULL says so in its COMMENT.
+const neverNull = (comment: string | null) => /\bNever NULL\.$/.test(comment ?? '');
 const key = (name: string) => (/^[a-z_][a-z0-9_]*$/.test(name) ? name : JSON.stringify(name));
 const doc = (text: string | null, indent: string) =>
   text ? `${indent}/** ${text.split('\n')[0]!.replaceAll('*/', '* /')} */\n` : '';
@@ -93,7 +95,7 @@ export async function generateTypes(sql: postgres.Sql): Promise<string> {
   const viewTypes = [...views]
     .map(([name, cols]) => {
       const row = cols
-        .map((c) => `${doc(c.comment, '          ')}          ${key(c.name)}: ${tsType(c.type)}${c.not_null ? '' : ' | null'};`)
+        .map((c) => `${doc(c.comment, '          ')}          ${key(c.name)}: ${tsType(c.type)}${c.not_null || neverNull(c.comment) ? '' : ' | null'};`)
         .join('\n');
       return `      ${key(name)}: {\n        Row: {\n${row}\n        };\n        Relationships: [];\n      };`;
     })

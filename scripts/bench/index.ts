@@ -16,6 +16,7 @@ import { measureFills, type FillResult } from './fills.js';
 import { deepenHistory } from './generate.js';
 import { distribution, sampler, timed } from './measure.js';
 import { printReport, type Report } from './report.js';
+import { measureRollupReads } from './rollup-reads.js';
 import { measureSourceWrites } from './source-writes.js';
 
 const { values: args } = parseArgs({
@@ -34,7 +35,8 @@ const weeks = Number(args.weeks ?? (quick ? 8 : 52));
 const repeat = Number(args.repeat ?? (quick ? 1 : 3));
 const baselineSample = Math.min(quick ? 200 : 2000, tenants);
 const readSample = Math.min(quick ? 100 : 1000, tenants);
-const READ_WEEKS = 104;
+// Five years: the rollup reads aggregate a tenant's 260 weeks into 60 months.
+const READ_WEEKS = 260;
 if (![tenants, weeks, repeat].every((n) => Number.isInteger(n) && n > 0)) {
   console.error('bench: --tenants, --weeks and --repeat take positive integers');
   process.exit(2);
@@ -148,6 +150,9 @@ async function main(): Promise<void> {
       csvMs.push(await asApi(id, csvQuery));
     }
 
+    // 7b. Monthly and quarterly rollups of the same tenants' five years.
+    const rollups = await measureRollupReads(sql, pool, readers, asApi);
+
     // 8. Where it ran.
     const [{ version }] = await sql<[{ version: string }]>`select version()`;
     const settings = await sql<{ name: string; setting: string; unit: string | null }[]>`
@@ -187,7 +192,7 @@ async function main(): Promise<void> {
         originalDesignSpeedup: 100_000 / perTenantSetUs,
       },
       backfill: { ms: backfill.ms, rowsWritten: backfill.result.rows_written, floorMs: backfillFloor.ms, ratio: backfill.ms / backfillFloor.ms },
-      reads: { history, csv: distribution(csvMs), ownerNoRls: owner, rlsRatioP50: history.p50 / owner.p50 },
+      reads: { history, csv: distribution(csvMs), ownerNoRls: owner, rlsRatioP50: history.p50 / owner.p50, rollups },
       cleanup,
     };
     printReport(report);

@@ -1,5 +1,6 @@
 // Prints the benchmark's figures as a table, each target marked met or not met.
 import type { Distribution } from './measure.js';
+import type { RollupReads } from './rollup-reads.js';
 
 export interface Report {
   machine: { cores: number; memoryGiB: number; postgres: string; settings: { name: string; setting: string; unit: string | null }[] };
@@ -29,7 +30,7 @@ export interface Report {
     originalDesignSpeedup: number;
   };
   backfill: { ms: number; rowsWritten: number; floorMs: number; ratio: number };
-  reads: { history: Distribution; csv: Distribution; ownerNoRls: Distribution; rlsRatioP50: number };
+  reads: { history: Distribution; csv: Distribution; ownerNoRls: Distribution; rlsRatioP50: number; rollups: RollupReads };
   /** The source cleanup on a copy of the data with every tenant on the 90-day plan. */
   cleanup: { ms: number; deleted: Record<string, number>; batches: number; batchSize: number; longestBatchMs: number; meanBatchMs: number };
 }
@@ -85,6 +86,21 @@ export function printReport(r: Report): void {
     ['same query as owner, no RLS', `p50 ${ms(r.reads.ownerNoRls.p50)}  p95 ${ms(r.reads.ownerNoRls.p95)}  p99 ${ms(r.reads.ownerNoRls.p99)}`, ''],
     ['  RLS / no RLS (p50)', x(r.reads.rlsRatioP50), target(r.reads.rlsRatioP50 <= 1.2, '≤ 1.2×')],
     ['CSV export via the API path', `p50 ${ms(r.reads.csv.p50)}  p95 ${ms(r.reads.csv.p95)}  p99 ${ms(r.reads.csv.p99)}`, ''],
+    [
+      `reads.monthly: ${r.reads.rollups.monthsPerRead} months via the API path`,
+      `p50 ${ms(r.reads.rollups.monthly.p50)}  p95 ${ms(r.reads.rollups.monthly.p95)}  p99 ${ms(r.reads.rollups.monthly.p99)}`,
+      target(r.reads.rollups.monthly.p99 <= 5, 'p99 ≤ 5 ms'),
+    ],
+    [
+      `reads.quarterly: ${r.reads.rollups.monthsPerRead / 3} quarters via the API path`,
+      `p50 ${ms(r.reads.rollups.quarterly.p50)}  p95 ${ms(r.reads.rollups.quarterly.p95)}  p99 ${ms(r.reads.rollups.quarterly.p99)}`,
+      target(r.reads.rollups.quarterly.p99 <= 5, 'p99 ≤ 5 ms'),
+    ],
+    [
+      '  the same months kept in a table (not chosen)',
+      `p50 ${ms(r.reads.rollups.materializedMonthly.p50)}  p95 ${ms(r.reads.rollups.materializedMonthly.p95)}  p99 ${ms(r.reads.rollups.materializedMonthly.p99)}`,
+      `on read / table (p50) ${x(r.reads.rollups.onReadRatioP50)}`,
+    ],
     [
       'source cleanup, every tenant on 90 days',
       `${ms(r.cleanup.ms)}, ${Object.values(r.cleanup.deleted).reduce((a, b) => a + b, 0)} rows in ${r.cleanup.batches} batches of ≤ ${r.cleanup.batchSize}`,

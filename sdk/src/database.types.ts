@@ -47,6 +47,148 @@ export type Database = {
         };
         Relationships: [];
       };
+      kpi_history_monthly: {
+        Row: {
+          /** The tenant's slug. Never NULL. */
+          tenant: string;
+          /** First day of the period. Never NULL. */
+          period_start: string;
+          /** Last day of the period. Never NULL. */
+          period_end: string;
+          /** Weekly rows in the period (weeks whose Thursday falls in it). Never NULL. */
+          weeks: number;
+          /** as_of (Monday) of the earliest week in the period. Never NULL. */
+          first_week: string;
+          /** as_of (Monday) of the latest week in the period; the *_last columns are its values. Never NULL. */
+          last_week: string;
+          /** True when the period has ended (UTC): no more weeks will join it. Never NULL. */
+          complete: boolean;
+          /** Mean of the weeks' aiv_pct, rounded to 2 decimals (NULLs ignored). Never NULL. */
+          aiv_pct_avg: number;
+          /** Lowest aiv_pct of the weeks. Never NULL. */
+          aiv_pct_min: number;
+          /** Highest aiv_pct of the weeks. Never NULL. */
+          aiv_pct_max: number;
+          /** aiv_pct of the latest week (last_week). Never NULL. */
+          aiv_pct_last: number;
+          /** Mean of the weeks' ati_pct, rounded to 2 decimals (NULLs ignored). Never NULL. */
+          ati_pct_avg: number;
+          /** Lowest ati_pct of the weeks. Never NULL. */
+          ati_pct_min: number;
+          /** Highest ati_pct of the weeks. Never NULL. */
+          ati_pct_max: number;
+          /** ati_pct of the latest week (last_week). Never NULL. */
+          ati_pct_last: number;
+          /** Mean of the weeks' crs_pct, rounded to 2 decimals (NULLs ignored). Never NULL. */
+          crs_pct_avg: number;
+          /** Lowest crs_pct of the weeks. Never NULL. */
+          crs_pct_min: number;
+          /** Highest crs_pct of the weeks. Never NULL. */
+          crs_pct_max: number;
+          /** crs_pct of the latest week (last_week). Never NULL. */
+          crs_pct_last: number;
+          /** Mean of the weeks' elasticity_usd_per_point, rounded to 2 decimals (NULLs ignored). Never NULL. */
+          elasticity_usd_per_point_avg: number;
+          /** Lowest elasticity_usd_per_point of the weeks. Never NULL. */
+          elasticity_usd_per_point_min: number;
+          /** Highest elasticity_usd_per_point of the weeks. Never NULL. */
+          elasticity_usd_per_point_max: number;
+          /** elasticity_usd_per_point of the latest week (last_week). Never NULL. */
+          elasticity_usd_per_point_last: number;
+          /** Mean of the weeks' vli_integrity_pct, rounded to 2 decimals (NULLs ignored). Never NULL. */
+          vli_integrity_pct_avg: number;
+          /** Lowest vli_integrity_pct of the weeks. Never NULL. */
+          vli_integrity_pct_min: number;
+          /** Highest vli_integrity_pct of the weeks. Never NULL. */
+          vli_integrity_pct_max: number;
+          /** vli_integrity_pct of the latest week (last_week). Never NULL. */
+          vli_integrity_pct_last: number;
+          /** Mean of the weeks' hrp_pct, rounded to 2 decimals (NULLs ignored). */
+          hrp_pct_avg: number | null;
+          /** Lowest hrp_pct of the weeks. */
+          hrp_pct_min: number | null;
+          /** Highest hrp_pct of the weeks. */
+          hrp_pct_max: number | null;
+          /** hrp_pct of the latest week (last_week); NULL when that week has none, even if earlier weeks do. */
+          hrp_pct_last: number | null;
+          /** Weeks whose vli_integrity_pct is the fallback 100 (no audit yet); they count in the VLI figures. Never NULL. */
+          vli_fallback_weeks: number;
+          /** Weeks with an HRP; the hrp_pct figures are over these weeks only. Never NULL. */
+          hrp_weeks: number;
+        };
+        Relationships: [];
+      };
+      kpi_history_quarterly: {
+        Row: {
+          /** The tenant's slug. Never NULL. */
+          tenant: string;
+          /** First day of the period. Never NULL. */
+          period_start: string;
+          /** Last day of the period. Never NULL. */
+          period_end: string;
+          /** Weekly rows in the period (weeks whose Thursday falls in it). Never NULL. */
+          weeks: number;
+          /** as_of (Monday) of the earliest week in the period. Never NULL. */
+          first_week: string;
+          /** as_of (Monday) of the latest week in the period; the *_last columns are its values. Never NULL. */
+          last_week: string;
+          /** True when the period has ended (UTC): no more weeks will join it. Never NULL. */
+          complete: boolean;
+          /** Mean of the weeks' aiv_pct, rounded to 2 decimals (NULLs ignored). Never NULL. */
+          aiv_pct_avg: number;
+          /** Lowest aiv_pct of the weeks. Never NULL. */
+          aiv_pct_min: number;
+          /** Highest aiv_pct of the weeks. Never NULL. */
+          aiv_pct_max: number;
+          /** aiv_pct of the latest week (last_week). Never NULL. */
+          aiv_pct_last: number;
+          /** Mean of the weeks' ati_pct, rounded to 2 decimals (NULLs ignored). Never NULL. */
+          ati_pct_avg: number;
+          /** Lowest ati_pct of the weeks. Never NULL. */
+          ati_pct_min: number;
+          /** Highest ati_pct of the weeks. Never NULL. */
+          ati_pct_max: number;
+          /** ati_pct of the latest week (last_week). Never NULL. */
+          ati_pct_last: number;
+          /** Mean of the weeks' crs_pct, rounded to 2 decimals (NULLs ignored). Never NULL. */
+          crs_pct_avg: number;
+          /** Lowest crs_pct of the weeks. Never NULL. */
+          crs_pct_min: number;
+          /** Highest crs_pct of the weeks. Never NULL. */
+          crs_pct_max: number;
+          /** crs_pct of the latest week (last_week). Never NULL. */
+          crs_pct_last: number;
+          /** Mean of the weeks' elasticity_usd_per_point, rounded to 2 decimals (NULLs ignored). Never NULL. */
+          elasticity_usd_per_point_avg: number;
+          /** Lowest elasticity_usd_per_point of the weeks. Never NULL. */
+          elasticity_usd_per_point_min: number;
+          /** Highest elasticity_usd_per_point of the weeks. Never NULL. */
+          elasticity_usd_per_point_max: number;
+          /** elasticity_usd_per_point of the latest week (last_week). Never NULL. */
+          elasticity_usd_per_point_last: number;
+          /** Mean of the weeks' vli_integrity_pct, rounded to 2 decimals (NULLs ignored). Never NULL. */
+          vli_integrity_pct_avg: number;
+          /** Lowest vli_integrity_pct of the weeks. Never NULL. */
+          vli_integrity_pct_min: number;
+          /** Highest vli_integrity_pct of the weeks. Never NULL. */
+          vli_integrity_pct_max: number;
+          /** vli_integrity_pct of the latest week (last_week). Never NULL. */
+          vli_integrity_pct_last: number;
+          /** Mean of the weeks' hrp_pct, rounded to 2 decimals (NULLs ignored). */
+          hrp_pct_avg: number | null;
+          /** Lowest hrp_pct of the weeks. */
+          hrp_pct_min: number | null;
+          /** Highest hrp_pct of the weeks. */
+          hrp_pct_max: number | null;
+          /** hrp_pct of the latest week (last_week); NULL when that week has none, even if earlier weeks do. */
+          hrp_pct_last: number | null;
+          /** Weeks whose vli_integrity_pct is the fallback 100 (no audit yet); they count in the VLI figures. Never NULL. */
+          vli_fallback_weeks: number;
+          /** Weeks with an HRP; the hrp_pct figures are over these weeks only. Never NULL. */
+          hrp_weeks: number;
+        };
+        Relationships: [];
+      };
     };
     Functions: {
       /** Runs the KPI fill. Body: {} for all tenants, or {"tenantId": "<uuid>"} for one. Needs the cron secret in the x-cron-secret header (or a "cron_secret" JWT claim). */
@@ -54,9 +196,9 @@ export type Database = {
         Args: { [key: string]: Json | undefined };
         Returns: Json;
       };
-      /** CSV (RFC 4180: header row, CRLF, quoted where needed) of the active tenant's latest `weeks` weeks (1..1000, default 52) with as_of in [from, to] (YYYY-MM-DD), oldest first. Columns: those of api.kpi_history_export. Sets Content-Disposition: attachment; filename="kpi-history-<tenant>-<date>.csv". */
+      /** CSV (RFC 4180: header row, CRLF, quoted where needed) of the active tenant's history, oldest first. period=week (default): the latest `weeks` weeks (1..1000, default 52) with as_of in [from, to], columns of api.kpi_history_export, file kpi-history-<tenant>-<date>.csv. period=month|quarter: every period with period_start in [from, to] (YYYY-MM-DD), columns of api.kpi_history_monthly|quarterly, file kpi-history-<tenant>-<period>-<date>.csv. Sets Content-Disposition: attachment. */
       kpi_history_csv: {
-        Args: { weeks?: string; from?: string; to?: string };
+        Args: { weeks?: string; from?: string; to?: string; period?: string };
         Returns: string;
       };
       /** Health of the daily KPI fill; no token needed, nothing tenant-specific. {"status": "healthy" | "degraded", "timestamp", "reasons": [...], "last_run": {"status", "trigger", "started_at", "finished_at"}, "last_success_at", "schedule": {"job", "cron", "timezone", "active"}}. Degraded when the last run failed or never finished, or no run succeeded in the last 26 hours. */

@@ -6,11 +6,24 @@ import { PostgrestClient } from '@supabase/postgrest-js';
 import type { Database } from './database.types.js';
 import { codeForHttpError, KpiHistoryError } from './errors.js';
 import { logHttp, pathOf } from './log.js';
-import type { CsvQuery, FillAllResult, FillResult, HealthResult, HistoryQuery, KpiHistoryRow, SkippedResult } from './results.js';
+import {
+  PERIODS_PER_YEAR,
+  type CsvQuery,
+  type FillAllResult,
+  type FillResult,
+  type HealthResult,
+  type HistoryQuery,
+  type KpiHistoryRow,
+  type KpiRollupRows,
+  type RollupPeriod,
+  type RollupQuery,
+  type SkippedResult,
+} from './results.js';
 
 export { KPI_ERROR_CODES, KpiHistoryError, type KpiErrorCode } from './errors.js';
 export { DATABASE_ERRORS, type Database, type DatabaseErrorCode, type Json } from './database.types.js';
 export type * from './results.js';
+export { PERIODS_PER_YEAR } from './results.js';
 
 type Fetch = typeof fetch;
 
@@ -109,6 +122,7 @@ export function createKpiHistoryClient(options: KpiHistoryClientOptions) {
   async function requestCsv(query: CsvQuery): Promise<{ text: string; filename: string | null }> {
     const params = new URLSearchParams();
     const weeks = query.weeks ?? query.limit;
+    if (query.period) params.set('period', query.period);
     if (weeks !== undefined) params.set('weeks', String(weeks));
     if (query.from) params.set('from', query.from);
     if (query.to) params.set('to', query.to);
@@ -138,7 +152,7 @@ export function createKpiHistoryClient(options: KpiHistoryClientOptions) {
    * or, for an export without rows, the active tenant's slug. The date is today's in UTC, as the
    * server names it.
    */
-  async function fallbackFilename(text: string): Promise<string> {
+  async function fallbackFilename(text: string, period: CsvQuery['period']): Promise<string> {
     const today = new Date().toISOString().slice(0, 10);
     // The first field of the second line; slugs are plain, so never quoted.
     let slug = /^[^\r\n]*\r\n([a-z0-9][a-z0-9-]*),/.exec(text)?.[1] ?? null;
@@ -147,21 +161,50 @@ export function createKpiHistoryClient(options: KpiHistoryClientOptions) {
       slug = tenant[0]?.slug ?? null;
     }
     if (!slug) throw new KpiHistoryError({ code: 'UNKNOWN_TENANT', message: 'the active tenant does not exist', status: 404 });
-    return `kpi-history-${slug}-${today}.csv`;
+    // The weekly file keeps its original name; months and quarters say which they are.
+    return `kpi-history-${slug}-${period && period !== 'week' ? `${period}-` : ''}${today}.csv`;
+  }
+
+  async function weeks(query: HistoryQuery): Promise<KpiHistoryRow[]> {
+    let request = client
+      .from('kpi_history')
+      .select('*')
+      .order('as_of', { ascending: query.order === 'asc' })
+      .limit(query.limit ?? 52);
+    if (query.from) request = request.gte('as_of', query.from);
+    if (query.to) request = request.lte('as_of', query.to);
+    return unwrap(await request, 'history');
+  }
+
+  async function periods<P extends RollupPeriod>(query: RollupQuery<P>): Promise<KpiRollupRows[P][]> {
+    const view = query.period === 'month' ? 'kpi_history_monthly' : 'kpi_history_quarterly';
+    let request = client
+      .from(view)
+      .select('*')
+      .order('period_start', { ascending: query.order === 'asc' })
+      .limit(query.limit ?? PERIODS_PER_YEAR[query.period]);
+    if (query.from) request = request.gte('period_start', query.from);
+    if (query.to) request = request.lte('period_start', query.to);
+    return unwrap(await request, `${query.period}ly history`) as KpiRollupRows[P][];
+  }
+
+  /**
+   * The active tenant's weeks, newest first (52 by default); with `period: 'month' | 'quarter'`,
+   * its months or quarters (a year by default), each row typed for its period.
+   */
+  function history(query?: HistoryQuery & { period?: 'week' }): Promise<KpiHistoryRow[]>;
+  function history<P extends RollupPeriod>(query: RollupQuery<P>): Promise<KpiRollupRows[P][]>;
+  function history(query: (HistoryQuery & { period?: 'week' }) | RollupQuery = {}): Promise<unknown[]> {
+    const period = query.period ?? 'week';
+    if (period === 'week') return weeks(query as HistoryQuery);
+    if (period !== 'month' && period !== 'quarter') {
+      return Promise.reject(new KpiHistoryError({ code: 'INVALID_INPUT', message: `period must be week, month or quarter, got ${String(period)}` }));
+    }
+    return periods(query as RollupQuery);
   }
 
   return {
-    /** The active tenant's weeks, newest first (52 by default). */
-    async history(query: HistoryQuery = {}): Promise<KpiHistoryRow[]> {
-      let request = client
-        .from('kpi_history')
-        .select('*')
-        .order('as_of', { ascending: query.order === 'asc' })
-        .limit(query.limit ?? 52);
-      if (query.from) request = request.gte('as_of', query.from);
-      if (query.to) request = request.lte('as_of', query.to);
-      return unwrap(await request, 'history');
-    },
+    history,
 
     /** The CSV export (RFC 4180) as text. */
     async exportCsv(query: CsvQuery = {}): Promise<string> {
@@ -169,12 +212,13 @@ export function createKpiHistoryClient(options: KpiHistoryClientOptions) {
     },
 
     /**
-     * The CSV export as a Blob and its file name, `kpi-history-<tenant>-<date>.csv`, ready for a
-     * download link — in a cross-origin browser app too.
+     * The CSV export as a Blob and its file name, `kpi-history-<tenant>-<date>.csv` (with
+     * `-month` or `-quarter` before the date for those periods), ready for a download link — in a
+     * cross-origin browser app too.
      */
     async exportCsvFile(query: CsvQuery = {}): Promise<{ blob: Blob; filename: string }> {
       const { text, filename } = await requestCsv(query);
-      return { blob: new Blob([text], { type: 'text/csv' }), filename: filename ?? (await fallbackFilename(text)) };
+      return { blob: new Blob([text], { type: 'text/csv' }), filename: filename ?? (await fallbackFilename(text, query.period)) };
     },
 
     /** Health of the daily fill (no tenant data in it). */

@@ -5,6 +5,16 @@ import type { Database } from './database.types.js';
 
 export type KpiHistoryRow = Database['api']['Views']['kpi_history']['Row'];
 export type KpiHistoryExportRow = Database['api']['Views']['kpi_history_export']['Row'];
+/** A month of the active tenant's history: the weeks whose Thursday falls in it, summarized. */
+export type KpiHistoryMonthlyRow = Database['api']['Views']['kpi_history_monthly']['Row'];
+/** A quarter of the active tenant's history: the weeks whose Thursday falls in it, summarized. */
+export type KpiHistoryQuarterlyRow = Database['api']['Views']['kpi_history_quarterly']['Row'];
+export type RollupPeriod = 'month' | 'quarter';
+/** The row type of each period. */
+export interface KpiRollupRows {
+  month: KpiHistoryMonthlyRow;
+  quarter: KpiHistoryQuarterlyRow;
+}
 
 export interface TenantProblem {
   tenant_id: string;
@@ -98,7 +108,28 @@ export interface HistoryQuery {
   order?: 'asc' | 'desc';
 }
 
+export interface RollupQuery<P extends RollupPeriod = RollupPeriod> {
+  /** Months or quarters: a week counts in the period of its Thursday (ISO 8601). */
+  period: P;
+  /** Periods to return, newest first unless `order` is 'asc' (default: a year, 12 months or 4 quarters). */
+  limit?: number;
+  /** Earliest period_start, YYYY-MM-DD (inclusive). */
+  from?: string;
+  /** Latest period_start, YYYY-MM-DD (inclusive). */
+  to?: string;
+  order?: 'asc' | 'desc';
+}
+
+/** Periods in a year: the default number of rollup rows. */
+export const PERIODS_PER_YEAR: Record<RollupPeriod, number> = { month: 12, quarter: 4 };
+
 export interface CsvQuery {
+  /**
+   * `week` (the default): one row per week, file `kpi-history-<tenant>-<date>.csv`. `month` or
+   * `quarter`: one row per period with period_start in [from, to] (every period when both are
+   * omitted), file `kpi-history-<tenant>-<period>-<date>.csv`; `weeks` is refused with these.
+   */
+  period?: 'week' | RollupPeriod;
   /** The latest `weeks` weeks (1–1000, default 52). */
   weeks?: number;
   /**
@@ -106,8 +137,8 @@ export interface CsvQuery {
    * the server never saw it (it was ignored before 0.2).
    */
   limit?: number;
-  /** First week to include, YYYY-MM-DD. */
+  /** First week (or period_start) to include, YYYY-MM-DD. */
   from?: string;
-  /** Last week to include, YYYY-MM-DD. */
+  /** Last week (or period_start) to include, YYYY-MM-DD. */
   to?: string;
 }

@@ -6,7 +6,19 @@
 import postgres from 'postgres';
 import { codeForSqlstate, KpiHistoryError, type KpiErrorCode } from './errors.js';
 import { logSql } from './log.js';
-import type { FailedRunResult, FillAllResult, FillResult, HealthResult, HistoryQuery, KpiHistoryRow, SkippedResult } from './results.js';
+import {
+  PERIODS_PER_YEAR,
+  type FailedRunResult,
+  type FillAllResult,
+  type FillResult,
+  type HealthResult,
+  type HistoryQuery,
+  type KpiHistoryRow,
+  type KpiRollupRows,
+  type RollupPeriod,
+  type RollupQuery,
+  type SkippedResult,
+} from './results.js';
 
 export * from './index.js';
 
@@ -157,6 +169,38 @@ export function createKpiHistoryServer(options: KpiHistoryServerOptions = {}) {
         ) h`);
     },
 
+    /**
+     * A tenant's months or quarters, newest first (a year by default), shaped exactly like the
+     * rows of GET /kpi_history_monthly and /kpi_history_quarterly.
+     */
+    readKpiRollup<P extends RollupPeriod>(tenantId: string, query: RollupQuery<P>): Promise<KpiRollupRows[P][]> {
+      if (!UUID.test(tenantId)) return Promise.reject(invalid('tenantId must be a UUID'));
+      const { period, from = null, to = null, order = 'desc' } = query ?? {};
+      if (period !== 'month' && period !== 'quarter') return Promise.reject(invalid('period must be month or quarter'));
+      const limit = query.limit ?? PERIODS_PER_YEAR[period];
+      if (!Number.isInteger(limit) || limit < 1) return Promise.reject(invalid('limit must be a positive integer'));
+      for (const [name, value] of [['from', from], ['to', to]] as const) {
+        if (value !== null && !DATE.test(value)) return Promise.reject(invalid(`${name} must be a date, YYYY-MM-DD`));
+      }
+      const direction = order === 'asc' ? sql`asc` : sql`desc`;
+      // From the rollup view by tenant_id (the API view has no tenant_id to narrow by), each row
+      // poured into the API view's row type: the columns, their order and their JSON are those
+      // HTTP answers, and cannot drift from them.
+      const rowType = period === 'month' ? sql`api.kpi_history_monthly` : sql`api.kpi_history_quarterly`;
+      return single(`read_kpi_rollup_${period}`, () => sql<{ result: KpiRollupRows[P][] }[]>`
+        select coalesce(json_agg(
+                 row_to_json(jsonb_populate_record(null::${rowType}, to_jsonb(r) || jsonb_build_object('tenant', slug.value)))
+                 order by r.period_start ${direction}), '[]') as result
+        from (
+          select * from kpi.kpi_history_rollups
+          where tenant_id = ${tenantId} and period = ${period}
+            and period_start >= coalesce(${from}::date, '-infinity') and period_start <= coalesce(${to}::date, 'infinity')
+          order by period_start ${direction}
+          limit ${limit}
+        ) r
+        cross join (select t.slug as value from kpi.tenants t where t.id = ${tenantId}) slug`);
+    },
+
     /** Health of the daily fill, as GET /rpc/kpi_history_health answers it. */
     health(): Promise<HealthResult> {
       return single('health', () => sql<{ result: HealthResult }[]>`select kpi_api.health() as result`);
@@ -180,6 +224,7 @@ export const fillKpiHistory = (tenantId: string) => server().fillKpiHistory(tena
 export const fillAllKpiHistory = (options?: { full?: boolean }) => server().fillAllKpiHistory(options);
 export const backfillKpiHistory = (options?: BackfillOptions) => server().backfillKpiHistory(options);
 export const readKpiHistory = (tenantId: string, query?: HistoryQuery) => server().readKpiHistory(tenantId, query);
+export const readKpiRollup = <P extends RollupPeriod>(tenantId: string, query: RollupQuery<P>) => server().readKpiRollup(tenantId, query);
 export async function closeKpiHistory(): Promise<void> {
   await shared?.end();
   shared = undefined;

@@ -62,7 +62,15 @@ describe('the SDK’s calls (browser entry, through the replay’s fetch)', () =
   });
 
   it('reached every endpoint the API has', () => {
-    expect([...pathsHit].sort()).toEqual(['/active_tenant', '/kpi_history', '/rpc/kpi_history_cron', '/rpc/kpi_history_csv', '/rpc/kpi_history_health']);
+    expect([...pathsHit].sort()).toEqual([
+      '/active_tenant',
+      '/kpi_history',
+      '/kpi_history_monthly',
+      '/kpi_history_quarterly',
+      '/rpc/kpi_history_cron',
+      '/rpc/kpi_history_csv',
+      '/rpc/kpi_history_health',
+    ]);
   });
 });
 

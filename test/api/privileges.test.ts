@@ -10,7 +10,7 @@ const db = useTestDatabase();
 describe('privilege matrix', () => {
   it('anon and authenticated may use exactly these api objects', async () => {
     const rows = await db.sql`
-      select r.role, c.relname as object, 'select' as privilege
+      select r.role, c.relname::text as object, 'select' as privilege
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
       cross join (values ('anon'), ('authenticated')) r(role)
       where n.nspname = 'api' and has_table_privilege(r.role, c.oid, 'select')
@@ -24,15 +24,17 @@ describe('privilege matrix', () => {
       'anon execute kpi_history_cron(json)',
       'anon execute kpi_history_health()',
       'authenticated execute kpi_history_cron(json)',
-      'authenticated execute kpi_history_csv(weeks text, "from" text, "to" text)',
+      'authenticated execute kpi_history_csv(weeks text, "from" text, "to" text, period text)',
       'authenticated execute kpi_history_health()',
       'authenticated select active_tenant',
       'authenticated select kpi_history',
       'authenticated select kpi_history_export',
+      'authenticated select kpi_history_monthly',
+      'authenticated select kpi_history_quarterly',
     ].sort());
   });
 
-  it('in the private schemas they may execute only the request-context functions, and read two RLS-guarded tables', async () => {
+  it('in the private schemas they may execute only the request-context functions, and read two RLS-guarded tables and a view over them', async () => {
     const rows = await db.sql`
       select r.role, n.nspname || '.' || p.proname as object
       from pg_proc p join pg_namespace n on n.oid = p.pronamespace
@@ -42,7 +44,7 @@ describe('privilege matrix', () => {
       select r.role, n.nspname || '.' || c.relname
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
       cross join (values ('anon'), ('authenticated')) r(role)
-      where n.nspname = 'kpi' and c.relkind = 'r'
+      where n.nspname = 'kpi' and c.relkind in ('r', 'v')
         and (has_table_privilege(r.role, c.oid, 'select, insert, update, delete, truncate')
              or has_any_column_privilege(r.role, c.oid, 'select, insert, update'))
       order by 1, 2`;
@@ -54,8 +56,11 @@ describe('privilege matrix', () => {
       'anon kpi_api.request_header',
       'anon kpi_api.run_cron',
       'authenticated kpi.kpi_history',
+      'authenticated kpi.kpi_history_rollups',
       'authenticated kpi.tenants',
       'authenticated kpi_api.csv_field',
+      'authenticated kpi_api.csv_header',
+      'authenticated kpi_api.csv_line',
       'authenticated kpi_api.current_tenant_id',
       'authenticated kpi_api.date_argument',
       'authenticated kpi_api.health',
@@ -109,7 +114,7 @@ describe('object properties', () => {
     const relations = await db.sql`
       select c.relname, c.relkind, c.reloptions from pg_class c join pg_namespace n on n.oid = c.relnamespace
       where n.nspname = 'api' order by 1`;
-    expect(relations.map((r) => r.relname)).toEqual(['active_tenant', 'kpi_history', 'kpi_history_export']);
+    expect(relations.map((r) => r.relname)).toEqual(['active_tenant', 'kpi_history', 'kpi_history_export', 'kpi_history_monthly', 'kpi_history_quarterly']);
     for (const view of relations) {
       expect(view.relkind).toBe('v');
       expect(view.reloptions).toContain('security_invoker=true');
@@ -142,7 +147,7 @@ describe('object properties', () => {
       union all
       select p.proname, obj_description(p.oid, 'pg_proc')
       from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'api'`;
-    expect(rows.length).toBe(6);
+    expect(rows.length).toBe(8);
     for (const row of rows) expect(row.comment, row.name).toMatch(/Example: (GET|POST) \//);
   });
 });

@@ -13,11 +13,14 @@ const SUITES = [
   'test/api/documented-calls.test.ts',
   'test/sdk/server.test.ts',
   'test/aggregation/fill-all.test.ts',
+  // Which month a week belongs to must not depend on the session's TimeZone.
+  'test/aggregation/rollups.test.ts',
+  'test/api/rollups.test.ts',
 ];
 const report = join(projectRoot, '.data', `time-zones-${process.pid}.json`);
 afterAll(() => rmSync(report, { force: true }));
 
-it('CSV, export, health, server SDK and fill suites pass with the server in America/New_York and Node in Asia/Kolkata', () => {
+it('CSV, export, health, server SDK, fill and rollup suites pass with the server in America/New_York and Node in Asia/Kolkata', () => {
   const { serverUrl } = inject('testDatabase');
   const run = spawnSync(`${projectRoot}node_modules/.bin/vitest`, ['run', ...SUITES, '--reporter=json', `--outputFile=${report}`], {
     cwd: projectRoot,

@@ -2,6 +2,7 @@
 // declared in sdk/src/results.ts checked against what the database returns.
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { connect, useTestDatabase } from '../helpers/database.js';
+import { connectAsAuthenticator, get } from '../helpers/postgrest.js';
 import {
   createKpiHistoryServer,
   toKpiHistoryError,
@@ -10,7 +11,7 @@ import {
   type KpiHistoryServer,
   type SkippedResult,
 } from '../../sdk/src/server.js';
-import { insertTwoTenantsWithHistory } from '../fixtures/api.js';
+import { insertTwoTenantsWithHistory, userClaims } from '../fixtures/api.js';
 import { insertTenant } from '../fixtures/sources.js';
 import { ACME, GLOBEX, INITECH, UNKNOWN } from '../fixtures/tenants.js';
 import { failure } from './kpi-error.js';
@@ -142,6 +143,53 @@ describe('readKpiHistory', () => {
 
   it('refuses a bad limit', async () => {
     expect(await failure(server.readKpiHistory(ACME, { limit: 0 }))).toMatchObject({ code: 'INVALID_INPUT' });
+  });
+});
+
+describe('readKpiRollup', () => {
+  const READER = '00000000-0000-4000-a000-0000000f0001';
+
+  beforeAll(async () => {
+    // Fourteen months of weeks, so that the default (a year) and the range have work to do.
+    await insertTenant(db.sql, READER, 'rollup-reader');
+    await db.sql`
+      insert into kpi.kpi_history (tenant_id, as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, vli_is_fallback, hrp_pct)
+      select ${READER}, '2023-01-02'::date + 7 * w, w % 100, 50, 50, -12.5 * w, 99, w < 3, case when w % 5 = 0 then null else w % 100 end
+      from generate_series(0, 60) w`;
+  });
+
+  it.each(['month', 'quarter'] as const)('%s: the same rows, columns and order as GET over HTTP for that tenant', async (period) => {
+    const api = connectAsAuthenticator(db.urlAs('authenticator'));
+    try {
+      const view = period === 'month' ? 'kpi_history_monthly' : 'kpi_history_quarterly';
+      const http = await get<Record<string, unknown>[]>(api, `/${view}?order=period_start.desc`, { claims: userClaims(READER) });
+      expect(http.status).toBe(200);
+      const rows = await server.readKpiRollup(READER, { period, limit: 100 });
+      expect(rows).toEqual(http.body);
+      expect(rows.map((r) => Object.keys(r))).toEqual((http.body as Record<string, unknown>[]).map((r) => Object.keys(r)));
+      expect(rows.length).toBe(period === 'month' ? 14 : 5); // Jan 2023 … Feb 2024 (the week of Feb 26: Thursday the 29th)
+    } finally {
+      await api.end();
+    }
+  });
+
+  it('a year by default, newest first; from, to and order narrow and sort by period_start', async () => {
+    const year = await server.readKpiRollup(READER, { period: 'month' });
+    expect(year.map((r) => r.period_start)).toHaveLength(12);
+    expect(year[0]!.period_start).toBe('2024-02-01');
+    const range = await server.readKpiRollup(READER, { period: 'quarter', from: '2023-04-01', to: '2023-10-01', order: 'asc' });
+    expect(range.map((r) => r.period_start)).toEqual(['2023-04-01', '2023-07-01', '2023-10-01']);
+    expect(await server.readKpiRollup(UNKNOWN, { period: 'month' })).toEqual([]);
+  });
+
+  it.each([
+    ['a tenant id that is not a UUID', () => server.readKpiRollup('acme', { period: 'month' })],
+    ['no period', () => server.readKpiRollup(READER, {} as never)],
+    ['a period that is none', () => server.readKpiRollup(READER, { period: 'week' as never })],
+    ['a bad limit', () => server.readKpiRollup(READER, { period: 'month', limit: 0 })],
+    ['a bad date', () => server.readKpiRollup(READER, { period: 'month', from: '2024-1-1' })],
+  ])('refuses %s with INVALID_INPUT', async (_what, call) => {
+    expect(await failure(call())).toMatchObject({ code: 'INVALID_INPUT' });
   });
 });
 

@@ -13,10 +13,12 @@ import {
   type FillAllResult,
   type FillResult,
   type KpiErrorCode,
+  type KpiHistoryMonthlyRow,
+  type KpiHistoryQuarterlyRow,
   type KpiHistoryRow,
   type SkippedResult,
 } from '../../sdk/src/index.js';
-import { fillKpiHistory, backfillKpiHistory } from '../../sdk/src/server.js';
+import { fillKpiHistory, backfillKpiHistory, readKpiRollup } from '../../sdk/src/server.js';
 
 const db = useTestDatabase();
 
@@ -47,15 +49,40 @@ describe('public API types', () => {
       hrp_pct: number | null;
       updated_at: string;
     }>();
-    expectTypeOf(client.history).returns.resolves.toEqualTypeOf<KpiHistoryRow[]>();
     // @ts-expect-error: no such column
     type _Missing = KpiHistoryRow['tenant_id'];
     // Compiled, never called: the point is what the compiler accepts.
     void (() => {
+      expectTypeOf(client.history()).resolves.toEqualTypeOf<KpiHistoryRow[]>();
+      expectTypeOf(client.history({ period: 'week', limit: 4 })).resolves.toEqualTypeOf<KpiHistoryRow[]>();
       // @ts-expect-error: `order` is 'asc' or 'desc'
       void client.history({ order: 'newest' });
       // @ts-expect-error: limit is a number
       void client.history({ limit: '52' });
+    });
+  });
+
+  it('history({ period }) is typed per period: monthly and quarterly rows from the generated views', () => {
+    expectTypeOf<KpiHistoryMonthlyRow['aiv_pct_avg']>().toEqualTypeOf<number>();
+    expectTypeOf<KpiHistoryMonthlyRow['hrp_pct_avg']>().toEqualTypeOf<number | null>();
+    expectTypeOf<KpiHistoryMonthlyRow['hrp_pct_last']>().toEqualTypeOf<number | null>();
+    expectTypeOf<KpiHistoryQuarterlyRow['complete']>().toEqualTypeOf<boolean>();
+    expectTypeOf<KpiHistoryQuarterlyRow['weeks']>().toEqualTypeOf<number>();
+    // @ts-expect-error: rollups have no as_of; they have period_start
+    type _NoAsOf = KpiHistoryMonthlyRow['as_of'];
+    void (() => {
+      expectTypeOf(client.history({ period: 'month' })).resolves.toEqualTypeOf<KpiHistoryMonthlyRow[]>();
+      expectTypeOf(client.history({ period: 'quarter', from: '2026-01-01', order: 'asc' })).resolves.toEqualTypeOf<KpiHistoryQuarterlyRow[]>();
+      expectTypeOf(readKpiRollup('t', { period: 'month' })).resolves.toEqualTypeOf<KpiHistoryMonthlyRow[]>();
+      // @ts-expect-error: no such period
+      void client.history({ period: 'year' });
+      // @ts-expect-error: limit is a number
+      void client.history({ period: 'month', limit: '12' });
+      // @ts-expect-error: the server read needs a period
+      void readKpiRollup('t', {});
+      void client.exportCsv({ period: 'quarter', from: '2026-01-01' });
+      // @ts-expect-error: no such period
+      void client.exportCsv({ period: 'year' });
     });
   });
 
