@@ -36,6 +36,12 @@ psql_db -P footer=off -c "
   order by t.slug, h.as_of desc"
 
 echo
+echo "== Months of each demo tenant (api.kpi_history_monthly, as the owner: every tenant)"
+psql_db -P footer=off -c "
+  select tenant, period_start, weeks, complete, aiv_pct_avg, aiv_pct_last, vli_integrity_pct_avg, hrp_pct_avg
+  from api.kpi_history_monthly order by tenant, period_start"
+
+echo
 echo "== Last runs (kpi.kpi_runs)"
 psql_db -P footer=off -c "
   select id, kind, trigger, status, started_at, duration_ms, ok_count, total_count, rows_written

@@ -71,6 +71,8 @@ if [ -n "${BASE_URL:-}" ]; then
   check "cron RPC with the secret: 200 and a result" bash -c "[ $status = 200 ] && grep -q '\"ok\"' '$work/cron'"
   status=$(http "$work/history" -H @"$work/user.h" "$BASE_URL/kpi_history?order=as_of.desc&limit=52")
   check "history: 200 and a JSON array" bash -c "[ $status = 200 ] && head -c 1 '$work/history' | grep -q '\['"
+  status=$(http "$work/monthly" -H @"$work/user.h" "$BASE_URL/kpi_history_monthly?order=period_start.desc&limit=12")
+  check "months: 200 and the tenant's months" bash -c "[ $status = 200 ] && head -c 2 '$work/monthly' | grep -q '\[{' && grep -Eq '\"tenant\" ?: ?\"$slug\"' '$work/monthly'"
   status=$(http "$work/export.csv" -H @"$work/user.h" -H 'Accept: text/csv' "$BASE_URL/rpc/kpi_history_csv?weeks=2")
   check "CSV: 200, text/csv, attachment" bash -c "[ $status = 200 ] && grep -qi '^content-type: text/csv' '$work/export.csv.headers' && grep -qi '^content-disposition: attachment; filename=\"kpi-history-$slug-[0-9-]*\.csv' '$work/export.csv.headers'"
   check "CSV: header row" first_line_is "$work/export.csv" "$CSV_HEADER"
@@ -137,6 +139,9 @@ SQL
   request authenticated GET /kpi_history "$user" "json_build_object('x-tenant', :'tenant')" \
     'select coalesce(json_agg(h), $$[]$$) from (select * from api.kpi_history order by as_of desc limit 52) h;' >"$work/history"
   check "history: a JSON array of the tenant's weeks" bash -c "head -c 2 '$work/history' | grep -q '\[{' && tail -n 1 '$work/history' | grep -qx 200"
+  request authenticated GET /kpi_history_monthly "$user" "json_build_object('x-tenant', :'tenant')" \
+    'select coalesce(json_agg(m), $$[]$$) from (select * from api.kpi_history_monthly order by period_start desc limit 12) m;' >"$work/monthly"
+  check "months: a JSON array of the tenant's months" bash -c "head -c 2 '$work/monthly' | grep -q '\[{' && grep -Eq '\"tenant\" ?: ?\"$slug\"' '$work/monthly' && tail -n 1 '$work/monthly' | grep -qx 200"
   request authenticated GET /rpc/kpi_history_csv "$user" "json_build_object('accept', 'text/csv')" \
     "select api.kpi_history_csv(weeks => '52'); select current_setting('response.headers', true);" >"$work/export.csv"
   check "CSV: header row" first_line_is "$work/export.csv" "$CSV_HEADER"

@@ -14,7 +14,7 @@ import { runCurve } from './curve.js';
 import { benchDatabase, prepare, resetToGenerated } from './database.js';
 import { measureFills, type FillResult } from './fills.js';
 import { deepenHistory } from './generate.js';
-import { distribution, sampler, timed } from './measure.js';
+import { distribution, sampler, takeTurns, timed } from './measure.js';
 import { printReport, type Report } from './report.js';
 import { measureRollupReads } from './rollup-reads.js';
 import { measureSourceWrites } from './source-writes.js';
@@ -130,25 +130,13 @@ async function main(): Promise<void> {
       pool`select coalesce(json_agg(t), '[]') as body from (
              select as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, vli_is_fallback, hrp_pct, updated_at
              from kpi.kpi_history where tenant_id = ${tenantId} order by as_of desc limit 52) t`;
-    // Warm-up over every sampled tenant (plans, buffers), then the measured pass; the two paths
-    // take turns going first, so neither pays for the other's cache misses.
-    for (const id of readers) {
-      await asApi(id, historyQuery);
-      await ownerQuery(id);
-    }
-    const historyMs: number[] = [];
-    const csvMs: number[] = [];
-    const ownerMs: number[] = [];
-    for (const [i, id] of readers.entries()) {
-      if (i % 2 === 0) {
-        historyMs.push(await asApi(id, historyQuery));
-        ownerMs.push((await timed(() => ownerQuery(id))).ms);
-      } else {
-        ownerMs.push((await timed(() => ownerQuery(id))).ms);
-        historyMs.push(await asApi(id, historyQuery));
-      }
-      csvMs.push(await asApi(id, csvQuery));
-    }
+    const reads = await takeTurns(
+      readers,
+      (id) => asApi(id, historyQuery),
+      async (id) => (await timed(() => ownerQuery(id))).ms,
+      (id) => asApi(id, csvQuery),
+    );
+    const [historyMs, ownerMs, csvMs] = [reads.first, reads.second, reads.after];
 
     // 7b. Monthly and quarterly rollups of the same tenants' five years.
     const rollups = await measureRollupReads(sql, pool, readers, asApi);

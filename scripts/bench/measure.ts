@@ -38,3 +38,33 @@ export function sampler(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * Times two ways of reading the same tenant, and optionally a third, for each tenant: first a
+ * warm-up pass over every tenant (plans, buffers), then the measured pass, in which the two ways
+ * take turns going first so that neither pays for the other's cache misses. Each reader returns
+ * its time in milliseconds.
+ */
+export async function takeTurns(
+  tenantIds: string[],
+  first: (tenantId: string) => Promise<number>,
+  second: (tenantId: string) => Promise<number>,
+  after?: (tenantId: string) => Promise<number>,
+): Promise<{ first: number[]; second: number[]; after: number[] }> {
+  for (const id of tenantIds) {
+    await first(id);
+    await second(id);
+  }
+  const times = { first: [] as number[], second: [] as number[], after: [] as number[] };
+  for (const [i, id] of tenantIds.entries()) {
+    if (i % 2 === 0) {
+      times.first.push(await first(id));
+      times.second.push(await second(id));
+    } else {
+      times.second.push(await second(id));
+      times.first.push(await first(id));
+    }
+    if (after) times.after.push(await after(id));
+  }
+  return times;
+}

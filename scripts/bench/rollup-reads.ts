@@ -3,7 +3,7 @@
 // is what keeping the rollups in a table would buy at best: the same rows read by primary key
 // from a table that holds them already (built here, outside the timing, as the owner).
 import type postgres from 'postgres';
-import { distribution, timed, type Distribution } from './measure.js';
+import { distribution, takeTurns, timed, type Distribution } from './measure.js';
 
 export type ApiReader = (tenantId: string, query: (tx: postgres.TransactionSql) => Promise<unknown>) => Promise<number>;
 
@@ -38,24 +38,13 @@ export async function measureRollupReads(sql: postgres.Sql, pool: postgres.Sql, 
 
   const monthly = rollupQuery('kpi_history_monthly', FIVE_YEARS_OF_MONTHS);
   const quarterly = rollupQuery('kpi_history_quarterly', FIVE_YEARS_OF_MONTHS / 3);
-  // Warm-up over every sampled tenant, then the measured pass, the two monthly paths taking turns.
-  for (const id of readers) {
-    await asApi(id, monthly);
-    await materializedQuery(id);
-  }
-  const monthlyMs: number[] = [];
-  const quarterlyMs: number[] = [];
-  const materializedMs: number[] = [];
-  for (const [i, id] of readers.entries()) {
-    if (i % 2 === 0) {
-      monthlyMs.push(await asApi(id, monthly));
-      materializedMs.push((await timed(() => materializedQuery(id))).ms);
-    } else {
-      materializedMs.push((await timed(() => materializedQuery(id))).ms);
-      monthlyMs.push(await asApi(id, monthly));
-    }
-    quarterlyMs.push(await asApi(id, quarterly));
-  }
+  const times = await takeTurns(
+    readers,
+    (id) => asApi(id, monthly),
+    async (id) => (await timed(() => materializedQuery(id))).ms,
+    (id) => asApi(id, quarterly),
+  );
+  const [monthlyMs, materializedMs, quarterlyMs] = [times.first, times.second, times.after];
   await sql`drop table public.bench_rollups_materialized`;
 
   const result = { monthly: distribution(monthlyMs), quarterly: distribution(quarterlyMs), materializedMonthly: distribution(materializedMs) };

@@ -95,7 +95,7 @@ describe('scripts/test-kpi-history.sh (psql mode)', () => {
     await db.sql`select kpi.fill_all_kpi_history()`;
     const result = run(['bash', 'scripts/test-kpi-history.sh'], { CRON_SECRET: SECRET, BASE_URL: '' });
     expect(result.out).toContain('all checks passed');
-    expect(result.out.match(/^ok {4}/gm)).toHaveLength(6);
+    expect(result.out.match(/^ok {4}/gm)).toHaveLength(7);
     expect(result.code).toBe(0);
   });
 
@@ -156,7 +156,7 @@ describe('scripts/test-kpi-history.sh (curl mode, against the PostgREST replay o
       });
       expect(result.out).toContain(`== ${server.url} (PostgREST, with curl)`);
       expect(result.out).toContain('all checks passed');
-      expect(result.out.match(/^ok {4}/gm)).toHaveLength(8);
+      expect(result.out.match(/^ok {4}/gm)).toHaveLength(9);
       expect(result.code).toBe(0);
     } finally {
       await server.close();
