@@ -130,6 +130,7 @@ declare
   from_date date;
   to_date date;
   tenant_slug text;
+  rows_json json[];
   body text;
   failed_sqlstate text;
   failed_message text;
@@ -154,10 +155,11 @@ begin
     perform kpi_api.raise_http_error('UNKNOWN_TENANT', 'the active tenant does not exist');
   end if;
 
-  -- Rows oldest first; a row is in range when its first day (as_of, period_start) is in [from, to].
+  -- The rows as JSON, oldest first; a row is in range when its first day (as_of, period_start) is
+  -- in [from, to]. Then one statement turns them into lines, whatever their view.
   if period_name = 'week' then
     -- The latest `weeks` weeks in the range.
-    select string_agg(kpi_api.csv_line(latest), '' order by latest.as_of) into body
+    select array_agg(row_to_json(latest) order by latest.as_of) into rows_json
     from (
       select e.* from api.kpi_history_export e
       where (from_date is null or e.as_of >= from_date) and (to_date is null or e.as_of <= to_date)
@@ -165,14 +167,17 @@ begin
       limit week_count
     ) latest;
   elsif period_name = 'month' then
-    select string_agg(kpi_api.csv_line(m), '' order by m.period_start) into body
+    select array_agg(row_to_json(m) order by m.period_start) into rows_json
     from api.kpi_history_monthly m
     where (from_date is null or m.period_start >= from_date) and (to_date is null or m.period_start <= to_date);
   else
-    select string_agg(kpi_api.csv_line(q), '' order by q.period_start) into body
+    select array_agg(row_to_json(q) order by q.period_start) into rows_json
     from api.kpi_history_quarterly q
     where (from_date is null or q.period_start >= from_date) and (to_date is null or q.period_start <= to_date);
   end if;
+  select string_agg((select string_agg(kpi_api.csv_field(f.value), ',') from json_each_text(r.line) f) || E'\r\n', ''
+                    order by r.n) into body
+  from unnest(rows_json) with ordinality r(line, n);
 
   -- The weekly file keeps the name it always had, so links and scripts that expect it still work.
   perform set_config('response.headers', json_build_array(json_build_object(
@@ -1463,15 +1468,6 @@ CREATE FUNCTION kpi_api.csv_header(relation regclass) RETURNS text
 
 
 --
--- Name: csv_line(anyelement); Type: FUNCTION; Schema: kpi_api; Owner: -
---
-
-CREATE FUNCTION kpi_api.csv_line(row_value anyelement) RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
-    AS $$ select (select string_agg(kpi_api.csv_field(f.value), ',') from json_each_text(row_to_json(row_value)) f) || E'\r\n' $$;
-
-
---
 -- Name: current_tenant_id(); Type: FUNCTION; Schema: kpi_api; Owner: -
 --
 
@@ -1992,36 +1988,50 @@ CREATE VIEW kpi.kpi_history_rollups WITH (security_invoker='true') AS
     l.hrp_pct AS hrp_pct_last,
     r.vli_fallback_weeks,
     r.hrp_weeks
-   FROM (( SELECT h.tenant_id,
-            p.period,
-            p.period_start,
-            (((p.period_start + p.length))::date - 1) AS period_end,
+   FROM (( SELECT w.tenant_id,
+            w.period,
+            w.period_start,
+            (((w.period_start + w.length))::date - 1) AS period_end,
             (count(*))::integer AS weeks,
-            min(h.as_of) AS first_week,
-            max(h.as_of) AS last_week,
-            round(avg(h.aiv_pct), 2) AS aiv_pct_avg,
-            min(h.aiv_pct) AS aiv_pct_min,
-            max(h.aiv_pct) AS aiv_pct_max,
-            round(avg(h.ati_pct), 2) AS ati_pct_avg,
-            min(h.ati_pct) AS ati_pct_min,
-            max(h.ati_pct) AS ati_pct_max,
-            round(avg(h.crs_pct), 2) AS crs_pct_avg,
-            min(h.crs_pct) AS crs_pct_min,
-            max(h.crs_pct) AS crs_pct_max,
-            round(avg(h.elasticity_usd_per_point), 2) AS elasticity_usd_per_point_avg,
-            min(h.elasticity_usd_per_point) AS elasticity_usd_per_point_min,
-            max(h.elasticity_usd_per_point) AS elasticity_usd_per_point_max,
-            round(avg(h.vli_integrity_pct), 2) AS vli_integrity_pct_avg,
-            min(h.vli_integrity_pct) AS vli_integrity_pct_min,
-            max(h.vli_integrity_pct) AS vli_integrity_pct_max,
-            round(avg(h.hrp_pct), 2) AS hrp_pct_avg,
-            min(h.hrp_pct) AS hrp_pct_min,
-            max(h.hrp_pct) AS hrp_pct_max,
-            (count(*) FILTER (WHERE h.vli_is_fallback))::integer AS vli_fallback_weeks,
-            (count(h.hrp_pct))::integer AS hrp_weeks
-           FROM (kpi.kpi_history h
-             CROSS JOIN LATERAL ( VALUES ('month'::text,(date_trunc('month'::text, ((h.as_of + 3))::timestamp without time zone))::date,'1 mon'::interval), ('quarter'::text,(date_trunc('quarter'::text, ((h.as_of + 3))::timestamp without time zone))::date,'3 mons'::interval)) p(period, period_start, length))
-          GROUP BY h.tenant_id, p.period, p.period_start, p.length) r
+            min(w.as_of) AS first_week,
+            max(w.as_of) AS last_week,
+            round(avg(w.aiv_pct), 2) AS aiv_pct_avg,
+            min(w.aiv_pct) AS aiv_pct_min,
+            max(w.aiv_pct) AS aiv_pct_max,
+            round(avg(w.ati_pct), 2) AS ati_pct_avg,
+            min(w.ati_pct) AS ati_pct_min,
+            max(w.ati_pct) AS ati_pct_max,
+            round(avg(w.crs_pct), 2) AS crs_pct_avg,
+            min(w.crs_pct) AS crs_pct_min,
+            max(w.crs_pct) AS crs_pct_max,
+            round(avg(w.elasticity_usd_per_point), 2) AS elasticity_usd_per_point_avg,
+            min(w.elasticity_usd_per_point) AS elasticity_usd_per_point_min,
+            max(w.elasticity_usd_per_point) AS elasticity_usd_per_point_max,
+            round(avg(w.vli_integrity_pct), 2) AS vli_integrity_pct_avg,
+            min(w.vli_integrity_pct) AS vli_integrity_pct_min,
+            max(w.vli_integrity_pct) AS vli_integrity_pct_max,
+            round(avg(w.hrp_pct), 2) AS hrp_pct_avg,
+            min(w.hrp_pct) AS hrp_pct_min,
+            max(w.hrp_pct) AS hrp_pct_max,
+            (count(*) FILTER (WHERE w.vli_is_fallback))::integer AS vli_fallback_weeks,
+            (count(w.hrp_pct))::integer AS hrp_weeks
+           FROM ( SELECT h.tenant_id,
+                    h.as_of,
+                    h.aiv_pct,
+                    h.ati_pct,
+                    h.crs_pct,
+                    h.elasticity_usd_per_point,
+                    h.vli_integrity_pct,
+                    h.vli_is_fallback,
+                    h.hrp_pct,
+                    h.created_at,
+                    h.updated_at,
+                    p.period,
+                    p.length,
+                    (date_trunc(p.period, ((h.as_of + 3))::timestamp without time zone))::date AS period_start
+                   FROM (kpi.kpi_history h
+                     CROSS JOIN ( VALUES ('month'::text,'1 mon'::interval), ('quarter'::text,'3 mons'::interval)) p(period, length))) w
+          GROUP BY w.tenant_id, w.period, w.period_start, w.length) r
      JOIN kpi.kpi_history l ON (((l.tenant_id = r.tenant_id) AND (l.as_of = r.last_week))));
 
 

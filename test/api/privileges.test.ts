@@ -60,7 +60,6 @@ describe('privilege matrix', () => {
       'authenticated kpi.tenants',
       'authenticated kpi_api.csv_field',
       'authenticated kpi_api.csv_header',
-      'authenticated kpi_api.csv_line',
       'authenticated kpi_api.current_tenant_id',
       'authenticated kpi_api.date_argument',
       'authenticated kpi_api.health',
