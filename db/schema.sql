@@ -297,6 +297,16 @@ $$;
 
 
 --
+-- Name: anomalies_changed(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.anomalies_changed() RETURNS integer
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    RETURN (COALESCE(NULLIF(current_setting('kpi.anomalies_changed'::text, true), ''::text), '0'::text))::integer;
+
+
+--
 -- Name: assert_tenant_can_fill(uuid); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -330,6 +340,7 @@ CREATE FUNCTION kpi.backfill_kpi_history(tenant_id uuid DEFAULT NULL::uuid, "fro
 declare
   run_id bigint;
   result jsonb;
+  anomalies_before integer := kpi.anomalies_changed();
 begin
   if "from" > "to" then
     perform kpi.raise_error('INVALID_INPUT', format('"from" (%s) is after "to" (%s)', "from", "to"));
@@ -344,7 +355,8 @@ begin
   perform kpi.assert_tenant_can_fill(tenant_id);
   run_id := kpi.start_kpi_run('backfill', tenant_id, "from", "to");
   result := kpi.write_kpi_history(tenant_id, "from", "to", false) - 'as_of' - 'no_avi'
-            || jsonb_build_object('total', 1, 'errors', '[]'::jsonb, 'status', 'ok', 'run_id', run_id);
+            || jsonb_build_object('total', 1, 'errors', '[]'::jsonb, 'status', 'ok', 'run_id', run_id,
+                                  'anomalies', kpi.anomalies_changed() - anomalies_before);
   perform kpi.finish_kpi_run(run_id, 'ok', result);
   return result;
 end
@@ -557,6 +569,7 @@ declare
   result jsonb;
   failure_state text;
   failure_message text;
+  anomalies_before integer := kpi.anomalies_changed();
 begin
   begin
     result := kpi.write_kpi_history(null, p_from, p_to, p_latest_only);
@@ -577,6 +590,7 @@ begin
     return result || jsonb_build_object('status', 'failed', 'run_id', p_run_id);
   end;
   result := result - 'as_of' || jsonb_build_object(
+    'anomalies', kpi.anomalies_changed() - anomalies_before,
     'status', case when result -> 'errors' = '[]'::jsonb then 'ok' else 'partial' end,
     'run_id', p_run_id);
   perform kpi.finish_kpi_run(p_run_id, result ->> 'status', result);
@@ -600,6 +614,7 @@ declare
   corrected integer := 0;
   failure_state text;
   failure_message text;
+  anomalies_before integer := kpi.anomalies_changed();
 begin
   update kpi.kpi_runs set mode = case when p_full then 'full' else 'incremental' end where id = p_run_id;
   begin
@@ -640,6 +655,8 @@ begin
     return result || jsonb_build_object('status', 'failed', 'run_id', p_run_id);
   end;
   result := jsonb_strip_nulls(result) || jsonb_build_object(
+    -- Anomalies the run's writes inserted or changed (the history triggers score what is written).
+    'anomalies', kpi.anomalies_changed() - anomalies_before,
     'status', case when result -> 'errors' = '[]'::jsonb then 'ok' else 'partial' end,
     'run_id', p_run_id);
   perform kpi.finish_kpi_run(p_run_id, result ->> 'status', result);
@@ -686,13 +703,16 @@ CREATE FUNCTION kpi.fill_kpi_history(tenant_id uuid) RETURNS jsonb
 declare
   run_id bigint;
   result jsonb;
+  anomalies_before integer := kpi.anomalies_changed();
 begin
   perform kpi.assert_tenant_can_fill(tenant_id);
   run_id := kpi.start_kpi_run('fill', tenant_id, null, null);
   result := kpi.write_kpi_history(tenant_id, null, null, true);
+  result := result || jsonb_build_object('anomalies', kpi.anomalies_changed() - anomalies_before);
   perform kpi.finish_kpi_run(run_id, 'ok', result || '{"total": 1, "errors": []}');
   return jsonb_build_object('ok', true, 'as_of', result -> 'as_of', 'rows_written', result -> 'rows_written',
-                            'warnings', result -> 'warnings', 'run_id', run_id);
+                            'warnings', result -> 'warnings', 'anomalies', result -> 'anomalies',
+                            'run_id', run_id);
 end
 $$;
 
@@ -835,6 +855,23 @@ $$;
 
 
 --
+-- Name: notify_alert_workers(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.notify_alert_workers() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if exists (select from new_alerts where status = 'pending') then
+    perform pg_notify('kpi_alerts', '');
+  end if;
+  return null;
+end
+$$;
+
+
+--
 -- Name: raise_error(text, text, text); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -854,6 +891,205 @@ begin
   raise exception using errcode = state, message = message, hint = hint;
 end
 $$;
+
+
+--
+-- Name: rescore_after_rule_change(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.rescore_after_rule_change() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  -- (PL/pgSQL plans each statement when it first runs it, so each branch may name only the
+  -- transition tables its event has.)
+  if tg_table_name = 'anomaly_rules' then
+    perform kpi.rescore_all_anomalies();
+  elsif tg_op = 'INSERT' then
+    perform kpi.rescore_all_anomalies(t.tenant_id) from (select distinct tenant_id from changed_new) t;
+  elsif tg_op = 'DELETE' then
+    perform kpi.rescore_all_anomalies(t.tenant_id) from (select distinct tenant_id from changed_old) t;
+  else
+    perform kpi.rescore_all_anomalies(t.tenant_id)
+    from (select tenant_id from changed_old union select tenant_id from changed_new) t;
+  end if;
+  return null;
+end
+$$;
+
+
+--
+-- Name: rescore_all_anomalies(uuid); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.rescore_all_anomalies(p_tenant_id uuid DEFAULT NULL::uuid) RETURNS integer
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  -- Each tenant's first and last week: rescore_anomalies covers every week between.
+  select kpi.rescore_anomalies(array_agg(h.tenant_id), array_agg(w.as_of))
+  from (select k.tenant_id, min(k.as_of) as first_week, max(k.as_of) as last_week from kpi.kpi_history k
+        where p_tenant_id is null or k.tenant_id = p_tenant_id group by k.tenant_id) h
+  cross join lateral (values (h.first_week), (h.last_week)) w (as_of)
+$$;
+
+
+--
+-- Name: FUNCTION rescore_all_anomalies(p_tenant_id uuid); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.rescore_all_anomalies(p_tenant_id uuid) IS 'Re-scores every week of one tenant (or of all): the detection from scratch. Returns how many anomalies it inserted or changed. Example: select kpi.rescore_all_anomalies();';
+
+
+--
+-- Name: rescore_anomalies(uuid[], date[]); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.rescore_anomalies(p_tenant_ids uuid[], p_weeks date[]) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  changed integer;
+begin
+  with given as (
+    select g.tenant_id, min(g.as_of) as first_week, max(g.as_of) as last_week
+    from unnest(p_tenant_ids, p_weeks) as g (tenant_id, as_of)
+    group by g.tenant_id
+  ),
+  targets as materialized (
+    select h.tenant_id, h.as_of, h.aiv_pct, h.ati_pct, h.crs_pct, h.elasticity_usd_per_point,
+           h.vli_integrity_pct, h.vli_is_fallback, h.hrp_pct
+    from given g
+    join kpi.kpi_history h on h.tenant_id = g.tenant_id and h.as_of >= g.first_week and h.as_of <= g.last_week + 84
+  ),
+  -- Each week's scored values; a fallback VLI (100 for want of an audit) is no measurement: it is
+  -- neither scored nor part of a baseline.
+  observed as (
+    select t.tenant_id, t.as_of, k.kpi, k.value
+    from targets t
+    cross join lateral (values
+      ('aiv_pct', t.aiv_pct), ('ati_pct', t.ati_pct), ('crs_pct', t.crs_pct),
+      ('elasticity_usd_per_point', t.elasticity_usd_per_point),
+      ('vli_integrity_pct', case when not t.vli_is_fallback then t.vli_integrity_pct end),
+      ('hrp_pct', t.hrp_pct)) as k (kpi, value)
+    where k.value is not null
+  ),
+  -- The baseline: the same KPI in the 12 calendar weeks before, NULLs ignored.
+  samples as materialized (
+    select t.tenant_id, t.as_of, k.kpi, k.value
+    from targets t
+    join kpi.kpi_history b on b.tenant_id = t.tenant_id and b.as_of >= t.as_of - 84 and b.as_of < t.as_of
+    cross join lateral (values
+      ('aiv_pct', b.aiv_pct), ('ati_pct', b.ati_pct), ('crs_pct', b.crs_pct),
+      ('elasticity_usd_per_point', b.elasticity_usd_per_point),
+      ('vli_integrity_pct', case when not b.vli_is_fallback then b.vli_integrity_pct end),
+      ('hrp_pct', b.hrp_pct)) as k (kpi, value)
+    where k.value is not null
+  ),
+  medians as (
+    -- The values have 2 decimals, so the median has at most 3: rounding the float result to 4
+    -- gives it exactly.
+    select s.tenant_id, s.as_of, s.kpi, count(*)::integer as n,
+           round((percentile_cont(0.5) within group (order by s.value::float8))::numeric, 4) as median
+    from samples s
+    group by s.tenant_id, s.as_of, s.kpi
+    having count(*) >= 8
+  ),
+  spreads as (
+    select m.tenant_id, m.as_of, m.kpi, m.n, m.median,
+           round((percentile_cont(0.5) within group (order by abs(s.value - m.median)::float8))::numeric, 4) as mad,
+           avg(abs(s.value - m.median)) as mean_ad
+    from medians m
+    join samples s on s.tenant_id = m.tenant_id and s.as_of = m.as_of and s.kpi = m.kpi
+    group by m.tenant_id, m.as_of, m.kpi, m.n, m.median
+  ),
+  rules as (
+    select g.tenant_id, d.kpi, coalesce(o.enabled, true) as enabled,
+           coalesce(o.threshold, d.threshold) as threshold,
+           coalesce(o.min_delta, d.min_delta, 0) as min_delta,
+           coalesce(o.min_delta_of_median, d.min_delta_of_median, 0) as min_delta_of_median
+    from given g
+    cross join kpi.anomaly_rules d
+    left join kpi.tenant_anomaly_rules o on o.tenant_id = g.tenant_id and o.kpi = d.kpi
+  ),
+  scored as (
+    select o.tenant_id, o.as_of, o.kpi, o.value, s.n, s.median, s.mad, r.threshold,
+           greatest(r.min_delta, r.min_delta_of_median * abs(s.median)) as min_delta,
+           -- Iglewicz & Hoaglin: 0.6745 (x − median) / MAD; with MAD 0, the mean absolute
+           -- deviation scaled to match (1.253314); with no spread at all, any difference is infinite.
+           case when s.mad > 0 then 0.6745 * (o.value - s.median)::float8 / s.mad::float8
+                when s.mean_ad > 0 then (o.value - s.median)::float8 / (1.253314 * s.mean_ad::float8)
+                when o.value > s.median then 'Infinity'::float8
+                when o.value < s.median then '-Infinity'::float8
+                else 0 end as score
+    from observed o
+    join spreads s on s.tenant_id = o.tenant_id and s.as_of = o.as_of and s.kpi = o.kpi
+    join rules r on r.tenant_id = o.tenant_id and r.kpi = o.kpi
+    where r.enabled
+  ),
+  found as (
+    select f.* from scored f
+    where abs(f.score) > f.threshold and abs(f.value - f.median) >= f.min_delta
+  ),
+  upserted as (
+    insert into kpi.kpi_anomalies as a (tenant_id, as_of, kpi, value, baseline_median, baseline_mad, baseline_weeks,
+                                        score, direction, threshold, run_id)
+    select f.tenant_id, f.as_of, f.kpi, f.value, f.median, f.mad, f.n, f.score,
+           case when f.value > f.median then 'up' else 'down' end, f.threshold,
+           (select max(r.id) from kpi.kpi_runs r where r.backend_pid = pg_backend_pid() and r.status = 'running')
+    from found f
+    order by f.tenant_id, f.as_of, f.kpi
+    on conflict (tenant_id, as_of, kpi) do update set
+      value = excluded.value, baseline_median = excluded.baseline_median, baseline_mad = excluded.baseline_mad,
+      baseline_weeks = excluded.baseline_weeks, score = excluded.score, direction = excluded.direction,
+      threshold = excluded.threshold, detected_at = now(), run_id = excluded.run_id
+    where (a.value, a.baseline_median, a.baseline_mad, a.baseline_weeks, a.score, a.direction, a.threshold)
+          is distinct from
+          (excluded.value, excluded.baseline_median, excluded.baseline_mad, excluded.baseline_weeks, excluded.score,
+           excluded.direction, excluded.threshold)
+    returning a.tenant_id, a.as_of, a.kpi, a.value, a.baseline_median, a.baseline_mad, a.score, a.direction,
+              a.threshold, a.detected_at
+  ),
+  removed as (
+    -- Anomalies of the re-scored weeks that a from-scratch detection would not find (their
+    -- alerts go with them: a pending alert about something no longer true is never sent).
+    delete from kpi.kpi_anomalies a
+    using targets t
+    where a.tenant_id = t.tenant_id and a.as_of = t.as_of
+      and not exists (select from found f where f.tenant_id = a.tenant_id and f.as_of = a.as_of and f.kpi = a.kpi)
+    returning 1
+  ),
+  alerted as (
+    insert into kpi.alerts (tenant_id, as_of, kpi, payload, status, finished_at)
+    select u.tenant_id, u.as_of, u.kpi,
+           jsonb_build_object(
+             'tenant', jsonb_build_object('id', u.tenant_id, 'slug', (select t.slug from kpi.tenants t where t.id = u.tenant_id)),
+             'as_of', u.as_of, 'kpi', u.kpi, 'value', u.value, 'baseline_median', u.baseline_median,
+             'baseline_mad', u.baseline_mad, 'score', u.score, 'threshold', u.threshold, 'direction', u.direction,
+             'detected_at', kpi.utc_iso(u.detected_at)),
+           case when u.as_of < (now() at time zone 'UTC')::date - s.max_alert_age then 'suppressed' else 'pending' end,
+           case when u.as_of < (now() at time zone 'UTC')::date - s.max_alert_age then now() end
+    from upserted u
+    cross join kpi.alert_settings s
+    order by u.tenant_id, u.as_of, u.kpi
+    returning 1
+  )
+  -- (Every data-modifying part runs whether or not it is read.)
+  select count(*) from upserted into changed;
+  -- For the run result: how many anomalies this transaction's writes inserted or changed.
+  perform set_config('kpi.anomalies_changed', (kpi.anomalies_changed() + changed)::text, true);
+  return changed;
+end
+$$;
+
+
+--
+-- Name: FUNCTION rescore_anomalies(p_tenant_ids uuid[], p_weeks date[]); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.rescore_anomalies(p_tenant_ids uuid[], p_weeks date[]) IS 'Re-scores the given (tenant, week) pairs and the 12 weeks after each, so that kpi_anomalies equals a from-scratch detection for them; enqueues an alert per new or changed anomaly. Returns how many anomalies it inserted or changed. Example: select kpi.rescore_anomalies(array[''<tenant uuid>''::uuid], array[''2026-01-05''::date]);';
 
 
 --
@@ -974,6 +1210,21 @@ $$;
 --
 
 COMMENT ON PROCEDURE kpi.run_source_cleanup(IN batch_size integer) IS 'Deletes source reports older than each tenant''s retention (plan or override), in batches of batch_size rows, each its own transaction; never the rows the history still needs. Logged in kpi.kpi_runs (kind cleanup, details.deleted). Run daily by pg_cron. Example: call kpi.run_source_cleanup();';
+
+
+--
+-- Name: score_written_weeks(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.score_written_weeks() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  perform kpi.rescore_anomalies(array_agg(w.tenant_id), array_agg(w.as_of)) from written_weeks w having count(*) > 0;
+  return null;
+end
+$$;
 
 
 --
@@ -1565,6 +1816,7 @@ declare
   last_success timestamptz;
   schedule jsonb;
   holder jsonb := kpi.all_tenant_lock_holder();
+  alerts jsonb;
   reasons text[] := '{}';
 begin
   select * into last_run from kpi.kpi_runs
@@ -1592,6 +1844,20 @@ begin
                                  last_full.details ->> 'corrected', last_full.id);
   end if;
 
+  -- Alerts: how many wait, how many were given up on (the partial indexes keep these cheap).
+  select jsonb_build_object(
+           'pending', (select count(*) from kpi.alerts a where a.status = 'pending'),
+           'overdue', (select count(*) from kpi.alerts a where a.status = 'pending' and a.next_attempt_at < now() - interval '1 hour'),
+           'dead', (select count(*) from kpi.alerts a where a.status = 'dead'))
+  into alerts;
+  if (alerts ->> 'dead')::integer > 0 then
+    reasons := reasons || format('%s alerts are dead (not delivered within the retry window, or refused): see kpi.alerts',
+                                 alerts ->> 'dead');
+  end if;
+  if (alerts ->> 'overdue')::integer > 0 then
+    reasons := reasons || format('%s alerts have waited over an hour: is a worker running (npm run worker)?', alerts ->> 'overdue');
+  end if;
+
   if to_regclass('cron.job') is not null then
     execute $q$select jsonb_build_object('job', jobname, 'cron', schedule, 'timezone', 'UTC', 'active', active)
                from cron.job where jobname = 'kpi-history'$q$ into schedule;
@@ -1605,7 +1871,8 @@ begin
                   'status', last_run.status, 'trigger', last_run.trigger,
                   'started_at', kpi.utc_iso(last_run.started_at), 'finished_at', kpi.utc_iso(last_run.finished_at)) end,
     'last_success_at', kpi.utc_iso(last_success),
-    'schedule', schedule);
+    'schedule', schedule,
+    'alerts', alerts);
 end
 $_$;
 
@@ -1819,6 +2086,118 @@ CREATE VIEW api.active_tenant WITH (security_invoker='true') AS
 
 COMMENT ON VIEW api.active_tenant IS 'The tenant this request acts for (the x-tenant header, or the only tenant of the token): one row, or none when the token grants an id that is no tenant. Needs a JWT with role "authenticated" and "tenant_ids".
 Example: GET /active_tenant?select=slug,name';
+
+
+--
+-- Name: kpi_anomalies; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.kpi_anomalies (
+    tenant_id uuid NOT NULL,
+    as_of date NOT NULL,
+    kpi text NOT NULL,
+    value numeric NOT NULL,
+    baseline_median numeric NOT NULL,
+    baseline_mad numeric NOT NULL,
+    baseline_weeks integer NOT NULL,
+    score double precision NOT NULL,
+    direction text NOT NULL,
+    threshold numeric NOT NULL,
+    detected_at timestamp with time zone DEFAULT now() NOT NULL,
+    run_id bigint,
+    CONSTRAINT kpi_anomalies_direction CHECK ((direction = ANY (ARRAY['up'::text, 'down'::text])))
+);
+
+ALTER TABLE ONLY kpi.kpi_anomalies FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE kpi_anomalies; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.kpi_anomalies IS 'KPI values far from the tenant''s previous 12 weeks, one row per tenant, week and KPI. Always equal to a from-scratch detection over kpi_history (kpi.rescore_anomalies), kept so by triggers on kpi_history and on the rules.';
+
+
+--
+-- Name: kpi_anomalies; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.kpi_anomalies WITH (security_invoker='true') AS
+ SELECT a.as_of,
+    a.kpi,
+    a.value,
+    a.baseline_median,
+    a.baseline_mad,
+    a.baseline_weeks,
+    a.score,
+    a.direction,
+    a.threshold,
+    a.detected_at
+   FROM kpi.kpi_anomalies a;
+
+
+--
+-- Name: VIEW kpi_anomalies; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.kpi_anomalies IS 'Anomalies of the active tenant''s weekly KPIs (the x-tenant header, or the only tenant of the token): one row per week and KPI whose value is far from the previous 12 weeks (|modified z-score| above the threshold, and a minimum difference). PostgREST filters apply.
+Example: GET /kpi_anomalies?as_of=gte.2026-01-01&kpi=eq.aiv_pct&order=as_of.desc';
+
+
+--
+-- Name: COLUMN kpi_anomalies.kpi; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_anomalies.kpi IS 'One of aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, hrp_pct.';
+
+
+--
+-- Name: COLUMN kpi_anomalies.value; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_anomalies.value IS 'The week''s value of the KPI.';
+
+
+--
+-- Name: COLUMN kpi_anomalies.baseline_median; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_anomalies.baseline_median IS 'Median of the KPI over the previous 12 weeks (those with a value).';
+
+
+--
+-- Name: COLUMN kpi_anomalies.baseline_mad; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_anomalies.baseline_mad IS 'Median absolute deviation from that median; 0 when at least half the weeks had the median itself.';
+
+
+--
+-- Name: COLUMN kpi_anomalies.baseline_weeks; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_anomalies.baseline_weeks IS 'How many of the previous 12 weeks had a value (8 to 12).';
+
+
+--
+-- Name: COLUMN kpi_anomalies.score; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_anomalies.score IS 'Modified z-score 0.6745 (value - median) / MAD (Iglewicz & Hoaglin); with MAD 0, (value - median) / (1.253314 mean absolute deviation); "Infinity" or "-Infinity" when the baseline has no spread at all.';
+
+
+--
+-- Name: COLUMN kpi_anomalies.direction; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_anomalies.direction IS 'up or down: above or below the median.';
+
+
+--
+-- Name: COLUMN kpi_anomalies.threshold; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.kpi_anomalies.threshold IS 'The |score| it exceeded (the rule in force).';
 
 
 --
@@ -2607,6 +2986,119 @@ COMMENT ON COLUMN api.kpi_history_quarterly.hrp_weeks IS 'Weeks with an HRP; the
 
 
 --
+-- Name: alert_settings; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.alert_settings (
+    singleton boolean DEFAULT true NOT NULL,
+    max_alert_age interval DEFAULT '28 days'::interval NOT NULL,
+    retry_window interval DEFAULT '24:00:00'::interval NOT NULL,
+    CONSTRAINT alert_settings_positive CHECK (((max_alert_age >= '00:00:00'::interval) AND (retry_window > '00:00:00'::interval))),
+    CONSTRAINT alert_settings_singleton CHECK (singleton)
+);
+
+ALTER TABLE ONLY kpi.alert_settings FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE alert_settings; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.alert_settings IS 'How alerts are enqueued, retried and kept (one row).';
+
+
+--
+-- Name: alert_webhooks; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.alert_webhooks (
+    tenant_id uuid NOT NULL,
+    url text NOT NULL,
+    CONSTRAINT alert_webhooks_url CHECK ((url ~ '^https?://[^\s]+$'::text))
+);
+
+ALTER TABLE ONLY kpi.alert_webhooks FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE alert_webhooks; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.alert_webhooks IS 'A tenant''s own webhook URL for its alerts, instead of the worker''s KPI_ALERT_WEBHOOK_URL.';
+
+
+--
+-- Name: alerts; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.alerts (
+    tenant_id uuid NOT NULL,
+    id bigint NOT NULL,
+    as_of date NOT NULL,
+    kpi text NOT NULL,
+    payload jsonb NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
+    claimed_by text,
+    last_status integer,
+    last_error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT alerts_finished_when_not_pending CHECK (((status = 'pending'::text) = (finished_at IS NULL))),
+    CONSTRAINT alerts_status CHECK ((status = ANY (ARRAY['pending'::text, 'delivered'::text, 'dead'::text, 'suppressed'::text])))
+);
+
+ALTER TABLE ONLY kpi.alerts FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE alerts; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.alerts IS 'One alert per new or changed anomaly, written in the same transaction; pending until a worker delivers it (at least once), dead after the retry window or a 4xx answer, suppressed when the week is older than alert_settings.max_alert_age.';
+
+
+--
+-- Name: alerts_id_seq; Type: SEQUENCE; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.alerts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME kpi.alerts_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: anomaly_rules; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.anomaly_rules (
+    kpi text NOT NULL,
+    threshold numeric NOT NULL,
+    min_delta numeric,
+    min_delta_of_median numeric,
+    CONSTRAINT anomaly_rules_kpi CHECK ((kpi = ANY (ARRAY['aiv_pct'::text, 'ati_pct'::text, 'crs_pct'::text, 'elasticity_usd_per_point'::text, 'vli_integrity_pct'::text, 'hrp_pct'::text]))),
+    CONSTRAINT anomaly_rules_min_delta_not_negative CHECK (((min_delta >= (0)::numeric) AND (min_delta_of_median >= (0)::numeric))),
+    CONSTRAINT anomaly_rules_some_min_delta CHECK (((min_delta IS NOT NULL) OR (min_delta_of_median IS NOT NULL))),
+    CONSTRAINT anomaly_rules_threshold_positive CHECK ((threshold > (0)::numeric))
+);
+
+ALTER TABLE ONLY kpi.anomaly_rules FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE anomaly_rules; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.anomaly_rules IS 'Default anomaly rule per KPI: |modified z-score| > threshold and |value - median| >= greatest(min_delta, min_delta_of_median * |median|). Changing a row re-scores every tenant''s history.';
+
+
+--
 -- Name: api_denials; Type: TABLE; Schema: kpi; Owner: -
 --
 
@@ -3006,6 +3498,31 @@ COMMENT ON TABLE kpi.table_distribution IS 'Placement of every kpi table on a di
 
 
 --
+-- Name: tenant_anomaly_rules; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.tenant_anomaly_rules (
+    tenant_id uuid NOT NULL,
+    kpi text NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    threshold numeric,
+    min_delta numeric,
+    min_delta_of_median numeric,
+    CONSTRAINT tenant_anomaly_rules_min_delta_not_negative CHECK (((min_delta >= (0)::numeric) AND (min_delta_of_median >= (0)::numeric))),
+    CONSTRAINT tenant_anomaly_rules_threshold_positive CHECK ((threshold > (0)::numeric))
+);
+
+ALTER TABLE ONLY kpi.tenant_anomaly_rules FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE tenant_anomaly_rules; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.tenant_anomaly_rules IS 'Per-tenant overrides of kpi.anomaly_rules (NULL columns keep the default), or enabled = false to switch a KPI off. Changing a row re-scores that tenant''s history.';
+
+
+--
 -- Name: tenant_count; Type: TABLE; Schema: kpi; Owner: -
 --
 
@@ -3109,6 +3626,38 @@ CREATE TABLE public.schema_migrations (
 
 
 --
+-- Name: alert_settings alert_settings_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.alert_settings
+    ADD CONSTRAINT alert_settings_pkey PRIMARY KEY (singleton);
+
+
+--
+-- Name: alert_webhooks alert_webhooks_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.alert_webhooks
+    ADD CONSTRAINT alert_webhooks_pkey PRIMARY KEY (tenant_id);
+
+
+--
+-- Name: alerts alerts_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.alerts
+    ADD CONSTRAINT alerts_pkey PRIMARY KEY (tenant_id, id);
+
+
+--
+-- Name: anomaly_rules anomaly_rules_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.anomaly_rules
+    ADD CONSTRAINT anomaly_rules_pkey PRIMARY KEY (kpi);
+
+
+--
 -- Name: api_denials api_denials_one_row_per_kind_and_minute; Type: CONSTRAINT; Schema: kpi; Owner: -
 --
 
@@ -3165,6 +3714,14 @@ ALTER TABLE ONLY kpi.error_codes
 
 
 --
+-- Name: kpi_anomalies kpi_anomalies_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.kpi_anomalies
+    ADD CONSTRAINT kpi_anomalies_pkey PRIMARY KEY (tenant_id, as_of, kpi);
+
+
+--
 -- Name: kpi_history kpi_history_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
 --
 
@@ -3210,6 +3767,14 @@ ALTER TABLE ONLY kpi.source_changes
 
 ALTER TABLE ONLY kpi.table_distribution
     ADD CONSTRAINT table_distribution_pkey PRIMARY KEY (table_name);
+
+
+--
+-- Name: tenant_anomaly_rules tenant_anomaly_rules_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.tenant_anomaly_rules
+    ADD CONSTRAINT tenant_anomaly_rules_pkey PRIMARY KEY (tenant_id, kpi);
 
 
 --
@@ -3269,6 +3834,27 @@ ALTER TABLE ONLY public.schema_migrations
 
 
 --
+-- Name: alerts_anomaly; Type: INDEX; Schema: kpi; Owner: -
+--
+
+CREATE INDEX alerts_anomaly ON kpi.alerts USING btree (tenant_id, as_of, kpi);
+
+
+--
+-- Name: alerts_dead; Type: INDEX; Schema: kpi; Owner: -
+--
+
+CREATE INDEX alerts_dead ON kpi.alerts USING btree (finished_at) WHERE (status = 'dead'::text);
+
+
+--
+-- Name: alerts_due; Type: INDEX; Schema: kpi; Owner: -
+--
+
+CREATE INDEX alerts_due ON kpi.alerts USING btree (next_attempt_at) WHERE (status = 'pending'::text);
+
+
+--
 -- Name: api_denials_denied_at_idx; Type: INDEX; Schema: kpi; Owner: -
 --
 
@@ -3276,10 +3862,38 @@ CREATE INDEX api_denials_denied_at_idx ON kpi.api_denials USING btree (denied_at
 
 
 --
+-- Name: kpi_runs_running; Type: INDEX; Schema: kpi; Owner: -
+--
+
+CREATE INDEX kpi_runs_running ON kpi.kpi_runs USING btree (backend_pid) WHERE (status = 'running'::text);
+
+
+--
 -- Name: kpi_runs_started_at_idx; Type: INDEX; Schema: kpi; Owner: -
 --
 
 CREATE INDEX kpi_runs_started_at_idx ON kpi.kpi_runs USING btree (started_at DESC);
+
+
+--
+-- Name: alerts alerts_notify; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER alerts_notify AFTER INSERT ON kpi.alerts REFERENCING NEW TABLE AS new_alerts FOR EACH STATEMENT EXECUTE FUNCTION kpi.notify_alert_workers();
+
+
+--
+-- Name: anomaly_rules anomaly_rules_rescore_insert; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER anomaly_rules_rescore_insert AFTER INSERT ON kpi.anomaly_rules REFERENCING NEW TABLE AS changed_new FOR EACH STATEMENT EXECUTE FUNCTION kpi.rescore_after_rule_change();
+
+
+--
+-- Name: anomaly_rules anomaly_rules_rescore_update; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER anomaly_rules_rescore_update AFTER UPDATE ON kpi.anomaly_rules REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new FOR EACH STATEMENT EXECUTE FUNCTION kpi.rescore_after_rule_change();
 
 
 --
@@ -3325,10 +3939,45 @@ CREATE TRIGGER clarity_reports_track_update AFTER UPDATE ON kpi.clarity_reports 
 
 
 --
+-- Name: kpi_history kpi_history_inserted_scored; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER kpi_history_inserted_scored AFTER INSERT ON kpi.kpi_history REFERENCING NEW TABLE AS written_weeks FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_weeks();
+
+
+--
+-- Name: kpi_history kpi_history_updated_scored; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER kpi_history_updated_scored AFTER UPDATE ON kpi.kpi_history REFERENCING NEW TABLE AS written_weeks FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_weeks();
+
+
+--
 -- Name: plans plans_keep_source_horizon; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
 CREATE TRIGGER plans_keep_source_horizon AFTER UPDATE ON kpi.plans REFERENCING OLD TABLE AS old_plans NEW TABLE AS new_plans FOR EACH STATEMENT EXECUTE FUNCTION kpi.keep_plan_source_horizon();
+
+
+--
+-- Name: tenant_anomaly_rules tenant_anomaly_rules_rescore_delete; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER tenant_anomaly_rules_rescore_delete AFTER DELETE ON kpi.tenant_anomaly_rules REFERENCING OLD TABLE AS changed_old FOR EACH STATEMENT EXECUTE FUNCTION kpi.rescore_after_rule_change();
+
+
+--
+-- Name: tenant_anomaly_rules tenant_anomaly_rules_rescore_insert; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER tenant_anomaly_rules_rescore_insert AFTER INSERT ON kpi.tenant_anomaly_rules REFERENCING NEW TABLE AS changed_new FOR EACH STATEMENT EXECUTE FUNCTION kpi.rescore_after_rule_change();
+
+
+--
+-- Name: tenant_anomaly_rules tenant_anomaly_rules_rescore_update; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER tenant_anomaly_rules_rescore_update AFTER UPDATE ON kpi.tenant_anomaly_rules REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new FOR EACH STATEMENT EXECUTE FUNCTION kpi.rescore_after_rule_change();
 
 
 --
@@ -3409,6 +4058,22 @@ CREATE TRIGGER vli_audits_track_update AFTER UPDATE ON kpi.vli_audits REFERENCIN
 
 
 --
+-- Name: alert_webhooks alert_webhooks_tenant_id_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.alert_webhooks
+    ADD CONSTRAINT alert_webhooks_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES kpi.tenants(id) ON DELETE CASCADE;
+
+
+--
+-- Name: alerts alerts_tenant_id_as_of_kpi_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.alerts
+    ADD CONSTRAINT alerts_tenant_id_as_of_kpi_fkey FOREIGN KEY (tenant_id, as_of, kpi) REFERENCES kpi.kpi_anomalies(tenant_id, as_of, kpi) ON DELETE CASCADE;
+
+
+--
 -- Name: avi_reports avi_reports_tenant_id_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
 --
 
@@ -3425,11 +4090,43 @@ ALTER TABLE ONLY kpi.clarity_reports
 
 
 --
+-- Name: kpi_anomalies kpi_anomalies_kpi_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.kpi_anomalies
+    ADD CONSTRAINT kpi_anomalies_kpi_fkey FOREIGN KEY (kpi) REFERENCES kpi.anomaly_rules(kpi);
+
+
+--
+-- Name: kpi_anomalies kpi_anomalies_tenant_id_as_of_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.kpi_anomalies
+    ADD CONSTRAINT kpi_anomalies_tenant_id_as_of_fkey FOREIGN KEY (tenant_id, as_of) REFERENCES kpi.kpi_history(tenant_id, as_of) ON DELETE CASCADE;
+
+
+--
 -- Name: kpi_history kpi_history_tenant_id_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
 --
 
 ALTER TABLE ONLY kpi.kpi_history
     ADD CONSTRAINT kpi_history_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES kpi.tenants(id) ON DELETE CASCADE;
+
+
+--
+-- Name: tenant_anomaly_rules tenant_anomaly_rules_kpi_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.tenant_anomaly_rules
+    ADD CONSTRAINT tenant_anomaly_rules_kpi_fkey FOREIGN KEY (kpi) REFERENCES kpi.anomaly_rules(kpi);
+
+
+--
+-- Name: tenant_anomaly_rules tenant_anomaly_rules_tenant_id_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.tenant_anomaly_rules
+    ADD CONSTRAINT tenant_anomaly_rules_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES kpi.tenants(id) ON DELETE CASCADE;
 
 
 --
@@ -3456,10 +4153,69 @@ CREATE POLICY "A tenant is visible to its own members while active" ON kpi.tenan
 
 
 --
+-- Name: kpi_anomalies Anomalies are visible to members of the active tenant; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "Anomalies are visible to members of the active tenant" ON kpi.kpi_anomalies FOR SELECT TO authenticated USING ((tenant_id = ( SELECT kpi_api.current_tenant_id() AS current_tenant_id)));
+
+
+--
 -- Name: kpi_history KPI history is visible to members of the active tenant; Type: POLICY; Schema: kpi; Owner: -
 --
 
 CREATE POLICY "KPI history is visible to members of the active tenant" ON kpi.kpi_history FOR SELECT TO authenticated USING ((tenant_id = ( SELECT kpi_api.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: alert_settings; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.alert_settings ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: alert_settings alert_settings are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "alert_settings are maintained by their owner" ON kpi.alert_settings TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: alert_webhooks; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.alert_webhooks ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: alert_webhooks alert_webhooks are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "alert_webhooks are maintained by their owner" ON kpi.alert_webhooks TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: alerts; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.alerts ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: alerts alerts are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "alerts are maintained by their owner" ON kpi.alerts TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: anomaly_rules; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.anomaly_rules ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: anomaly_rules anomaly_rules are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "anomaly_rules are maintained by their owner" ON kpi.anomaly_rules TO postgres USING (true) WITH CHECK (true);
 
 
 --
@@ -3525,6 +4281,19 @@ ALTER TABLE kpi.error_codes ENABLE ROW LEVEL SECURITY;
 --
 
 CREATE POLICY "error_codes are maintained by their owner" ON kpi.error_codes TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: kpi_anomalies; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.kpi_anomalies ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: kpi_anomalies kpi_anomalies are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "kpi_anomalies are maintained by their owner" ON kpi.kpi_anomalies TO postgres USING (true) WITH CHECK (true);
 
 
 --
@@ -3603,6 +4372,19 @@ ALTER TABLE kpi.table_distribution ENABLE ROW LEVEL SECURITY;
 --
 
 CREATE POLICY "table_distribution is maintained by its owner" ON kpi.table_distribution TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: tenant_anomaly_rules; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.tenant_anomaly_rules ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: tenant_anomaly_rules tenant_anomaly_rules are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "tenant_anomaly_rules are maintained by their owner" ON kpi.tenant_anomaly_rules TO postgres USING (true) WITH CHECK (true);
 
 
 --
@@ -3695,4 +4477,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201000300'),
     ('20261201000400'),
     ('20261201000500'),
-    ('20261201000600');
+    ('20261201000600'),
+    ('20261201000700');

@@ -15,6 +15,29 @@ export type Database = {
         };
         Relationships: [];
       };
+      kpi_anomalies: {
+        Row: {
+          as_of: string;
+          /** One of aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, hrp_pct. */
+          kpi: string;
+          /** The week's value of the KPI. */
+          value: number;
+          /** Median of the KPI over the previous 12 weeks (those with a value). */
+          baseline_median: number;
+          /** Median absolute deviation from that median; 0 when at least half the weeks had the median itself. */
+          baseline_mad: number;
+          /** How many of the previous 12 weeks had a value (8 to 12). */
+          baseline_weeks: number;
+          /** Modified z-score 0.6745 (value - median) / MAD (Iglewicz & Hoaglin); with MAD 0, (value - median) / (1.253314 mean absolute deviation); "Infinity" or "-Infinity" when the baseline has no spread at all. */
+          score: number;
+          /** up or down: above or below the median. */
+          direction: string;
+          /** The |score| it exceeded (the rule in force). */
+          threshold: number;
+          detected_at: string;
+        };
+        Relationships: [];
+      };
       kpi_history: {
         Row: {
           /** Monday of the AVI week this row describes. */
