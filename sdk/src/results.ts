@@ -31,6 +31,8 @@ export interface FillResult {
   as_of: string;
   rows_written: number;
   warnings: TenantProblem[];
+  /** Anomalies the write inserted or changed (kpi.kpi_anomalies), each with an alert enqueued. */
+  anomalies: number;
   run_id: number;
 }
 
@@ -59,6 +61,8 @@ export interface FillAllResult {
   run_id: number;
   /** The tenant-weeks computed. */
   weeks: number;
+  /** Anomalies the run's writes inserted or changed (kpi.kpi_anomalies), each with an alert enqueued. */
+  anomalies: number;
   /**
    * History weeks left as they are because their sources are, or may be, gone (source retention):
    * never recomputed, so the history never changes when sources expire.
@@ -96,6 +100,8 @@ export interface HealthResult {
   last_run: { status: RunStatus | 'running'; trigger: 'pg_cron' | 'api' | 'sql'; started_at: string; finished_at: string | null } | null;
   last_success_at: string | null;
   schedule: { job: string; cron: string; timezone: string; active: boolean } | null;
+  /** Alerts waiting, waiting over an hour (is a worker running?), and given up on. */
+  alerts: { pending: number; overdue: number; dead: number };
 }
 
 export interface HistoryQuery {

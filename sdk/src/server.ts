@@ -21,6 +21,7 @@ import {
 } from './results.js';
 
 export * from './index.js';
+export { alertBody, signAlert, startAlertDelivery, type AlertDelivery, type AlertDeliveryOptions } from './alerts.js';
 
 export interface KpiHistoryServerOptions {
   /** A postgres.js instance to use (and not to end). */

@@ -217,7 +217,7 @@ describe('fills and backfills keep the anomalies right', () => {
     expect((await db.sql`select kpi.fill_kpi_history(${t}::uuid) as r`)[0]!.r).toMatchObject({ anomalies: 0 });
     expect((await db.sql`select kpi.fill_all_kpi_history(full => true) as r`)[0]!.r).toMatchObject({ anomalies: 0 });
     expect(await db.sql`select *, detected_at::text from kpi.kpi_anomalies where tenant_id = ${t}`).toEqual(before);
-    const [{ run_id: runId }] = await db.sql`select run_id from kpi.kpi_anomalies where tenant_id = ${t}`;
+    const [{ run_id: runId }] = await db.sql<[{ run_id: string }]>`select run_id from kpi.kpi_anomalies where tenant_id = ${t}`;
     expect((await db.sql`select kind, tenant_id from kpi.kpi_runs where id = ${runId}`)[0]).toEqual({ kind: 'fill', tenant_id: t });
   });
 
@@ -225,7 +225,7 @@ describe('fills and backfills keep the anomalies right', () => {
     const t = await tenantWithReports(AROUND_51.map((w) => w.aiv));
     await db.sql`select kpi.fill_all_kpi_history()`;
     await insertAvi(db.sql, t, { weekStart: week(12), aivPct: 75 });
-    const [{ r }] = await db.sql`select kpi.fill_all_kpi_history() as r`;
+    const [{ r }] = await db.sql<[{ r: unknown }]>`select kpi.fill_all_kpi_history() as r`;
     expect(r).toMatchObject({ mode: 'incremental', anomalies: 1 });
     expect(await anomaliesOf(t)).toMatchObject([{ as_of: week(12), value: 75 }]);
   });

@@ -32,7 +32,8 @@ describe('kpi_history_health', () => {
     await db.sql`select kpi.fill_all_kpi_history()`;
     const body = await health();
     expect(body).toMatchObject({ status: 'healthy', reasons: [], last_run: { status: 'ok', trigger: 'sql' } });
-    expect(Object.keys(body).sort()).toEqual(['last_run', 'last_success_at', 'reasons', 'schedule', 'status', 'timestamp']);
+    expect(Object.keys(body).sort()).toEqual(['alerts', 'last_run', 'last_success_at', 'reasons', 'schedule', 'status', 'timestamp']);
+    expect(body.alerts).toEqual({ pending: 0, overdue: 0, dead: 0 });
     expect(Date.parse(body.timestamp as string)).not.toBeNaN();
     expect(Date.parse(body.last_success_at as string)).not.toBeNaN();
     // The clones have no pg_cron; in the pg_cron database the job is reported (see below).

@@ -27,6 +27,7 @@ describe('privilege matrix', () => {
       'authenticated execute kpi_history_csv(weeks text, "from" text, "to" text, period text)',
       'authenticated execute kpi_history_health()',
       'authenticated select active_tenant',
+      'authenticated select kpi_anomalies',
       'authenticated select kpi_history',
       'authenticated select kpi_history_export',
       'authenticated select kpi_history_monthly',
@@ -34,7 +35,7 @@ describe('privilege matrix', () => {
     ].sort());
   });
 
-  it('in the private schemas they may execute only the request-context functions, and read two RLS-guarded tables and a view over them', async () => {
+  it('in the private schemas they may execute only the request-context functions, and read three RLS-guarded tables and a view over them', async () => {
     const rows = await db.sql`
       select r.role, n.nspname || '.' || p.proname as object
       from pg_proc p join pg_namespace n on n.oid = p.pronamespace
@@ -55,6 +56,7 @@ describe('privilege matrix', () => {
       'anon kpi_api.request_claims',
       'anon kpi_api.request_header',
       'anon kpi_api.run_cron',
+      'authenticated kpi.kpi_anomalies',
       'authenticated kpi.kpi_history',
       'authenticated kpi.kpi_history_rollups',
       'authenticated kpi.tenants',
@@ -113,7 +115,7 @@ describe('object properties', () => {
     const relations = await db.sql`
       select c.relname, c.relkind, c.reloptions from pg_class c join pg_namespace n on n.oid = c.relnamespace
       where n.nspname = 'api' order by 1`;
-    expect(relations.map((r) => r.relname)).toEqual(['active_tenant', 'kpi_history', 'kpi_history_export', 'kpi_history_monthly', 'kpi_history_quarterly']);
+    expect(relations.map((r) => r.relname)).toEqual(['active_tenant', 'kpi_anomalies', 'kpi_history', 'kpi_history_export', 'kpi_history_monthly', 'kpi_history_quarterly']);
     for (const view of relations) {
       expect(view.relkind).toBe('v');
       expect(view.reloptions).toContain('security_invoker=true');
@@ -146,7 +148,7 @@ describe('object properties', () => {
       union all
       select p.proname, obj_description(p.oid, 'pg_proc')
       from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'api'`;
-    expect(rows.length).toBe(8);
+    expect(rows.length).toBe(9);
     for (const row of rows) expect(row.comment, row.name).toMatch(/Example: (GET|POST) \//);
   });
 });

@@ -86,7 +86,11 @@ describe('keys of distributed tables', () => {
 describe('the fill reaches every distributed table through its tenant (co-located joins)', () => {
   // Static: in each function that reads or writes tenant data, every reference to a distributed
   // table comes with a condition on its distribution column.
-  const functions = ['kpi.write_kpi_history(uuid, date, date, boolean, boolean)', 'kpi.delete_expired_sources(text, timestamp with time zone, uuid, integer)'];
+  const functions = [
+    'kpi.write_kpi_history(uuid, date, date, boolean, boolean)',
+    'kpi.delete_expired_sources(text, timestamp with time zone, uuid, integer)',
+    'kpi.rescore_anomalies(uuid[], date[])',
+  ];
 
   it.each(functions)('%s', async (fn) => {
     const [{ source }] = await db.sql<[{ source: string }]>`select pg_get_functiondef(${fn}::regprocedure) as source`;

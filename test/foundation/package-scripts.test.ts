@@ -23,6 +23,7 @@ const RUN_ELSEWHERE: Record<string, string> = {
   build: 'test/sdk/package.test.ts',
   prepack: 'test/sdk/package.test.ts',
   bench: 'test/bench/bench-quick.test.ts',
+  worker: 'test/alerts/delivery.test.ts',
 };
 
 const dir = mkdtempSync(join(tmpdir(), 'kpi-scripts-'));

@@ -1,0 +1,312 @@
+// Alert delivery against a real HTTP server on loopback: the signed request (checked with
+// openssl, an independent HMAC), retries after 5xx, 429 and a dropped connection, no retry after a
+// 4xx, dead after the retry window, two workers sharing 1,000 alerts (each posted exactly once),
+// and a worker killed mid-request (the alert is posted again once its lease ends).
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { format } from 'node:util';
+import createDebug from 'debug';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { useTestDatabase } from '../helpers/database.js';
+import { projectRoot } from '../helpers/dbmate.js';
+import { insertTenant } from '../fixtures/sources.js';
+import { startAlertDelivery, type AlertDelivery, type AlertDeliveryOptions } from '../../sdk/src/server.js';
+
+const db = useTestDatabase();
+const SECRET = 'alert-webhook-secret-0123456789-abcdef';
+const TENANT = '00000000-0000-4000-a000-00000000a1e7';
+
+interface Received {
+  id: string;
+  path: string;
+  headers: IncomingMessage['headers'];
+  body: string;
+}
+/** What the receiver does with the n-th request (from 1) for an alert. */
+type Behaviour = (alertId: string, attempt: number) => number | 'drop' | 'hang';
+
+let server: Server;
+let baseUrl: string;
+let received: Received[] = [];
+let behaviour: Behaviour = () => 200;
+const hanging: ServerResponse[] = [];
+let templateId: string;
+
+beforeAll(async () => {
+  server = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+    request.on('end', () => {
+      const id = String(request.headers['kpi-alert-id']);
+      received.push({ id, path: request.url ?? '', headers: request.headers, body });
+      const action = behaviour(id, received.filter((r) => r.id === id).length);
+      if (action === 'drop') return request.socket.destroy();
+      if (action === 'hang') return void hanging.push(response);
+      response.writeHead(action, action === 429 ? { 'Retry-After': '0' } : {}).end('ok');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  // One tenant with an anomaly this week: twelve weeks around 51, then AIV 90.
+  await insertTenant(db.sql, TENANT, 'alerted', 'Alerted Inc.');
+  const [{ monday }] = await db.sql<[{ monday: string }]>`select date_trunc('week', now() at time zone 'UTC')::date::text as monday`;
+  await db.sql`
+    insert into kpi.kpi_history (tenant_id, as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, vli_is_fallback, hrp_pct)
+    select ${TENANT}, ${monday}::date - 7 * (12 - w), case when w = 12 then 90 else 50 + w % 3 end, 40, 30, 1000, 100, true, 10
+    from generate_series(0, 12) w`;
+  const [alert] = await db.sql<[{ id: string }]>`select id::text from kpi.alerts where tenant_id = ${TENANT} and status = 'pending'`;
+  templateId = alert.id;
+});
+afterAll(async () => {
+  for (const response of hanging) response.destroy();
+  await new Promise((resolve) => server.close(resolve));
+});
+beforeEach(() => {
+  received = [];
+  behaviour = () => 200;
+});
+
+/** `count` more alerts about the same anomaly, pending now; their ids. */
+async function enqueue(count: number): Promise<string[]> {
+  const rows = await db.sql<{ id: string }[]>`
+    insert into kpi.alerts (tenant_id, as_of, kpi, payload)
+    select a.tenant_id, a.as_of, a.kpi, a.payload from kpi.alerts a cross join generate_series(1, ${count}) n
+    where a.tenant_id = ${TENANT} and a.id = ${templateId}
+    returning id::text`;
+  return rows.map((r) => r.id);
+}
+
+async function alertRow(id: string) {
+  const [row] = await db.sql`select status, attempts, last_status, last_error, claimed_by from kpi.alerts where tenant_id = ${TENANT} and id = ${id}`;
+  return row!;
+}
+
+function worker(options: Partial<AlertDeliveryOptions> = {}): AlertDelivery {
+  return startAlertDelivery({
+    databaseUrl: db.url,
+    webhookUrl: `${baseUrl}/hook`,
+    secret: SECRET,
+    retryBaseMs: 20,
+    pollIntervalMs: 50,
+    leaseMs: 2_000,
+    timeoutMs: 1_000,
+    ...options,
+  });
+}
+
+/** Waits until `done` holds, checking every 50 ms, for at most `ms`. */
+async function until(done: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('the request', () => {
+  it('posts the anomaly as JSON, with KPI-Alert-Id and a KPI-Signature that openssl verifies', async () => {
+    const delivery = worker();
+    try {
+      await until(async () => (await alertRow(templateId)).status === 'delivered');
+    } finally {
+      await delivery.stop();
+    }
+    expect(received).toHaveLength(1);
+    const [request] = received;
+    expect(request!.path).toBe('/hook');
+    expect(request!.headers['content-type']).toBe('application/json');
+    expect(request!.headers['kpi-alert-id']).toBe(templateId);
+    const body = JSON.parse(request!.body);
+    expect(Object.keys(body).slice(0, 9)).toEqual(['id', 'tenant', 'as_of', 'kpi', 'value', 'baseline_median', 'score', 'direction', 'detected_at']);
+    expect(body).toMatchObject({ id: templateId, tenant: { id: TENANT, slug: 'alerted' }, kpi: 'aiv_pct', value: 90, baseline_median: 51, direction: 'up' });
+
+    const signature = String(request!.headers['kpi-signature']);
+    const [, t, v1] = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(signature)!;
+    expect(Math.abs(Number(t) - Date.now() / 1000)).toBeLessThan(60);
+    const openssl = spawnSync('openssl', ['dgst', '-sha256', '-hmac', SECRET], { input: `${t}.${request!.body}`, encoding: 'utf8' });
+    expect(openssl.status, openssl.stderr).toBe(0);
+    expect(openssl.stdout.trim().split(/\s+/).at(-1)).toBe(v1);
+    // A receiver with the wrong secret, or a changed body, gets another digest.
+    const forged = spawnSync('openssl', ['dgst', '-sha256', '-hmac', `${SECRET}x`], { input: `${t}.${request!.body}`, encoding: 'utf8' });
+    expect(forged.stdout.trim().split(/\s+/).at(-1)).not.toBe(v1);
+
+    expect(await alertRow(templateId)).toMatchObject({ status: 'delivered', attempts: 1, last_status: 200, last_error: null });
+  });
+
+  it('goes to the tenant’s own webhook when it has one', async () => {
+    await db.sql`insert into kpi.alert_webhooks (tenant_id, url) values (${TENANT}, ${`${baseUrl}/tenant-hook?team=7`})`;
+    const [id] = await enqueue(1);
+    const delivery = worker();
+    try {
+      await delivery.drain();
+    } finally {
+      await delivery.stop();
+      await db.sql`delete from kpi.alert_webhooks where tenant_id = ${TENANT}`;
+    }
+    expect(received.map((r) => [r.id, r.path])).toEqual([[id, '/tenant-hook?team=7']]);
+  });
+});
+
+describe('retries', () => {
+  it.each([
+    ['500, then 200', 500 as const],
+    ['a dropped connection, then 200', 'drop' as const],
+    ['429, then 200', 429 as const],
+  ])('%s: retried, then delivered', async (_what, first) => {
+    behaviour = (_id, attempt) => (attempt === 1 ? first : 200);
+    const [id] = await enqueue(1);
+    const delivery = worker();
+    try {
+      await until(async () => (await alertRow(id!)).status === 'delivered');
+    } finally {
+      await delivery.stop();
+    }
+    expect(received.filter((r) => r.id === id)).toHaveLength(2);
+    expect(await alertRow(id!)).toMatchObject({ status: 'delivered', attempts: 2, last_status: 200 });
+  });
+
+  it('a request without an answer within the timeout is retried', async () => {
+    behaviour = (_id, attempt) => (attempt === 1 ? 'hang' : 200);
+    const [id] = await enqueue(1);
+    const delivery = worker({ timeoutMs: 300, leaseMs: 2_000 });
+    try {
+      await until(async () => (await alertRow(id!)).status === 'delivered');
+    } finally {
+      await delivery.stop();
+    }
+    expect(await alertRow(id!)).toMatchObject({ attempts: 2 });
+  });
+
+  it('400 is final: dead after one attempt, never posted again', async () => {
+    behaviour = () => 400;
+    const [id] = await enqueue(1);
+    const delivery = worker();
+    try {
+      await until(async () => (await alertRow(id!)).status === 'dead');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    } finally {
+      await delivery.stop();
+    }
+    expect(received.filter((r) => r.id === id)).toHaveLength(1);
+    expect(await alertRow(id!)).toMatchObject({ status: 'dead', attempts: 1, last_status: 400, last_error: expect.stringContaining('not retried') });
+  });
+
+  it('failing past the retry window: dead, and health says so', async () => {
+    await db.sql`update kpi.alert_settings set retry_window = '1.5 seconds'`;
+    behaviour = () => 503;
+    const [id] = await enqueue(1);
+    const delivery = worker({ retryBaseMs: 100 });
+    try {
+      await until(async () => (await alertRow(id!)).status === 'dead');
+    } finally {
+      await delivery.stop();
+      await db.sql`update kpi.alert_settings set retry_window = '24 hours'`;
+    }
+    const attempts = received.filter((r) => r.id === id).length;
+    expect(attempts).toBeGreaterThanOrEqual(3);
+    expect(await alertRow(id!)).toMatchObject({ status: 'dead', attempts, last_status: 503, last_error: 'HTTP 503' });
+    const [{ health }] = await db.sql<[{ health: { alerts: unknown; reasons: string[] } }]>`select kpi_api.health() as health`;
+    expect(health.alerts).toMatchObject({ dead: 2 }); // this one and the 400 above
+    expect(health.reasons).toContain('2 alerts are dead (not delivered within the retry window, or refused): see kpi.alerts');
+  });
+});
+
+describe('several workers', () => {
+  it('two workers and 1,000 alerts: every alert posted exactly once', async () => {
+    const ids = await enqueue(1000);
+    const [a, b] = [worker({ concurrency: 8 }), worker({ concurrency: 8 })];
+    try {
+      await until(async () => {
+        const [{ n }] = await db.sql<[{ n: number }]>`select count(*)::int as n from kpi.alerts where id = any(${ids}::bigint[]) and status = 'delivered'`;
+        return n === 1000;
+      }, 120_000);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+    const counts = new Map<string, number>();
+    for (const r of received) counts.set(r.id, (counts.get(r.id) ?? 0) + 1);
+    expect(counts.size).toBe(1000);
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    const byWorker = await db.sql`select claimed_by, count(*)::int as n from kpi.alerts where id = any(${ids}::bigint[]) group by 1`;
+    expect(byWorker.map((r) => r.claimed_by).sort()).toEqual([a.workerId, b.workerId].sort());
+  }, 180_000);
+
+  it('a worker killed mid-request (kill -9) loses nothing: the alert is posted again after its lease', async () => {
+    behaviour = (_id, attempt) => (attempt === 1 ? 'hang' : 200);
+    const [id] = await enqueue(1);
+    // node itself with tsx's loader: the tsx command would run the worker in a child process of
+    // its own, which a kill -9 of tsx leaves running.
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/worker.ts'], {
+      cwd: projectRoot,
+      env: {
+        ...process.env,
+        DATABASE_URL: db.url,
+        KPI_ALERT_WEBHOOK_URL: `${baseUrl}/hook`,
+        KPI_ALERT_WEBHOOK_SECRET: SECRET,
+        KPI_ALERT_LEASE_SECONDS: '3',
+        KPI_ALERT_TIMEOUT_SECONDS: '2',
+      },
+      stdio: 'ignore',
+    });
+    try {
+      await until(async () => received.some((r) => r.id === id), 30_000);
+      child.kill('SIGKILL');
+      await new Promise((resolve) => child.once('exit', resolve));
+      expect(await alertRow(id!)).toMatchObject({ status: 'pending', attempts: 1 });
+    } finally {
+      child.kill('SIGKILL');
+    }
+    const delivery = worker({ leaseMs: 3_000 });
+    try {
+      await until(async () => (await alertRow(id!)).status === 'delivered', 30_000);
+    } finally {
+      await delivery.stop();
+    }
+    expect(received.filter((r) => r.id === id)).toHaveLength(2);
+    expect(await alertRow(id!)).toMatchObject({ status: 'delivered', attempts: 2 });
+  }, 60_000);
+});
+
+describe('configuration and logging', () => {
+  it.each([
+    [{ secret: 'short' }, /at least 32 characters/],
+    [{ webhookUrl: 'ftp://example.test' }, /http\(s\) URL/],
+    [{ leaseMs: 5_000, timeoutMs: 10_000 }, /leaseMs must be longer than timeoutMs/],
+  ])('%j is INVALID_INPUT', (options, message) => {
+    expect(() => worker(options as Partial<AlertDeliveryOptions>)).toThrow(message);
+  });
+
+  it('npm run worker without a secret says what is missing and exits 2', () => {
+    const result = spawnSync('npm', ['run', '--silent', 'worker'], {
+      cwd: projectRoot,
+      env: { ...process.env, DATABASE_URL: db.url, KPI_ALERT_WEBHOOK_URL: `${baseUrl}/hook`, KPI_ALERT_WEBHOOK_SECRET: '' },
+      encoding: 'utf8',
+    });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain('KPI_ALERT_WEBHOOK_SECRET');
+  });
+
+  it('DEBUG=kpi-history:alerts logs each attempt (alert id, outcome, status), never the secret or the body', async () => {
+    const lines: string[] = [];
+    const previous = createDebug.log;
+    createDebug.enable('kpi-history:alerts');
+    createDebug.log = (...args: unknown[]) => void lines.push(format(...args));
+    behaviour = (_id, attempt) => (attempt === 1 ? 500 : 200);
+    const [id] = await enqueue(1);
+    const delivery = worker();
+    try {
+      await until(async () => (await alertRow(id!)).status === 'delivered');
+    } finally {
+      await delivery.stop();
+      createDebug.disable();
+      createDebug.log = previous;
+    }
+    const mine = lines.filter((line) => line.includes(`alert ${id} `));
+    expect(mine.some((line) => /attempt 1: retry 500/.test(line))).toBe(true);
+    expect(mine.some((line) => /attempt 2: delivered 200/.test(line))).toBe(true);
+    expect(lines.join('\n')).not.toContain(SECRET);
+    expect(lines.join('\n')).not.toContain('baseline_median');
+  });
+});
