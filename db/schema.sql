@@ -2153,7 +2153,7 @@ CREATE VIEW api.kpi_anomalies WITH (security_invoker='true') AS
 --
 
 COMMENT ON VIEW api.kpi_anomalies IS 'Anomalies of the active tenant''s weekly KPIs (the x-tenant header, or the only tenant of the token): one row per week and KPI whose value is far from the previous 12 weeks (|modified z-score| above the threshold, and a minimum difference). PostgREST filters apply.
-Example: GET /kpi_anomalies?as_of=gte.2026-01-01&kpi=eq.aiv_pct&order=as_of.desc';
+Example: GET /kpi_anomalies?as_of=gte.2026-01-01&order=as_of.desc,kpi';
 
 
 --

@@ -12,4 +12,4 @@ else
   bash scripts/migrate.sh --no-dump-schema up >&2
   bash scripts/db.sh psql -X -q -v ON_ERROR_STOP=1 -f db/seed/demo.sql
 fi
-echo "seeded: acme, globex, initech, umbrella (db/seed/demo.sql)" >&2
+echo "seeded: acme, globex, initech, umbrella, hooli (db/seed/demo.sql)" >&2

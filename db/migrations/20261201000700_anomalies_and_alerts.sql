@@ -408,7 +408,7 @@ select a.as_of, a.kpi, a.value, a.baseline_median, a.baseline_mad, a.baseline_we
 from kpi.kpi_anomalies a;
 comment on view api.kpi_anomalies is
   $$Anomalies of the active tenant's weekly KPIs (the x-tenant header, or the only tenant of the token): one row per week and KPI whose value is far from the previous 12 weeks (|modified z-score| above the threshold, and a minimum difference). PostgREST filters apply.
-Example: GET /kpi_anomalies?as_of=gte.2026-01-01&kpi=eq.aiv_pct&order=as_of.desc$$;
+Example: GET /kpi_anomalies?as_of=gte.2026-01-01&order=as_of.desc,kpi$$;
 comment on column api.kpi_anomalies.kpi is 'One of aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, hrp_pct.';
 comment on column api.kpi_anomalies.value is 'The week''s value of the KPI.';
 comment on column api.kpi_anomalies.baseline_median is 'Median of the KPI over the previous 12 weeks (those with a value).';

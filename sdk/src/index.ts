@@ -8,11 +8,13 @@ import { codeForHttpError, KpiHistoryError } from './errors.js';
 import { logHttp, pathOf } from './log.js';
 import {
   PERIODS_PER_YEAR,
+  type AnomalyQuery,
   type CsvQuery,
   type FillAllResult,
   type FillResult,
   type HealthResult,
   type HistoryQuery,
+  type KpiAnomalyRow,
   type KpiHistoryRow,
   type KpiRollupRows,
   type RollupPeriod,
@@ -219,6 +221,21 @@ export function createKpiHistoryClient(options: KpiHistoryClientOptions) {
     async exportCsvFile(query: CsvQuery = {}): Promise<{ blob: Blob; filename: string }> {
       const { text, filename } = await requestCsv(query);
       return { blob: new Blob([text], { type: 'text/csv' }), filename: filename ?? (await fallbackFilename(text, query.period)) };
+    },
+
+    /** The active tenant's anomalies, newest week first (100 by default), by week range and KPI. */
+    async anomalies(query: AnomalyQuery = {}): Promise<KpiAnomalyRow[]> {
+      const ascending = query.order === 'asc';
+      let request = client
+        .from('kpi_anomalies')
+        .select('*')
+        .order('as_of', { ascending })
+        .order('kpi', { ascending: true })
+        .limit(query.limit ?? 100);
+      if (query.from) request = request.gte('as_of', query.from);
+      if (query.to) request = request.lte('as_of', query.to);
+      if (query.kpi) request = request.eq('kpi', query.kpi);
+      return unwrap(await request, 'anomalies') as KpiAnomalyRow[];
     },
 
     /** Health of the daily fill (no tenant data in it). */

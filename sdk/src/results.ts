@@ -10,6 +10,30 @@ export type KpiHistoryMonthlyRow = Database['api']['Views']['kpi_history_monthly
 /** A quarter of the active tenant's history: the weeks whose Thursday falls in it, summarized. */
 export type KpiHistoryQuarterlyRow = Database['api']['Views']['kpi_history_quarterly']['Row'];
 export type RollupPeriod = 'month' | 'quarter';
+/** The KPIs of a history row, as anomalies and rules name them. */
+export type KpiName = 'aiv_pct' | 'ati_pct' | 'crs_pct' | 'elasticity_usd_per_point' | 'vli_integrity_pct' | 'hrp_pct';
+/**
+ * An anomaly of the active tenant: a week whose KPI is far from the previous 12 weeks. `score` is
+ * a number, or "Infinity" / "-Infinity" (JSON has no infinite numbers) when the baseline had no
+ * spread at all.
+ */
+export type KpiAnomalyRow = Omit<Database['api']['Views']['kpi_anomalies']['Row'], 'kpi' | 'direction' | 'score'> & {
+  kpi: KpiName;
+  direction: 'up' | 'down';
+  score: number | 'Infinity' | '-Infinity';
+};
+
+export interface AnomalyQuery {
+  /** Earliest week (as_of), YYYY-MM-DD (inclusive). */
+  from?: string;
+  /** Latest week (as_of), YYYY-MM-DD (inclusive). */
+  to?: string;
+  /** One KPI only. */
+  kpi?: KpiName;
+  /** Anomalies to return, newest week first unless `order` is 'asc' (default 100). */
+  limit?: number;
+  order?: 'asc' | 'desc';
+}
 /** The row type of each period. */
 export interface KpiRollupRows {
   month: KpiHistoryMonthlyRow;

@@ -9,7 +9,7 @@ import { projectRoot } from '../helpers/dbmate.js';
 import { connectAsAuthenticator, createReplay, TEST_JWT_SECRET, type Replay } from '../helpers/postgrest.js';
 import { mintToken } from '../../scripts/token.js';
 import { DOCUMENTED_CALLS, SDK_SCENARIOS, sendCall, type CallContext } from '../fixtures/documented-calls.js';
-import { ACME } from '../fixtures/tenants.js';
+import { ACME, HOOLI } from '../fixtures/tenants.js';
 
 const db = useTestDatabase();
 const BASE_URL = 'http://postgrest.test';
@@ -28,6 +28,7 @@ beforeAll(async () => {
   replay = createReplay(api, { jwtSecret: TEST_JWT_SECRET });
   ctx = {
     token: await mintToken({ secret: TEST_JWT_SECRET, tenantIds: [ACME] }),
+    hooliToken: await mintToken({ secret: TEST_JWT_SECRET, tenantIds: [HOOLI] }),
     cronSecret: CRON_SECRET,
     today: new Date().toISOString().slice(0, 10),
   };
@@ -64,6 +65,7 @@ describe('the SDK’s calls (browser entry, through the replay’s fetch)', () =
   it('reached every endpoint the API has', () => {
     expect([...pathsHit].sort()).toEqual([
       '/active_tenant',
+      '/kpi_anomalies',
       '/kpi_history',
       '/kpi_history_monthly',
       '/kpi_history_quarterly',

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { mintToken } from '../../scripts/token.js';
 import { DOCUMENTED_CALLS, SDK_SCENARIOS, sendCall, type CallContext } from '../fixtures/documented-calls.js';
-import { ACME } from '../fixtures/tenants.js';
+import { ACME, HOOLI } from '../fixtures/tenants.js';
 
 const { POSTGREST_URL, POSTGREST_ADMIN_URL, PGRST_JWT_SECRET, CRON_SECRET } = process.env;
 const missing = Object.entries({ POSTGREST_URL, PGRST_JWT_SECRET, CRON_SECRET })
@@ -21,6 +21,7 @@ if (reason) console.warn(`[kpi-history tests] PostgREST end-to-end suite${reason
 describe.skipIf(missing.length > 0)(`PostgREST at ${POSTGREST_URL ?? '(none)'}${reason}`, () => {
   const context = async (): Promise<CallContext> => ({
     token: await mintToken({ secret: PGRST_JWT_SECRET!, tenantIds: [ACME] }),
+    hooliToken: await mintToken({ secret: PGRST_JWT_SECRET!, tenantIds: [HOOLI] }),
     cronSecret: CRON_SECRET!,
     today: new Date().toISOString().slice(0, 10),
   });

@@ -74,7 +74,7 @@ describe('package.json scripts', () => {
     expect(start.out).toMatch(/acme\s+\| Acme Corp/);
     expect(start.out).toMatch(/partial\s+\|\s+3\s+\|\s+4/);
     expect(start.out).toContain(`postgres://postgres@127.0.0.1:${cluster.KPI_DB_PORT}/kpi_scripts`);
-    expect(npmRun('db:seed')).toMatchObject({ code: 0, out: expect.stringContaining('seeded: acme, globex, initech, umbrella') });
+    expect(npmRun('db:seed')).toMatchObject({ code: 0, out: expect.stringContaining('seeded: acme, globex, initech, umbrella, hooli') });
     // --no-dump-schema: the committed dump is the schema-dump test's to compare, not this test's to rewrite.
     expect(npmRun('db:migrate', ['--no-dump-schema', 'up'])).toMatchObject({ code: 0 });
     const psql = npmRun('db:psql', ['-tA', '-c', 'select count(*) from kpi.tenants']);
