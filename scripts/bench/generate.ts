@@ -33,13 +33,13 @@ export async function generate(sql: postgres.Sql, tenants: number, weeks: number
   await sql`vacuum analyze kpi.tenants, kpi.avi_reports, kpi.vli_audits, kpi.clarity_reports`;
 }
 
-/** Gives `count` tenants (every `step`-th with reports) a report for the week after LAST_WEEK. */
-export async function addNextWeek(sql: postgres.Sql, tenants: number, count: number): Promise<number> {
+/** Gives `count` tenants (every `step`-th with reports) a report for the week `weeksAhead` after LAST_WEEK. */
+export async function addNextWeek(sql: postgres.Sql, tenants: number, count: number, weeksAhead = 1): Promise<number> {
   const step = Math.max(1, Math.floor(tenants / count));
   const [row] = await sql<[{ n: number }]>`
     with added as (
       insert into kpi.avi_reports (tenant_id, week_start, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point)
-      select md5('bench-' || i)::uuid, ${LAST_WEEK}::date + 7, 50, 50, 50, 1000
+      select md5('bench-' || i)::uuid, ${LAST_WEEK}::date + 7 * ${weeksAhead}::int, 50, 50, 50, 1000
       from generate_series(1, ${tenants}::int) i
       where i % ${step} = 1 % ${step} and i % 50 <> 0
       limit ${count}

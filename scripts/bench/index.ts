@@ -9,6 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
+import { measureDetection } from './anomalies.js';
 import { measureCleanup } from './cleanup.js';
 import { runCurve } from './curve.js';
 import { benchDatabase, prepare, resetToGenerated } from './database.js';
@@ -110,6 +111,10 @@ async function main(): Promise<void> {
     await sql`checkpoint`;
     const backfillFloor = await timed(() => sql`insert into public.bench_floor (${columns}) select ${columns} from kpi.kpi_history`);
 
+    // 6b. Anomaly detection's cost to the daily fill, on the full history the backfill left.
+    await sql`vacuum analyze kpi.kpi_history, kpi.kpi_anomalies`;
+    const anomalies = await measureDetection(sql, repeat);
+
     // 7. Reads through the API path (role, claims, x-tenant, row-level security), as PostgREST
     // runs them, and the same query as the owner without row-level security.
     const readers = pick(readSample);
@@ -180,6 +185,7 @@ async function main(): Promise<void> {
         originalDesignSpeedup: 100_000 / perTenantSetUs,
       },
       backfill: { ms: backfill.ms, rowsWritten: backfill.result.rows_written, floorMs: backfillFloor.ms, ratio: backfill.ms / backfillFloor.ms },
+      anomalies,
       reads: { history, csv: distribution(csvMs), ownerNoRls: owner, rlsRatioP50: history.p50 / owner.p50, rollups },
       cleanup,
     };

@@ -72,7 +72,7 @@ describe('package.json scripts', () => {
     // The main job: demo tenants, the fill, its result.
     expect(start.out).toContain('== Demo tenants and their source reports');
     expect(start.out).toMatch(/acme\s+\| Acme Corp/);
-    expect(start.out).toMatch(/partial\s+\|\s+3\s+\|\s+4/);
+    expect(start.out).toMatch(/partial\s+\|\s+4\s+\|\s+5/);
     expect(start.out).toContain(`postgres://postgres@127.0.0.1:${cluster.KPI_DB_PORT}/kpi_scripts`);
     expect(npmRun('db:seed')).toMatchObject({ code: 0, out: expect.stringContaining('seeded: acme, globex, initech, umbrella, hooli') });
     // --no-dump-schema: the committed dump is the schema-dump test's to compare, not this test's to rewrite.

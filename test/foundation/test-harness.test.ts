@@ -62,7 +62,7 @@ afterAll(() => {
 describe('TEST_DATABASE_URL', () => {
   it('a whole run against a real pg_cron database leaves it exactly as it was, and says so', async () => {
     const before = await stateOfRealDatabase();
-    expect(before.tenants).toHaveLength(4);
+    expect(before.tenants).toHaveLength(5);
     expect(before.jobs).toHaveLength(4);
     const run = innerRun(realUrl, ['test/aggregation/schedule.test.ts', 'test/aggregation/fill-all.test.ts']);
     expect(run.code, run.out.slice(-3000)).toBe(0);
