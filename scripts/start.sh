@@ -42,6 +42,15 @@ psql_db -P footer=off -c "
   from api.kpi_history_monthly order by tenant, period_start"
 
 echo
+echo "== Anomalies found by the fill (kpi.kpi_anomalies), each with an alert for npm run worker to post"
+psql_db -P footer=off -c "
+  select t.slug, a.as_of, a.kpi, a.value, a.baseline_median, round(a.score::numeric, 2) as score, a.direction,
+         (select string_agg(distinct l.status, ', ') from kpi.alerts l
+          where l.tenant_id = a.tenant_id and l.as_of = a.as_of and l.kpi = a.kpi) as alert
+  from kpi.kpi_anomalies a join kpi.tenants t on t.id = a.tenant_id
+  order by t.slug, a.as_of, a.kpi"
+
+echo
 echo "== Last runs (kpi.kpi_runs)"
 psql_db -P footer=off -c "
   select id, kind, trigger, status, started_at, duration_ms, ok_count, total_count, rows_written
@@ -54,5 +63,6 @@ The database is running at $(bash scripts/db.sh url)
   Fill again:    scripts/db.sh psql -c 'select kpi.fill_all_kpi_history()'
   Backfill:      scripts/db.sh psql -c 'select kpi.backfill_kpi_history()'
   The schedule:  scripts/db.sh psql -c 'select jobname, schedule, command from cron.job'
+  Post alerts:   KPI_ALERT_WEBHOOK_URL=… KPI_ALERT_WEBHOOK_SECRET=… npm run worker   (docs/alerts.md)
   Stop it:       npm run db:down
 EOF

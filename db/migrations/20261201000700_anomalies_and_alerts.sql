@@ -708,6 +708,10 @@ as $$
   order by step, depth, table_name
 $$;
 
+-- The history already there is scored now, so that the anomalies equal a detection from scratch
+-- from the start (weeks older than max_alert_age get suppressed alerts: no flood of old news).
+select kpi.rescore_all_anomalies();
+
 notify pgrst, 'reload schema';
 
 -- migrate:down

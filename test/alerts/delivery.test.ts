@@ -12,6 +12,7 @@ import { useTestDatabase } from '../helpers/database.js';
 import { projectRoot } from '../helpers/dbmate.js';
 import { insertTenant } from '../fixtures/sources.js';
 import { startAlertDelivery, type AlertDelivery, type AlertDeliveryOptions } from '../../sdk/src/server.js';
+import { createAlertReceiver, verifyAlertSignature } from '../../sdk/examples/alert-receiver.js';
 
 const db = useTestDatabase();
 const SECRET = 'alert-webhook-secret-0123456789-abcdef';
@@ -146,6 +147,41 @@ describe('the request', () => {
       await db.sql`delete from kpi.alert_webhooks where tenant_id = ${TENANT}`;
     }
     expect(received.map((r) => [r.id, r.path])).toEqual([[id, '/tenant-hook?team=7']]);
+  });
+});
+
+describe('the receiver example (docs/alerts.md)', () => {
+  it('accepts what the worker sends, once per alert id; refuses a forged, altered or stale request with 401, which is final', async () => {
+    const handled: string[] = [];
+    const receiver = createAlertReceiver(SECRET, (alert) => handled.push(`${alert.kpi} ${alert.as_of}`));
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`;
+    try {
+      const [first, second] = await enqueue(2);
+      const delivery = worker({ webhookUrl: receiverUrl });
+      try {
+        await until(async () => (await alertRow(second!)).status === 'delivered');
+      } finally {
+        await delivery.stop();
+      }
+      expect(await alertRow(first!)).toMatchObject({ status: 'delivered', last_status: 204 });
+      expect(handled).toHaveLength(2);
+
+      // The same id again (at-least-once delivery): accepted, not handled twice.
+      const body = JSON.stringify({ id: first, kpi: 'aiv_pct', as_of: '2026-11-23' });
+      const sign = (text: string, secret = SECRET, t = Math.floor(Date.now() / 1000)) =>
+        `t=${t},v1=${spawnSync('openssl', ['dgst', '-sha256', '-hmac', secret], { input: `${t}.${text}`, encoding: 'utf8' }).stdout.trim().split(/\s+/).at(-1)}`;
+      const post = (text: string, signature: string) =>
+        fetch(receiverUrl, { method: 'POST', body: text, headers: { 'KPI-Alert-Id': first!, 'KPI-Signature': signature } });
+      expect((await post(body, sign(body))).status).toBe(204);
+      expect(handled).toHaveLength(2);
+      expect((await post(body, sign(body, `${SECRET}x`))).status).toBe(401);
+      expect((await post(body.replace('aiv_pct', 'hrp_pct'), sign(body))).status).toBe(401);
+      expect((await post(body, sign(body, SECRET, Math.floor(Date.now() / 1000) - 3600))).status).toBe(401);
+      expect(verifyAlertSignature(SECRET, undefined, body)).toBe(false);
+    } finally {
+      await new Promise((resolve) => receiver.close(resolve));
+    }
   });
 });
 

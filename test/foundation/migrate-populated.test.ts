@@ -31,6 +31,9 @@ afterAll(() => {
 describe('keys by tenant, source retention, change tracking, rollups and anomalies, on a populated database', () => {
   it('roll back (down) and forward (up) keeping every row', async () => {
     const before = await snapshot();
+    const anomalies = () => db.sql`select tenant_id, as_of::text, kpi, value, score from kpi.kpi_anomalies order by 1, 2, 3`;
+    const anomaliesBefore = await anomalies();
+    expect(anomaliesBefore).toHaveLength(2); // hooli's last week
     expect(before.history.length).toBeGreaterThan(10);
     for (const version of MIGRATIONS) {
       expect((await applied()).at(-1)).toBe(version);
@@ -47,6 +50,8 @@ describe('keys by tenant, source retention, change tracking, rollups and anomali
     dbmate(db.url, '--no-dump-schema', 'up');
     expect(await applied()).toEqual(expect.arrayContaining(MIGRATIONS));
     expect(await snapshot()).toEqual(before);
+    // Derived data comes back with the migration that derives it.
+    expect(await anomalies()).toEqual(anomaliesBefore);
     expect(await db.sql`select slug from kpi.tenant_slugs order by slug`).toEqual(before.tenants.map((t) => ({ slug: t.slug })).sort((a, b) => a.slug.localeCompare(b.slug)));
     expect(await db.sql`select plan, count(*)::int as n from kpi.tenants group by plan`).toEqual([{ plan: 'enterprise', n: before.tenants.length }]);
     expect((await db.sql`select kpi.fill_all_kpi_history() as r`)[0]!.r).toMatchObject({ status: 'partial', rows_written: 0 });

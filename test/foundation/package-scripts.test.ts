@@ -73,6 +73,9 @@ describe('package.json scripts', () => {
     expect(start.out).toContain('== Demo tenants and their source reports');
     expect(start.out).toMatch(/acme\s+\| Acme Corp/);
     expect(start.out).toMatch(/partial\s+\|\s+4\s+\|\s+5/);
+    // hooli's last week: AIV down, HRP up, each with its alert.
+    expect(start.out).toMatch(/hooli\s+\| 2026-11-23 \| aiv_pct\s+\|\s+31\.00 .*\| down\s+\|/);
+    expect(start.out).toMatch(/hooli\s+\| 2026-11-23 \| hrp_pct\s+\|\s+40\.00 .*\| up\s+\|/);
     expect(start.out).toContain(`postgres://postgres@127.0.0.1:${cluster.KPI_DB_PORT}/kpi_scripts`);
     expect(npmRun('db:seed')).toMatchObject({ code: 0, out: expect.stringContaining('seeded: acme, globex, initech, umbrella, hooli') });
     // --no-dump-schema: the committed dump is the schema-dump test's to compare, not this test's to rewrite.

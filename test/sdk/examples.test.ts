@@ -19,6 +19,10 @@ describe('docs/sdk.md examples', () => {
     expect(sdkDoc).toContain(readFileSync(`${projectRoot}${file}`, 'utf8').trim());
   });
 
+  it('sdk/examples/alert-receiver.ts is in docs/alerts.md verbatim (test/alerts/delivery.test.ts runs it)', () => {
+    expect(readFileSync(`${projectRoot}docs/alerts.md`, 'utf8')).toContain(readFileSync(`${projectRoot}sdk/examples/alert-receiver.ts`, 'utf8').trim());
+  });
+
   it('the browser example, through the PostgREST replay: the history, the CSV file and its name, FORBIDDEN', async () => {
     await insertTwoTenantsWithHistory(db.sql);
     const authenticator = connectAsAuthenticator(db.urlAs('authenticator'));

@@ -13,6 +13,7 @@ import {
   type FillAllResult,
   type FillResult,
   type KpiErrorCode,
+  type KpiAnomalyRow,
   type KpiHistoryMonthlyRow,
   type KpiHistoryQuarterlyRow,
   type KpiHistoryRow,
@@ -83,6 +84,17 @@ describe('public API types', () => {
       void client.exportCsv({ period: 'quarter', from: '2026-01-01' });
       // @ts-expect-error: no such period
       void client.exportCsv({ period: 'year' });
+    });
+  });
+
+  it('anomalies() rows: a closed set of KPIs and directions, a score that may be infinite', () => {
+    expectTypeOf<KpiAnomalyRow['kpi']>().toEqualTypeOf<'aiv_pct' | 'ati_pct' | 'crs_pct' | 'elasticity_usd_per_point' | 'vli_integrity_pct' | 'hrp_pct'>();
+    expectTypeOf<KpiAnomalyRow['direction']>().toEqualTypeOf<'up' | 'down'>();
+    expectTypeOf<KpiAnomalyRow['score']>().toEqualTypeOf<number | 'Infinity' | '-Infinity'>();
+    void (() => {
+      expectTypeOf(client.anomalies({ kpi: 'hrp_pct', from: '2026-01-01' })).resolves.toEqualTypeOf<KpiAnomalyRow[]>();
+      // @ts-expect-error: not a KPI
+      void client.anomalies({ kpi: 'revenue' });
     });
   });
 
