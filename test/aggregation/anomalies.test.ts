@@ -2,20 +2,13 @@
 // without spread, too short a baseline and missing HRPs; the rules and their overrides; backfills
 // that create, change and remove anomalies; and, after random writes, equality with a detection
 // from scratch. Detection runs in the writing transaction, whatever writes the history.
-import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { useTestDatabase } from '../helpers/database.js';
-import { insertAvi, insertTenant } from '../fixtures/sources.js';
+import { insertAvi, tenantFactory } from '../fixtures/sources.js';
 
 const db = useTestDatabase();
-let tenantNumber = 0;
-
-async function newTenant(): Promise<string> {
-  const id = randomUUID();
-  tenantNumber += 1;
-  await insertTenant(db.sql, id, `anomalies-${tenantNumber}`);
-  return id;
-}
+/** A tenant of its own for each test. */
+const newTenant = tenantFactory(() => db.sql, 'anomalies');
 
 /** Mondays from 2024-01-01: week n is 2024-01-01 + 7n days. */
 const week = (n: number) => new Date(Date.UTC(2024, 0, 1 + 7 * n)).toISOString().slice(0, 10);

@@ -1,19 +1,12 @@
 // Monthly and quarterly rollups (kpi.kpi_history_rollups): which month a week belongs to, the
 // figures of a period computed by hand, and agreement with the weekly rows after fills and backfills.
-import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { useTestDatabase } from '../helpers/database.js';
-import { insertAvi, insertGeneratedTenants, insertTenant } from '../fixtures/sources.js';
+import { insertAvi, insertGeneratedTenants, tenantFactory } from '../fixtures/sources.js';
 
 const db = useTestDatabase();
-let tenantNumber = 0;
-
-async function newTenant(): Promise<string> {
-  const id = randomUUID();
-  tenantNumber += 1;
-  await insertTenant(db.sql, id, `rollups-${tenantNumber}`);
-  return id;
-}
+/** A tenant of its own for each test. */
+const newTenant = tenantFactory(() => db.sql, 'rollups');
 
 interface Week {
   as_of: string;

@@ -1,21 +1,13 @@
 // Which report feeds which column: latest AVI week, VLI and HRP as of the end of that week, the VLI
 // fallback, HRP conversion and every invalid HRP, the error codes, and backfill ranges.
-import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { useTestDatabase } from '../helpers/database.js';
-import { insertAvi, insertClarity, insertTenant, insertVli } from '../fixtures/sources.js';
+import { insertAvi, insertClarity, insertVli, tenantFactory } from '../fixtures/sources.js';
 import { UNKNOWN } from '../fixtures/tenants.js';
 
 const db = useTestDatabase();
-let tenantNumber = 0;
-
-/** A tenant of its own for each test: the file's tests share one database. */
-async function newTenant(): Promise<string> {
-  const id = randomUUID();
-  tenantNumber += 1;
-  await insertTenant(db.sql, id, `semantics-${tenantNumber}`);
-  return id;
-}
+/** A tenant of its own for each test. */
+const newTenant = tenantFactory(() => db.sql, 'semantics');
 
 async function fill(tenantId: string) {
   const [{ result }] = await db.sql<[{ result: Record<string, unknown> }]>`select kpi.fill_kpi_history(${tenantId}) as result`;
