@@ -85,6 +85,37 @@ COMMENT ON DOMAIN api."text/csv" IS 'Media type text/csv: functions returning it
 
 
 --
+-- Name: kpi_history_changes(text); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.kpi_history_changes(after text DEFAULT NULL::text) RETURNS json
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  failed_sqlstate text;
+  failed_message text;
+  failed_detail text;
+begin
+  return kpi_api.changes_page("after", 1000);
+exception when others then
+  get stacked diagnostics failed_sqlstate = returned_sqlstate, failed_message = message_text,
+                          failed_detail = pg_exception_detail;
+  perform kpi_api.raise_caught_error(failed_sqlstate, failed_message, failed_detail);
+  return null;
+end
+$$;
+
+
+--
+-- Name: FUNCTION kpi_history_changes(after text); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.kpi_history_changes(after text) IS 'The active tenant''s changes to its history and anomalies after the cursor `after` (omit it to start from the oldest change kept): {"changes": [{"cursor", "entity": "history"|"anomaly", "op": "insert"|"update"|"delete", "as_of", "kpi", "data", "changed_at"}], "next": "<cursor>", "has_more"}. Up to 1,000 per page; each change once, none skipped: only settled transactions are returned. History rows carry a revision (the highest is the latest).
+Errors: INVALID_INPUT 400 (a malformed cursor), CURSOR_EXPIRED 410 (the changes after it were pruned: re-read the state), FORBIDDEN 403, TENANT_REQUIRED 400.
+Example: GET /rpc/kpi_history_changes?after=1234.56';
+
+
+--
 -- Name: kpi_history_cron(json); Type: FUNCTION; Schema: api; Owner: -
 --
 
@@ -307,6 +338,60 @@ CREATE FUNCTION kpi.anomalies_changed() RETURNS integer
 
 
 --
+-- Name: utc_iso(timestamp with time zone); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.utc_iso(ts timestamp with time zone) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    RETURN ((to_json((ts AT TIME ZONE 'UTC'::text)) #>> '{}'::text[]) || '+00:00'::text);
+
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: kpi_anomalies; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.kpi_anomalies (
+    tenant_id uuid NOT NULL,
+    as_of date NOT NULL,
+    kpi text NOT NULL,
+    value numeric NOT NULL,
+    baseline_median numeric NOT NULL,
+    baseline_mad numeric NOT NULL,
+    baseline_weeks integer NOT NULL,
+    score double precision NOT NULL,
+    direction text NOT NULL,
+    threshold numeric NOT NULL,
+    detected_at timestamp with time zone DEFAULT now() NOT NULL,
+    run_id bigint,
+    CONSTRAINT kpi_anomalies_direction CHECK ((direction = ANY (ARRAY['up'::text, 'down'::text])))
+);
+
+ALTER TABLE ONLY kpi.kpi_anomalies FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE kpi_anomalies; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.kpi_anomalies IS 'KPI values far from the tenant''s previous 12 weeks, one row per tenant, week and KPI. Always equal to a from-scratch detection over kpi_history (kpi.rescore_anomalies), kept so by triggers on kpi_history and on the rules.';
+
+
+--
+-- Name: anomaly_change_data(kpi.kpi_anomalies); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.anomaly_change_data(a kpi.kpi_anomalies) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    RETURN jsonb_build_object('as_of', (a).as_of, 'kpi', (a).kpi, 'value', (a).value, 'baseline_median', (a).baseline_median, 'baseline_mad', (a).baseline_mad, 'baseline_weeks', (a).baseline_weeks, 'score', (a).score, 'direction', (a).direction, 'threshold', (a).threshold, 'detected_at', kpi.utc_iso((a).detected_at));
+
+
+--
 -- Name: assert_tenant_can_fill(uuid); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -425,20 +510,21 @@ declare
   runs_deleted bigint;
   denials_deleted bigint := 0;
   job_details_deleted bigint := 0;
+  alerts_deleted bigint;
 begin
   delete from kpi.kpi_runs where started_at < now() - interval '90 days';
   get diagnostics runs_deleted = row_count;
-  -- The audit of refused API calls (a later migration) is kept as long as the run log.
-  if to_regclass('kpi.api_denials') is not null then
-    execute 'delete from kpi.api_denials where denied_at < now() - interval ''90 days''';
-    get diagnostics denials_deleted = row_count;
-  end if;
+  delete from kpi.api_denials where denied_at < now() - interval '90 days';
+  get diagnostics denials_deleted = row_count;
+  delete from kpi.alerts where status <> 'pending' and finished_at < now() - interval '90 days';
+  get diagnostics alerts_deleted = row_count;
   -- cron.job_run_details exists only in the pg_cron database.
   if to_regclass('cron.job_run_details') is not null then
     execute 'delete from cron.job_run_details where start_time < now() - interval ''7 days''';
     get diagnostics job_details_deleted = row_count;
   end if;
   return jsonb_build_object('kpi_runs_deleted', runs_deleted, 'api_denials_deleted', denials_deleted,
+                            'alerts_deleted', alerts_deleted, 'kpi_changes_deleted', kpi.prune_change_log(),
                             'cron_job_run_details_deleted', job_details_deleted);
 end
 $$;
@@ -757,6 +843,79 @@ $$;
 
 
 --
+-- Name: kpi_history; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.kpi_history (
+    tenant_id uuid NOT NULL,
+    as_of date NOT NULL,
+    aiv_pct numeric(5,2) NOT NULL,
+    ati_pct numeric(5,2) NOT NULL,
+    crs_pct numeric(5,2) NOT NULL,
+    elasticity_usd_per_point numeric(10,2) NOT NULL,
+    vli_integrity_pct numeric(5,2) NOT NULL,
+    vli_is_fallback boolean NOT NULL,
+    hrp_pct numeric(5,2),
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    revision integer DEFAULT 1 NOT NULL,
+    CONSTRAINT kpi_history_aiv_pct_range CHECK (((aiv_pct >= (0)::numeric) AND (aiv_pct <= (100)::numeric))),
+    CONSTRAINT kpi_history_as_of_is_monday CHECK ((EXTRACT(isodow FROM as_of) = (1)::numeric)),
+    CONSTRAINT kpi_history_ati_pct_range CHECK (((ati_pct >= (0)::numeric) AND (ati_pct <= (100)::numeric))),
+    CONSTRAINT kpi_history_crs_pct_range CHECK (((crs_pct >= (0)::numeric) AND (crs_pct <= (100)::numeric))),
+    CONSTRAINT kpi_history_hrp_pct_range CHECK (((hrp_pct >= (0)::numeric) AND (hrp_pct <= (100)::numeric))),
+    CONSTRAINT kpi_history_vli_integrity_pct_range CHECK (((vli_integrity_pct >= (0)::numeric) AND (vli_integrity_pct <= (100)::numeric)))
+);
+
+ALTER TABLE ONLY kpi.kpi_history FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE kpi_history; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.kpi_history IS 'Weekly KPIs per tenant, written only by the aggregation (kpi.fill_* functions).';
+
+
+--
+-- Name: COLUMN kpi_history.as_of; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.kpi_history.as_of IS 'The Monday of the AVI week the row describes.';
+
+
+--
+-- Name: COLUMN kpi_history.vli_is_fallback; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.kpi_history.vli_is_fallback IS 'True when no VLI audit existed before the end of the week and vli_integrity_pct is the 100 fallback.';
+
+
+--
+-- Name: COLUMN kpi_history.hrp_pct; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.kpi_history.hrp_pct IS 'Hallucination-risk probability in percent (100 x clarity metrics->''hrp''); NULL when missing or invalid.';
+
+
+--
+-- Name: COLUMN kpi_history.revision; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.kpi_history.revision IS 'Raised by every update of the row: orders its versions in the change feed.';
+
+
+--
+-- Name: history_change_data(kpi.kpi_history); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.history_change_data(h kpi.kpi_history) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    RETURN jsonb_build_object('as_of', (h).as_of, 'aiv_pct', (h).aiv_pct, 'ati_pct', (h).ati_pct, 'crs_pct', (h).crs_pct, 'elasticity_usd_per_point', (h).elasticity_usd_per_point, 'vli_integrity_pct', (h).vli_integrity_pct, 'vli_is_fallback', (h).vli_is_fallback, 'hrp_pct', (h).hrp_pct, 'updated_at', kpi.utc_iso((h).updated_at), 'revision', (h).revision);
+
+
+--
 -- Name: hrp_pct(jsonb); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -867,6 +1026,50 @@ $$;
 
 
 --
+-- Name: log_anomaly_changes(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.log_anomaly_changes() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if tg_op = 'DELETE' then
+    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, kpi)
+    select o.tenant_id, 'anomaly', 'delete', o.as_of, o.kpi from old_rows o order by o.tenant_id, o.as_of, o.kpi;
+  else
+    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, kpi, data)
+    select n.tenant_id, 'anomaly', lower(tg_op), n.as_of, n.kpi, kpi.anomaly_change_data(n)
+    from new_rows n order by n.tenant_id, n.as_of, n.kpi;
+  end if;
+  return null;
+end
+$$;
+
+
+--
+-- Name: log_history_changes(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.log_history_changes() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if tg_op = 'DELETE' then
+    insert into kpi.kpi_changes (tenant_id, entity, op, as_of)
+    select o.tenant_id, 'history', 'delete', o.as_of from old_rows o order by o.tenant_id, o.as_of;
+  else
+    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, data)
+    select n.tenant_id, 'history', lower(tg_op), n.as_of, kpi.history_change_data(n)
+    from new_rows n order by n.tenant_id, n.as_of;
+  end if;
+  return null;
+end
+$$;
+
+
+--
 -- Name: notify_alert_workers(); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -881,6 +1084,46 @@ begin
   return null;
 end
 $$;
+
+
+--
+-- Name: prune_change_log(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.prune_change_log() RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  settings kpi.change_feed_settings;
+  last_txid xid8;
+  last_seq bigint;
+  deleted bigint;
+begin
+  select * into settings from kpi.change_feed_settings for update;
+  select c.txid, c.seq into last_txid, last_seq
+  from kpi.kpi_changes c
+  where c.changed_at < now() - settings.keep and c.txid < pg_snapshot_xmin(pg_current_snapshot())
+  order by c.txid desc, c.seq desc
+  limit 1;
+  if last_txid is null then
+    return 0;
+  end if;
+  delete from kpi.kpi_changes c where (c.txid, c.seq) <= (last_txid, last_seq);
+  get diagnostics deleted = row_count;
+  update kpi.change_feed_settings
+  set pruned_txid = greatest(pruned_txid, last_txid),
+      pruned_seq = case when last_txid > pruned_txid or (last_txid = pruned_txid and last_seq > pruned_seq) then last_seq else pruned_seq end;
+  return deleted;
+end
+$$;
+
+
+--
+-- Name: FUNCTION prune_change_log(); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.prune_change_log() IS 'Deletes the change feed''s entries older than change_feed_settings.keep (up to a settled position, without holes) and records where it stopped; readers with an older cursor get CURSOR_EXPIRED. Run daily by kpi.clean_up_run_history. Example: select kpi.prune_change_log();';
 
 
 --
@@ -901,6 +1144,21 @@ begin
     raise exception using errcode = state, message = message;
   end if;
   raise exception using errcode = state, message = message, hint = hint;
+end
+$$;
+
+
+--
+-- Name: raise_history_revision(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.raise_history_revision() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  new.revision := old.revision + 1;
+  return new;
 end
 $$;
 
@@ -1299,10 +1557,6 @@ CREATE FUNCTION kpi.source_horizon(retention_days integer, purged_before timesta
     RETURN GREATEST(COALESCE(purged_before, '-infinity'::timestamp with time zone), COALESCE((last_cleanup - make_interval(days => retention_days)), '-infinity'::timestamp with time zone));
 
 
-SET default_tablespace = '';
-
-SET default_table_access_method = heap;
-
 --
 -- Name: plans; Type: TABLE; Schema: kpi; Owner: -
 --
@@ -1499,16 +1753,6 @@ CREATE FUNCTION kpi.try_lock_all_tenants(for_session boolean) RETURNS boolean
   select case when for_session then pg_catalog.pg_try_advisory_lock(1263552840, 1)
               else pg_catalog.pg_try_advisory_xact_lock(1263552840, 1) end
 $$;
-
-
---
--- Name: utc_iso(timestamp with time zone); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.utc_iso(ts timestamp with time zone) RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
-    SET search_path TO ''
-    RETURN ((to_json((ts AT TIME ZONE 'UTC'::text)) #>> '{}'::text[]) || '+00:00'::text);
 
 
 --
@@ -1725,6 +1969,54 @@ COMMENT ON FUNCTION kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to da
 
 
 --
+-- Name: changes_page(text, integer); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.changes_page(cursor text, page_size integer) RETURNS json
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  after_position record;
+  settings kpi.change_feed_settings;
+  settled_before xid8 := pg_snapshot_xmin(pg_current_snapshot());
+  result json;
+begin
+  select * into after_position from kpi_api.cursor_position(cursor);
+  select * into settings from kpi.change_feed_settings;
+  if cursor is not null and btrim(cursor) <> ''
+     and (after_position.txid, after_position.seq) < (settings.pruned_txid, settings.pruned_seq) then
+    perform kpi_api.raise_http_error('CURSOR_EXPIRED',
+      format('changes after %s have been pruned (the feed keeps %s)', cursor, settings.keep),
+      'Re-read the current state (GET /kpi_history, /kpi_anomalies), then follow the feed without a cursor.');
+  end if;
+  with page as (
+    select c.txid, c.seq, c.entity, c.op, c.as_of, c.kpi, c.data, c.changed_at
+    from kpi.kpi_changes c
+    where c.tenant_id = (select kpi_api.current_tenant_id())
+      and (c.txid, c.seq) > (after_position.txid, after_position.seq)
+      and c.txid < settled_before
+    order by c.txid, c.seq
+    limit page_size
+  )
+  select json_build_object(
+           'changes', coalesce(json_agg(json_build_object(
+                        'cursor', p.txid::text || '.' || p.seq, 'entity', p.entity, 'op', p.op, 'as_of', p.as_of,
+                        'kpi', p.kpi, 'data', p.data,
+                        -- ISO 8601 in UTC, as kpi.utc_iso writes it (which API roles may not call).
+                        'changed_at', (to_json(p.changed_at at time zone 'UTC') #>> '{}') || '+00:00')
+                        order by p.txid, p.seq), '[]'),
+           'next', coalesce((select p2.txid::text || '.' || p2.seq from page p2 order by p2.txid desc, p2.seq desc limit 1),
+                            nullif(btrim(cursor), ''), after_position.txid::text || '.' || after_position.seq),
+           'has_more', count(*) = page_size)
+  into result
+  from page p;
+  return result;
+end
+$$;
+
+
+--
 -- Name: cron_secret_matches(text); Type: FUNCTION; Schema: kpi_api; Owner: -
 --
 
@@ -1794,6 +2086,29 @@ begin
   end if;
   perform kpi_api.raise_http_error('FORBIDDEN', 'this token grants no tenant');
   return null;
+end
+$_$;
+
+
+--
+-- Name: cursor_position(text); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.cursor_position(cursor text, OUT txid xid8, OUT seq bigint) RETURNS record
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $_$
+begin
+  if cursor is null or btrim(cursor) = '' then
+    txid := '0';
+    seq := 0;
+    return;
+  end if;
+  if cursor !~ '^\s*\d{1,19}\.\d{1,18}\s*$' then
+    perform kpi_api.raise_http_error('INVALID_INPUT', format('after must be a cursor from an earlier page ("<digits>.<digits>"), got %s', left(cursor, 40)));
+  end if;
+  txid := split_part(btrim(cursor), '.', 1)::xid8;
+  seq := split_part(btrim(cursor), '.', 2)::bigint;
 end
 $_$;
 
@@ -2128,36 +2443,6 @@ Example: GET /active_tenant?select=slug,name';
 
 
 --
--- Name: kpi_anomalies; Type: TABLE; Schema: kpi; Owner: -
---
-
-CREATE TABLE kpi.kpi_anomalies (
-    tenant_id uuid NOT NULL,
-    as_of date NOT NULL,
-    kpi text NOT NULL,
-    value numeric NOT NULL,
-    baseline_median numeric NOT NULL,
-    baseline_mad numeric NOT NULL,
-    baseline_weeks integer NOT NULL,
-    score double precision NOT NULL,
-    direction text NOT NULL,
-    threshold numeric NOT NULL,
-    detected_at timestamp with time zone DEFAULT now() NOT NULL,
-    run_id bigint,
-    CONSTRAINT kpi_anomalies_direction CHECK ((direction = ANY (ARRAY['up'::text, 'down'::text])))
-);
-
-ALTER TABLE ONLY kpi.kpi_anomalies FORCE ROW LEVEL SECURITY;
-
-
---
--- Name: TABLE kpi_anomalies; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON TABLE kpi.kpi_anomalies IS 'KPI values far from the tenant''s previous 12 weeks, one row per tenant, week and KPI. Always equal to a from-scratch detection over kpi_history (kpi.rescore_anomalies), kept so by triggers on kpi_history and on the rules.';
-
-
---
 -- Name: kpi_anomalies; Type: VIEW; Schema: api; Owner: -
 --
 
@@ -2237,61 +2522,6 @@ COMMENT ON COLUMN api.kpi_anomalies.direction IS 'up or down: above or below the
 --
 
 COMMENT ON COLUMN api.kpi_anomalies.threshold IS 'The |score| it exceeded (the rule in force).';
-
-
---
--- Name: kpi_history; Type: TABLE; Schema: kpi; Owner: -
---
-
-CREATE TABLE kpi.kpi_history (
-    tenant_id uuid NOT NULL,
-    as_of date NOT NULL,
-    aiv_pct numeric(5,2) NOT NULL,
-    ati_pct numeric(5,2) NOT NULL,
-    crs_pct numeric(5,2) NOT NULL,
-    elasticity_usd_per_point numeric(10,2) NOT NULL,
-    vli_integrity_pct numeric(5,2) NOT NULL,
-    vli_is_fallback boolean NOT NULL,
-    hrp_pct numeric(5,2),
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT kpi_history_aiv_pct_range CHECK (((aiv_pct >= (0)::numeric) AND (aiv_pct <= (100)::numeric))),
-    CONSTRAINT kpi_history_as_of_is_monday CHECK ((EXTRACT(isodow FROM as_of) = (1)::numeric)),
-    CONSTRAINT kpi_history_ati_pct_range CHECK (((ati_pct >= (0)::numeric) AND (ati_pct <= (100)::numeric))),
-    CONSTRAINT kpi_history_crs_pct_range CHECK (((crs_pct >= (0)::numeric) AND (crs_pct <= (100)::numeric))),
-    CONSTRAINT kpi_history_hrp_pct_range CHECK (((hrp_pct >= (0)::numeric) AND (hrp_pct <= (100)::numeric))),
-    CONSTRAINT kpi_history_vli_integrity_pct_range CHECK (((vli_integrity_pct >= (0)::numeric) AND (vli_integrity_pct <= (100)::numeric)))
-);
-
-ALTER TABLE ONLY kpi.kpi_history FORCE ROW LEVEL SECURITY;
-
-
---
--- Name: TABLE kpi_history; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON TABLE kpi.kpi_history IS 'Weekly KPIs per tenant, written only by the aggregation (kpi.fill_* functions).';
-
-
---
--- Name: COLUMN kpi_history.as_of; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON COLUMN kpi.kpi_history.as_of IS 'The Monday of the AVI week the row describes.';
-
-
---
--- Name: COLUMN kpi_history.vli_is_fallback; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON COLUMN kpi.kpi_history.vli_is_fallback IS 'True when no VLI audit existed before the end of the week and vli_integrity_pct is the 100 fallback.';
-
-
---
--- Name: COLUMN kpi_history.hrp_pct; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON COLUMN kpi.kpi_history.hrp_pct IS 'Hallucination-risk probability in percent (100 x clarity metrics->''hrp''); NULL when missing or invalid.';
 
 
 --
@@ -3243,6 +3473,22 @@ ALTER TABLE kpi.avi_reports ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 
 
 --
+-- Name: change_feed_settings; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.change_feed_settings (
+    singleton boolean DEFAULT true NOT NULL,
+    keep interval DEFAULT '30 days'::interval NOT NULL,
+    pruned_txid xid8 DEFAULT '0'::xid8 NOT NULL,
+    pruned_seq bigint DEFAULT 0 NOT NULL,
+    CONSTRAINT change_feed_settings_keep_positive CHECK ((keep > '00:00:00'::interval)),
+    CONSTRAINT change_feed_settings_singleton CHECK (singleton)
+);
+
+ALTER TABLE ONLY kpi.change_feed_settings FORCE ROW LEVEL SECURITY;
+
+
+--
 -- Name: clarity_reports; Type: TABLE; Schema: kpi; Owner: -
 --
 
@@ -3343,6 +3589,48 @@ COMMENT ON TABLE kpi.error_codes IS 'Stable error codes: raised with SQLSTATE cl
 --
 
 COMMENT ON COLUMN kpi.error_codes.code IS 'Also used as warning codes: INVALID_CLARITY (a clarity report whose hrp is not a number in 0..1).';
+
+
+--
+-- Name: kpi_changes; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.kpi_changes (
+    tenant_id uuid NOT NULL,
+    txid xid8 DEFAULT pg_current_xact_id() NOT NULL,
+    seq bigint NOT NULL,
+    entity text NOT NULL,
+    op text NOT NULL,
+    as_of date NOT NULL,
+    kpi text,
+    data jsonb,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT kpi_changes_entity CHECK ((entity = ANY (ARRAY['history'::text, 'anomaly'::text]))),
+    CONSTRAINT kpi_changes_op CHECK ((op = ANY (ARRAY['insert'::text, 'update'::text, 'delete'::text])))
+);
+
+ALTER TABLE ONLY kpi.kpi_changes FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE kpi_changes; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.kpi_changes IS 'The change feed: each insert, update and delete of kpi_history and kpi_anomalies, in the writing transaction. Read it with api.kpi_history_changes (or kpi_api.changes_page); pruned by kpi.clean_up_run_history after change_feed_settings.keep.';
+
+
+--
+-- Name: kpi_changes_seq_seq; Type: SEQUENCE; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.kpi_changes ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME kpi.kpi_changes_seq_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 
 
 --
@@ -3721,6 +4009,14 @@ ALTER TABLE ONLY kpi.avi_reports
 
 
 --
+-- Name: change_feed_settings change_feed_settings_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.change_feed_settings
+    ADD CONSTRAINT change_feed_settings_pkey PRIMARY KEY (singleton);
+
+
+--
 -- Name: clarity_reports clarity_reports_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
 --
 
@@ -3758,6 +4054,14 @@ ALTER TABLE ONLY kpi.error_codes
 
 ALTER TABLE ONLY kpi.kpi_anomalies
     ADD CONSTRAINT kpi_anomalies_pkey PRIMARY KEY (tenant_id, as_of, kpi);
+
+
+--
+-- Name: kpi_changes kpi_changes_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.kpi_changes
+    ADD CONSTRAINT kpi_changes_pkey PRIMARY KEY (tenant_id, txid, seq);
 
 
 --
@@ -3901,6 +4205,13 @@ CREATE INDEX api_denials_denied_at_idx ON kpi.api_denials USING btree (denied_at
 
 
 --
+-- Name: kpi_changes_position; Type: INDEX; Schema: kpi; Owner: -
+--
+
+CREATE INDEX kpi_changes_position ON kpi.kpi_changes USING btree (txid, seq);
+
+
+--
 -- Name: kpi_runs_running; Type: INDEX; Schema: kpi; Owner: -
 --
 
@@ -3978,10 +4289,59 @@ CREATE TRIGGER clarity_reports_track_update AFTER UPDATE ON kpi.clarity_reports 
 
 
 --
+-- Name: kpi_anomalies kpi_anomalies_logged_delete; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER kpi_anomalies_logged_delete AFTER DELETE ON kpi.kpi_anomalies REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_anomaly_changes();
+
+
+--
+-- Name: kpi_anomalies kpi_anomalies_logged_insert; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER kpi_anomalies_logged_insert AFTER INSERT ON kpi.kpi_anomalies REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_anomaly_changes();
+
+
+--
+-- Name: kpi_anomalies kpi_anomalies_logged_update; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER kpi_anomalies_logged_update AFTER UPDATE ON kpi.kpi_anomalies REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_anomaly_changes();
+
+
+--
 -- Name: kpi_history kpi_history_inserted_scored; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
 CREATE TRIGGER kpi_history_inserted_scored AFTER INSERT ON kpi.kpi_history REFERENCING NEW TABLE AS written_weeks FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_weeks();
+
+
+--
+-- Name: kpi_history kpi_history_logged_delete; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER kpi_history_logged_delete AFTER DELETE ON kpi.kpi_history REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_history_changes();
+
+
+--
+-- Name: kpi_history kpi_history_logged_insert; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER kpi_history_logged_insert AFTER INSERT ON kpi.kpi_history REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_history_changes();
+
+
+--
+-- Name: kpi_history kpi_history_logged_update; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER kpi_history_logged_update AFTER UPDATE ON kpi.kpi_history REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_history_changes();
+
+
+--
+-- Name: kpi_history kpi_history_revision; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER kpi_history_revision BEFORE UPDATE ON kpi.kpi_history FOR EACH ROW EXECUTE FUNCTION kpi.raise_history_revision();
 
 
 --
@@ -4199,10 +4559,24 @@ CREATE POLICY "Anomalies are visible to members of the active tenant" ON kpi.kpi
 
 
 --
+-- Name: kpi_changes Changes are visible to members of the active tenant; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "Changes are visible to members of the active tenant" ON kpi.kpi_changes FOR SELECT TO authenticated USING ((tenant_id = ( SELECT kpi_api.current_tenant_id() AS current_tenant_id)));
+
+
+--
 -- Name: kpi_history KPI history is visible to members of the active tenant; Type: POLICY; Schema: kpi; Owner: -
 --
 
 CREATE POLICY "KPI history is visible to members of the active tenant" ON kpi.kpi_history FOR SELECT TO authenticated USING ((tenant_id = ( SELECT kpi_api.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: change_feed_settings The feed's watermark is readable by tenant members; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "The feed's watermark is readable by tenant members" ON kpi.change_feed_settings FOR SELECT TO authenticated USING (true);
 
 
 --
@@ -4284,6 +4658,19 @@ CREATE POLICY "avi_reports are maintained by their owner" ON kpi.avi_reports TO 
 
 
 --
+-- Name: change_feed_settings; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.change_feed_settings ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: change_feed_settings change_feed_settings are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "change_feed_settings are maintained by their owner" ON kpi.change_feed_settings TO postgres USING (true) WITH CHECK (true);
+
+
+--
 -- Name: clarity_reports; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
@@ -4333,6 +4720,19 @@ ALTER TABLE kpi.kpi_anomalies ENABLE ROW LEVEL SECURITY;
 --
 
 CREATE POLICY "kpi_anomalies are maintained by their owner" ON kpi.kpi_anomalies TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: kpi_changes; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.kpi_changes ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: kpi_changes kpi_changes are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "kpi_changes are maintained by their owner" ON kpi.kpi_changes TO postgres USING (true) WITH CHECK (true);
 
 
 --
@@ -4517,4 +4917,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201000400'),
     ('20261201000500'),
     ('20261201000600'),
-    ('20261201000700');
+    ('20261201000700'),
+    ('20261201000800');

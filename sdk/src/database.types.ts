@@ -214,6 +214,11 @@ export type Database = {
       };
     };
     Functions: {
+      /** The active tenant's changes to its history and anomalies after the cursor `after` (omit it to start from the oldest change kept): {"changes": [{"cursor", "entity": "history"|"anomaly", "op": "insert"|"update"|"delete", "as_of", "kpi", "data", "changed_at"}], "next": "<cursor>", "has_more"}. Up to 1,000 per page; each change once, none skipped: only settled transactions are returned. History rows carry a revision (the highest is the latest). */
+      kpi_history_changes: {
+        Args: { after?: string };
+        Returns: Json;
+      };
       /** Runs the KPI fill. Body: {} for all tenants, or {"tenantId": "<uuid>"} for one. Needs the cron secret in the x-cron-secret header (or a "cron_secret" JWT claim). */
       kpi_history_cron: {
         Args: { [key: string]: Json | undefined };
@@ -237,6 +242,7 @@ export type Database = {
 
 /** The stable error codes the database raises (SQLSTATE class KH) and the API answers with. */
 export const DATABASE_ERRORS = {
+  CURSOR_EXPIRED: { sqlstate: 'KH410', httpStatus: 410, description: "The cursor is older than the oldest change kept: re-read the current state, then follow the feed from the cursor the re-read started at." },
   FORBIDDEN: { sqlstate: 'KH403', httpStatus: 403, description: "Missing or wrong credentials for this operation or tenant." },
   INTERNAL_ERROR: { sqlstate: 'KH500', httpStatus: 500, description: "Something unexpected failed; the run log has the details." },
   INVALID_INPUT: { sqlstate: 'KH400', httpStatus: 400, description: "A parameter or request body is malformed." },

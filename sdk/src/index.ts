@@ -15,6 +15,7 @@ import {
   type HealthResult,
   type HistoryQuery,
   type KpiAnomalyRow,
+  type KpiChangePage,
   type KpiHistoryRow,
   type KpiRollupRows,
   type RollupPeriod,
@@ -236,6 +237,15 @@ export function createKpiHistoryClient(options: KpiHistoryClientOptions) {
       if (query.to) request = request.lte('as_of', query.to);
       if (query.kpi) request = request.eq('kpi', query.kpi);
       return unwrap(await request, 'anomalies') as KpiAnomalyRow[];
+    },
+
+    /**
+     * The active tenant's changes after `after` (from the oldest kept without it), up to 1,000:
+     * each change once, in order. Throws CURSOR_EXPIRED when the feed no longer reaches back that far.
+     */
+    async changes(query: { after?: string } = {}): Promise<KpiChangePage> {
+      const args = query.after === undefined ? {} : { after: query.after };
+      return unwrap(await client.rpc('kpi_history_changes', args, { get: true }), 'changes') as unknown as KpiChangePage;
     },
 
     /** Health of the daily fill (no tenant data in it). */

@@ -172,3 +172,28 @@ export interface CsvQuery {
   /** Last week (or period_start) to include, YYYY-MM-DD. */
   to?: string;
 }
+
+/** One change of the feed (GET /rpc/kpi_history_changes). */
+export interface KpiChange {
+  /** Its position: pass the page's `next` (or this) as `after` to go on from here. */
+  cursor: string;
+  entity: 'history' | 'anomaly';
+  op: 'insert' | 'update' | 'delete';
+  as_of: string;
+  /** Anomalies: which KPI. */
+  kpi: KpiName | null;
+  /**
+   * The row after the change, as the API shows it (history rows with their `revision`: keep the
+   * highest); null for a delete.
+   */
+  data: (KpiHistoryRow & { revision: number }) | KpiAnomalyRow | null;
+  changed_at: string;
+}
+
+export interface KpiChangePage {
+  changes: KpiChange[];
+  /** The cursor to ask with next time (the same as `after` when nothing was new). */
+  next: string;
+  /** True when the page is full: ask again at once. */
+  has_more: boolean;
+}

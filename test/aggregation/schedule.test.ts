@@ -76,7 +76,7 @@ describe.skipIf(!cron.url)(`pg_cron${cron.url ? '' : ` — not run: ${cron.reaso
         (999, 900001, 'old', 'succeeded', now() - interval '8 days', now() - interval '8 days'),
         (999, 900002, 'recent', 'succeeded', now() - interval '6 days', now() - interval '6 days')`;
     const [{ result }] = await sql<[{ result: Record<string, number> }]>`select kpi.clean_up_run_history() as result`;
-    expect(result).toEqual({ kpi_runs_deleted: 1, api_denials_deleted: 1, cron_job_run_details_deleted: 1 });
+    expect(result).toEqual({ kpi_runs_deleted: 1, api_denials_deleted: 1, cron_job_run_details_deleted: 1, alerts_deleted: 0, kpi_changes_deleted: 0 });
     expect(await sql`select reason from kpi.api_denials`).toEqual([{ reason: 'recent' }]);
     const runs = await sql`select 1 from kpi.kpi_runs where started_at < now() - interval '88 days'`;
     expect(runs).toHaveLength(1);

@@ -305,6 +305,18 @@ describe('several workers', () => {
   }, 60_000);
 });
 
+describe('keeping', () => {
+  it('the daily log cleanup deletes alerts finished over 90 days ago, never pending ones', async () => {
+    const [old, pending] = await enqueue(2);
+    await db.sql`update kpi.alerts set status = 'delivered', finished_at = now() - interval '91 days' where tenant_id = ${TENANT} and id = ${old!}`;
+    await db.sql`update kpi.alerts set created_at = now() - interval '91 days' where tenant_id = ${TENANT} and id = ${pending!}`;
+    const [{ result }] = await db.sql<[{ result: { alerts_deleted: number } }]>`select kpi.clean_up_run_history() as result`;
+    expect(Number(result.alerts_deleted)).toBe(1);
+    expect(await db.sql`select id::text from kpi.alerts where tenant_id = ${TENANT} and id = any(${[old!, pending!]}::bigint[])`).toEqual([{ id: pending }]);
+    await db.sql`update kpi.alerts set status = 'delivered', finished_at = now() where tenant_id = ${TENANT} and id = ${pending!}`;
+  });
+});
+
 describe('configuration and logging', () => {
   it.each([
     [{ secret: 'short' }, /at least 32 characters/],

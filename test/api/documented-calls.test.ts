@@ -69,6 +69,7 @@ describe('the SDK’s calls (browser entry, through the replay’s fetch)', () =
       '/kpi_history',
       '/kpi_history_monthly',
       '/kpi_history_quarterly',
+      '/rpc/kpi_history_changes',
       '/rpc/kpi_history_cron',
       '/rpc/kpi_history_csv',
       '/rpc/kpi_history_health',

@@ -24,6 +24,7 @@ describe('privilege matrix', () => {
       'anon execute kpi_history_cron(json)',
       'anon execute kpi_history_health()',
       'authenticated execute kpi_history_cron(json)',
+      'authenticated execute kpi_history_changes(after text)',
       'authenticated execute kpi_history_csv(weeks text, "from" text, "to" text, period text)',
       'authenticated execute kpi_history_health()',
       'authenticated select active_tenant',
@@ -35,7 +36,7 @@ describe('privilege matrix', () => {
     ].sort());
   });
 
-  it('in the private schemas they may execute only the request-context functions, and read three RLS-guarded tables and a view over them', async () => {
+  it('in the private schemas they may execute only the request-context functions, and read the RLS-guarded tables and a view over them', async () => {
     const rows = await db.sql`
       select r.role, n.nspname || '.' || p.proname as object
       from pg_proc p join pg_namespace n on n.oid = p.pronamespace
@@ -56,13 +57,17 @@ describe('privilege matrix', () => {
       'anon kpi_api.request_claims',
       'anon kpi_api.request_header',
       'anon kpi_api.run_cron',
+      'authenticated kpi.change_feed_settings',
       'authenticated kpi.kpi_anomalies',
+      'authenticated kpi.kpi_changes',
       'authenticated kpi.kpi_history',
       'authenticated kpi.kpi_history_rollups',
       'authenticated kpi.tenants',
       'authenticated kpi_api.csv_field',
       'authenticated kpi_api.csv_header',
+      'authenticated kpi_api.changes_page',
       'authenticated kpi_api.current_tenant_id',
+      'authenticated kpi_api.cursor_position',
       'authenticated kpi_api.date_argument',
       'authenticated kpi_api.health',
       'authenticated kpi_api.integer_argument',
@@ -148,7 +153,7 @@ describe('object properties', () => {
       union all
       select p.proname, obj_description(p.oid, 'pg_proc')
       from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'api'`;
-    expect(rows.length).toBe(9);
+    expect(rows.length).toBe(10);
     for (const row of rows) expect(row.comment, row.name).toMatch(/Example: (GET|POST) \//);
   });
 });
@@ -174,7 +179,7 @@ describe('what PostgREST v16.2 can pass (guards against the next collision)', ()
       select p.proname as fn, p.provolatile::text as volatility, obj_description(p.oid, 'pg_proc') as comment
       from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'api'`;
     const documentedForGet = rows.filter((row) => new RegExp(`GET /rpc/${row.fn}\\b`).test(row.comment));
-    expect(documentedForGet.map((row) => row.fn).sort()).toEqual(['kpi_history_csv', 'kpi_history_health']);
+    expect(documentedForGet.map((row) => row.fn).sort()).toEqual(['kpi_history_changes', 'kpi_history_csv', 'kpi_history_health']);
     expect(documentedForGet.filter((row) => row.volatility === 'v').map((row) => row.fn)).toEqual([]);
   });
 

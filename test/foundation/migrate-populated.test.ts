@@ -1,4 +1,4 @@
-// The tenant-key, retention, change-tracking, rollup and anomaly migrations run up and down on a database that holds data:
+// The tenant-key, retention, change-tracking, rollup, anomaly and change-feed migrations run up and down on a database that holds data:
 // every row survives both ways, and the fill works on either side.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
@@ -6,7 +6,7 @@ import { useTestDatabase } from '../helpers/database.js';
 import { dbmate, projectRoot } from '../helpers/dbmate.js';
 
 const db = useTestDatabase();
-const MIGRATIONS = ['20261201000700', '20261201000600', '20261201000500', '20261201000400', '20261201000300'];
+const MIGRATIONS = ['20261201000800', '20261201000700', '20261201000600', '20261201000500', '20261201000400', '20261201000300'];
 
 const snapshot = async () => ({
   tenants: await db.sql`select id, slug, name from kpi.tenants order by id`,
@@ -28,7 +28,7 @@ afterAll(() => {
   dbmate(db.url, '--no-dump-schema', 'up');
 });
 
-describe('keys by tenant, source retention, change tracking, rollups and anomalies, on a populated database', () => {
+describe('keys by tenant, source retention, change tracking, rollups, anomalies and the change feed, on a populated database', () => {
   it('roll back (down) and forward (up) keeping every row', async () => {
     const before = await snapshot();
     const anomalies = () => db.sql`select tenant_id, as_of::text, kpi, value, score from kpi.kpi_anomalies order by 1, 2, 3`;
