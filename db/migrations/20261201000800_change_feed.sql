@@ -113,6 +113,8 @@ begin
     select n.tenant_id, 'history', lower(tg_op), n.as_of, kpi.history_change_data(n)
     from new_rows n order by n.tenant_id, n.as_of;
   end if;
+  -- Delivered at commit (and once per transaction): wakes the stream's reader.
+  perform pg_notify('kpi_changes', '');
   return null;
 end
 $$;
@@ -130,6 +132,7 @@ begin
     select n.tenant_id, 'anomaly', lower(tg_op), n.as_of, n.kpi, kpi.anomaly_change_data(n)
     from new_rows n order by n.tenant_id, n.as_of, n.kpi;
   end if;
+  perform pg_notify('kpi_changes', '');
   return null;
 end
 $$;

@@ -6,6 +6,7 @@ import { PostgrestClient } from '@supabase/postgrest-js';
 import type { Database } from './database.types.js';
 import { codeForHttpError, KpiHistoryError } from './errors.js';
 import { logHttp, pathOf } from './log.js';
+import { watchChanges, type WatchOptions } from './watch.js';
 import {
   PERIODS_PER_YEAR,
   type AnomalyQuery,
@@ -27,6 +28,7 @@ export { KPI_ERROR_CODES, KpiHistoryError, type KpiErrorCode } from './errors.js
 export { DATABASE_ERRORS, type Database, type DatabaseErrorCode, type Json } from './database.types.js';
 export type * from './results.js';
 export { PERIODS_PER_YEAR } from './results.js';
+export type { WatchOptions } from './watch.js';
 
 type Fetch = typeof fetch;
 
@@ -46,6 +48,8 @@ export interface KpiHistoryClientOptions extends CommonOptions {
   token: string;
   /** The tenant to act for (the x-tenant header); needed when the token grants several. */
   tenantId?: string;
+  /** The worker's change stream, e.g. https://stream.example.com/v1/stream: needed by watch(). */
+  streamUrl?: string;
 }
 
 export interface KpiCronClientOptions extends CommonOptions {
@@ -246,6 +250,18 @@ export function createKpiHistoryClient(options: KpiHistoryClientOptions) {
     async changes(query: { after?: string } = {}): Promise<KpiChangePage> {
       const args = query.after === undefined ? {} : { after: query.after };
       return unwrap(await client.rpc('kpi_history_changes', args, { get: true }), 'changes') as unknown as KpiChangePage;
+    },
+
+    /**
+     * Follows the active tenant's changes as they are committed (the worker's Server-Sent Events):
+     * `onChange` for each, in order, reconnecting and resuming after a dropped connection, until
+     * `signal` aborts. Rejects on a refusal (UNAUTHORIZED, FORBIDDEN, CURSOR_EXPIRED…).
+     */
+    watch(watchOptions: WatchOptions): Promise<void> {
+      if (!options.streamUrl) {
+        return Promise.reject(new KpiHistoryError({ code: 'INVALID_INPUT', message: 'watch() needs the streamUrl option (the worker’s /v1/stream)' }));
+      }
+      return watchChanges({ streamUrl: options.streamUrl, headers: { ...options.headers, ...auth }, fetch: fetchLogged }, watchOptions);
     },
 
     /** Health of the daily fill (no tenant data in it). */

@@ -69,6 +69,12 @@ beforeEach(() => {
   behaviour = () => 200;
 });
 
+/** The environment without the stream's secret: these workers deliver alerts only. */
+function withoutStream(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { PGRST_JWT_SECRET: _secret, ...rest } = env;
+  return rest;
+}
+
 /** `count` more alerts about the same anomaly, pending now; their ids. */
 async function enqueue(count: number): Promise<string[]> {
   const rows = await db.sql<{ id: string }[]>`
@@ -277,7 +283,7 @@ describe('several workers', () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/worker.ts'], {
       cwd: projectRoot,
       env: {
-        ...process.env,
+        ...withoutStream(process.env),
         DATABASE_URL: db.url,
         KPI_ALERT_WEBHOOK_URL: `${baseUrl}/hook`,
         KPI_ALERT_WEBHOOK_SECRET: SECRET,
@@ -329,7 +335,7 @@ describe('configuration and logging', () => {
   it('npm run worker without a secret says what is missing and exits 2', () => {
     const result = spawnSync('npm', ['run', '--silent', 'worker'], {
       cwd: projectRoot,
-      env: { ...process.env, DATABASE_URL: db.url, KPI_ALERT_WEBHOOK_URL: `${baseUrl}/hook`, KPI_ALERT_WEBHOOK_SECRET: '' },
+      env: { ...withoutStream(process.env), DATABASE_URL: db.url, KPI_ALERT_WEBHOOK_URL: `${baseUrl}/hook`, KPI_ALERT_WEBHOOK_SECRET: '' },
       encoding: 'utf8',
     });
     expect(result.status).toBe(2);
