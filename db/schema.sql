@@ -4313,13 +4313,6 @@ CREATE TRIGGER kpi_anomalies_logged_update AFTER UPDATE ON kpi.kpi_anomalies REF
 
 
 --
--- Name: kpi_history kpi_history_inserted_scored; Type: TRIGGER; Schema: kpi; Owner: -
---
-
-CREATE TRIGGER kpi_history_inserted_scored AFTER INSERT ON kpi.kpi_history REFERENCING NEW TABLE AS written_weeks FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_weeks();
-
-
---
 -- Name: kpi_history kpi_history_logged_delete; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
@@ -4348,10 +4341,17 @@ CREATE TRIGGER kpi_history_revision BEFORE UPDATE ON kpi.kpi_history FOR EACH RO
 
 
 --
--- Name: kpi_history kpi_history_updated_scored; Type: TRIGGER; Schema: kpi; Owner: -
+-- Name: kpi_history kpi_history_scored_insert; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER kpi_history_updated_scored AFTER UPDATE ON kpi.kpi_history REFERENCING NEW TABLE AS written_weeks FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_weeks();
+CREATE TRIGGER kpi_history_scored_insert AFTER INSERT ON kpi.kpi_history REFERENCING NEW TABLE AS written_weeks FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_weeks();
+
+
+--
+-- Name: kpi_history kpi_history_scored_update; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER kpi_history_scored_update AFTER UPDATE ON kpi.kpi_history REFERENCING NEW TABLE AS written_weeks FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_weeks();
 
 
 --

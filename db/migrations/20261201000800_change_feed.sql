@@ -137,6 +137,11 @@ begin
 end
 $$;
 
+-- Triggers of one event fire in the order of their names: the history row is logged before the
+-- anomalies its scoring writes, so a consumer meets a week before the anomalies about it.
+alter trigger kpi_history_inserted_scored on kpi.kpi_history rename to kpi_history_scored_insert;
+alter trigger kpi_history_updated_scored on kpi.kpi_history rename to kpi_history_scored_update;
+
 create trigger kpi_history_logged_insert after insert on kpi.kpi_history
   referencing new table as new_rows for each statement execute function kpi.log_history_changes();
 create trigger kpi_history_logged_update after update on kpi.kpi_history
@@ -338,6 +343,8 @@ drop trigger kpi_anomalies_logged_insert on kpi.kpi_anomalies;
 drop trigger kpi_history_logged_delete on kpi.kpi_history;
 drop trigger kpi_history_logged_update on kpi.kpi_history;
 drop trigger kpi_history_logged_insert on kpi.kpi_history;
+alter trigger kpi_history_scored_insert on kpi.kpi_history rename to kpi_history_inserted_scored;
+alter trigger kpi_history_scored_update on kpi.kpi_history rename to kpi_history_updated_scored;
 drop function kpi.log_anomaly_changes();
 drop function kpi.log_history_changes();
 drop function kpi.anomaly_change_data(kpi.kpi_anomalies);

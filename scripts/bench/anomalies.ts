@@ -26,7 +26,7 @@ export async function measureDetection(sql: postgres.Sql, repeat: number): Promi
     try {
       await sql.begin(async (tx) => {
         if (!detect) {
-          await tx`alter table kpi.kpi_history disable trigger kpi_history_inserted_scored, disable trigger kpi_history_updated_scored`;
+          await tx`alter table kpi.kpi_history disable trigger kpi_history_scored_insert, disable trigger kpi_history_scored_update`;
         }
         // A new week for every tenant with reports, like its latest one: an ordinary Monday, few
         // anomalies (the scoring is the cost measured, not a flood of alerts).

@@ -24,6 +24,7 @@ const RUN_ELSEWHERE: Record<string, string> = {
   prepack: 'test/sdk/package.test.ts',
   bench: 'test/bench/bench-quick.test.ts',
   worker: 'test/alerts/delivery.test.ts',
+  export: 'test/export/export.test.ts',
 };
 
 const dir = mkdtempSync(join(tmpdir(), 'kpi-scripts-'));

@@ -1,0 +1,234 @@
+// npm run export — writes the change feed to files for analytics tools: each run exports the
+// changes since the last one (state in DIR/.kpi-export-state.json), so running it every hour
+// exports each change once.
+//
+//   npm run export -- --format parquet|ndjson|csv --out DIR [--tenant ID] [--since CURSOR|YYYY-MM-DD]
+//
+// Reads as the table owner (DATABASE_URL, or the local cluster), settled transactions only, like
+// every reader of the feed. One file per run, named after the positions it covers
+// (kpi-changes-<first>-<last>.<ext>): a run that dies after writing its file but before saving its
+// state writes the same file again next time, so nothing is exported twice under two names.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { parquetWriteBuffer } from 'hyparquet-writer';
+import postgres from 'postgres';
+
+type Format = 'parquet' | 'ndjson' | 'csv';
+
+export interface ExportOptions {
+  format: Format;
+  out: string;
+  tenant?: string;
+  since?: string;
+  databaseUrl: string;
+}
+
+export interface ExportResult {
+  file: string | null;
+  changes: number;
+  cursor: string;
+}
+
+interface ChangeRow {
+  txid: string;
+  seq: string;
+  tenant_id: string;
+  tenant: string | null;
+  entity: string;
+  op: string;
+  as_of: string;
+  kpi: string | null;
+  aiv_pct: string | null;
+  ati_pct: string | null;
+  crs_pct: string | null;
+  elasticity_usd_per_point: string | null;
+  vli_integrity_pct: string | null;
+  vli_is_fallback: boolean | null;
+  hrp_pct: string | null;
+  revision: number | null;
+  value: string | null;
+  baseline_median: string | null;
+  score: number | null;
+  direction: string | null;
+  changed_at: string;
+}
+
+class ExportError extends Error {
+  constructor(
+    readonly code: 'INVALID_INPUT' | 'CURSOR_EXPIRED',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const STATE_FILE = '.kpi-export-state.json';
+const FILE_ROWS = 100_000;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+// The columns of every format, with their Parquet types: dates as DATE, the KPIs as the DECIMALs
+// of the tables, booleans, positions as INT64, and the change time as a UTC timestamp.
+const COLUMNS: { name: keyof ChangeRow | 'cursor'; parquet: Record<string, unknown> }[] = [
+  { name: 'cursor', parquet: { type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' } },
+  { name: 'txid', parquet: { type: 'INT64', repetition_type: 'REQUIRED' } },
+  { name: 'seq', parquet: { type: 'INT64', repetition_type: 'REQUIRED' } },
+  { name: 'tenant_id', parquet: { type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' } },
+  { name: 'tenant', parquet: { type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' } },
+  { name: 'entity', parquet: { type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' } },
+  { name: 'op', parquet: { type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' } },
+  { name: 'as_of', parquet: { type: 'INT32', converted_type: 'DATE', repetition_type: 'REQUIRED' } },
+  { name: 'kpi', parquet: { type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' } },
+  ...(['aiv_pct', 'ati_pct', 'crs_pct', 'vli_integrity_pct', 'hrp_pct'] as const).map((name) => ({
+    name,
+    parquet: { type: 'INT32', converted_type: 'DECIMAL', precision: 5, scale: 2, repetition_type: 'OPTIONAL' },
+  })),
+  { name: 'elasticity_usd_per_point', parquet: { type: 'INT64', converted_type: 'DECIMAL', precision: 10, scale: 2, repetition_type: 'OPTIONAL' } },
+  { name: 'vli_is_fallback', parquet: { type: 'BOOLEAN', repetition_type: 'OPTIONAL' } },
+  { name: 'revision', parquet: { type: 'INT32', repetition_type: 'OPTIONAL' } },
+  { name: 'value', parquet: { type: 'INT64', converted_type: 'DECIMAL', precision: 12, scale: 2, repetition_type: 'OPTIONAL' } },
+  { name: 'baseline_median', parquet: { type: 'INT64', converted_type: 'DECIMAL', precision: 14, scale: 4, repetition_type: 'OPTIONAL' } },
+  { name: 'score', parquet: { type: 'DOUBLE', repetition_type: 'OPTIONAL' } },
+  { name: 'direction', parquet: { type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' } },
+  { name: 'changed_at', parquet: { type: 'INT64', converted_type: 'TIMESTAMP_MILLIS', repetition_type: 'REQUIRED' } },
+];
+
+/** A decimal string as the scaled integer Parquet stores (exact: no float on the way). */
+function scaled(value: string | null, scale: number): bigint | null {
+  if (value === null) return null;
+  const [whole, fraction = ''] = value.split('.');
+  const negative = whole!.startsWith('-');
+  const digits = BigInt(`${whole!.replace('-', '')}${fraction.padEnd(scale, '0').slice(0, scale)}`);
+  return negative ? -digits : digits;
+}
+
+function cursorOf(row: ChangeRow): string {
+  return `${row.txid}.${row.seq}`;
+}
+
+function parquetColumn(rows: ChangeRow[], column: (typeof COLUMNS)[number]) {
+  const schema = column.parquet as { converted_type?: string; scale?: number; type: string };
+  const raw = rows.map((row) => (column.name === 'cursor' ? cursorOf(row) : row[column.name]));
+  let data: unknown[];
+  if (schema.converted_type === 'DECIMAL') data = raw.map((v) => scaled(v as string | null, schema.scale!));
+  else if (schema.converted_type === 'DATE') data = raw.map((v) => new Date(`${v as string}T00:00:00Z`));
+  else if (schema.converted_type === 'TIMESTAMP_MILLIS') data = raw.map((v) => new Date(v as string));
+  else if (schema.type === 'INT64') data = raw.map((v) => BigInt(v as string));
+  else if (schema.type === 'DOUBLE') data = raw.map((v) => (v === null ? null : Number(v)));
+  else data = raw;
+  return { name: column.name, data };
+}
+
+function csvField(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  const text = String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+function render(format: Format, rows: ChangeRow[]): Buffer {
+  if (format === 'parquet') {
+    const buffer = parquetWriteBuffer({
+      columnData: COLUMNS.map((column) => parquetColumn(rows, column)) as never,
+      schema: [{ name: 'root', num_children: COLUMNS.length }, ...COLUMNS.map((c) => ({ name: c.name, ...c.parquet }))] as never,
+      createdBy: 'kpi-history export',
+    });
+    return Buffer.from(buffer);
+  }
+  const values = (row: ChangeRow) => COLUMNS.map((c) => (c.name === 'cursor' ? cursorOf(row) : row[c.name]));
+  if (format === 'csv') {
+    const lines = [COLUMNS.map((c) => c.name).join(','), ...rows.map((row) => values(row).map(csvField).join(','))];
+    return Buffer.from(`${lines.join('\r\n')}\r\n`);
+  }
+  return Buffer.from(rows.map((row) => JSON.stringify(Object.fromEntries(COLUMNS.map((c, i) => [c.name, values(row)[i]])))).join('\n') + (rows.length ? '\n' : ''));
+}
+
+export async function exportChanges(options: ExportOptions): Promise<ExportResult> {
+  if (!['parquet', 'ndjson', 'csv'].includes(options.format)) throw new ExportError('INVALID_INPUT', '--format is parquet, ndjson or csv');
+  if (options.tenant !== undefined && !UUID.test(options.tenant)) throw new ExportError('INVALID_INPUT', '--tenant must be a tenant id (uuid)');
+  mkdirSync(options.out, { recursive: true });
+  const statePath = join(options.out, STATE_FILE);
+  const state = existsSync(statePath) ? (JSON.parse(readFileSync(statePath, 'utf8')) as { cursor: string; tenant: string | null }) : null;
+  if (state && (state.tenant ?? null) !== (options.tenant ?? null)) {
+    throw new ExportError('INVALID_INPUT', `${options.out} holds the export of ${state.tenant ? `tenant ${state.tenant}` : 'every tenant'}: use another directory`);
+  }
+
+  const sql = postgres(options.databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    // Where to start: the state, else --since (a cursor, or the first change on or after a date).
+    let cursor = state?.cursor ?? '0.0';
+    if (!state && options.since) {
+      if (/^\d+\.\d+$/.test(options.since)) cursor = options.since;
+      else if (/^\d{4}-\d{2}-\d{2}$/.test(options.since)) {
+        const [first] = await sql<{ txid: string; seq: string }[]>`
+          select txid::text, seq::text from kpi.kpi_changes where changed_at >= ${options.since}::date order by txid, seq limit 1`;
+        cursor = first ? `${first.txid}.${BigInt(first.seq) - 1n}` : '0.0';
+      } else throw new ExportError('INVALID_INPUT', '--since is a cursor (<digits>.<digits>) or a date (YYYY-MM-DD)');
+    }
+    const [txid, seq] = cursor.split('.');
+    const [watermark] = await sql<[{ expired: boolean }]>`
+      select (${txid!}::xid8, ${seq!}::bigint) < (pruned_txid, pruned_seq) and ${cursor} <> '0.0' as expired from kpi.change_feed_settings`;
+    if (watermark.expired) {
+      throw new ExportError('CURSOR_EXPIRED', `the changes after ${cursor} have been pruned: export the current tables once, then start a new directory`);
+    }
+    // Files of at most FILE_ROWS changes, until nothing settled is left.
+    const result: ExportResult = { file: null, changes: 0, cursor };
+    for (let from = cursor; ; ) {
+      const rows = await sql<ChangeRow[]>`
+        select c.txid::text, c.seq::text, c.tenant_id::text, t.slug as tenant, c.entity, c.op, c.as_of::text, c.kpi,
+               c.data ->> 'aiv_pct' as aiv_pct, c.data ->> 'ati_pct' as ati_pct, c.data ->> 'crs_pct' as crs_pct,
+               c.data ->> 'elasticity_usd_per_point' as elasticity_usd_per_point, c.data ->> 'vli_integrity_pct' as vli_integrity_pct,
+               (c.data ->> 'vli_is_fallback')::boolean as vli_is_fallback, c.data ->> 'hrp_pct' as hrp_pct,
+               (c.data ->> 'revision')::integer as revision,
+               c.data ->> 'value' as value, c.data ->> 'baseline_median' as baseline_median,
+               case when c.data ->> 'score' in ('Infinity', '-Infinity') then null else (c.data ->> 'score')::float8 end as score,
+               c.data ->> 'direction' as direction,
+               (to_json(c.changed_at at time zone 'UTC') #>> '{}') || 'Z' as changed_at
+        from kpi.kpi_changes c
+        left join kpi.tenants t on t.id = c.tenant_id
+        where (c.txid, c.seq) > (${from.split('.')[0]!}::xid8, ${from.split('.')[1]!}::bigint)
+          and c.txid < pg_snapshot_xmin(pg_current_snapshot())
+          and (${options.tenant ?? null}::uuid is null or c.tenant_id = ${options.tenant ?? null}::uuid)
+        order by c.txid, c.seq
+        limit ${FILE_ROWS}`;
+      if (rows.length === 0) return result;
+      const last = cursorOf(rows.at(-1)!);
+      const file = join(options.out, `kpi-changes-${cursorOf(rows[0]!)}-${last}.${options.format}`);
+      // The file first (complete, then renamed into place), the state after it.
+      writeFileSync(`${file}.partial`, render(options.format, rows));
+      renameSync(`${file}.partial`, file);
+      writeFileSync(`${statePath}.partial`, `${JSON.stringify({ cursor: last, tenant: options.tenant ?? null, format: options.format })}\n`);
+      renameSync(`${statePath}.partial`, statePath);
+      Object.assign(result, { file, changes: result.changes + rows.length, cursor: last });
+      if (rows.length < FILE_ROWS) return result;
+      from = last;
+    }
+  } finally {
+    await sql.end();
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { format: { type: 'string' }, out: { type: 'string' }, tenant: { type: 'string' }, since: { type: 'string' } },
+  });
+  if (!values.format || !values.out) {
+    console.error('export: usage: npm run export -- --format parquet|ndjson|csv --out DIR [--tenant ID] [--since CURSOR|YYYY-MM-DD]');
+    process.exit(2);
+  }
+  const databaseUrl =
+    process.env.DATABASE_URL ?? execFileSync('bash', [fileURLToPath(new URL('./db.sh', import.meta.url)), 'url'], { encoding: 'utf8' }).trim();
+  try {
+    const result = await exportChanges({ format: values.format as Format, out: values.out, tenant: values.tenant, since: values.since, databaseUrl });
+    console.log(result.file ? `export: ${result.changes} changes → ${result.file} (next run starts after ${result.cursor})` : `export: nothing new after ${result.cursor}`);
+  } catch (error) {
+    if (error instanceof ExportError) {
+      console.error(`export: ${error.code}: ${error.message}`);
+      process.exit(error.code === 'CURSOR_EXPIRED' ? 3 : 2);
+    }
+    throw error;
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await main();
