@@ -23,6 +23,7 @@ import {
 export * from './index.js';
 export { alertBody, signAlert, startAlertDelivery, type AlertDelivery, type AlertDeliveryOptions } from './alerts.js';
 export { startChangeStream, type ChangeStream, type ChangeStreamOptions } from './stream.js';
+export { watchKpiHistory, type KpiHistoryWatch, type LoggedChange, type WatchKpiHistoryOptions } from './follow.js';
 
 export interface KpiHistoryServerOptions {
   /** A postgres.js instance to use (and not to end). */

@@ -13,6 +13,7 @@ import createDebug from 'debug';
 import { errors as joseErrors, jwtVerify } from 'jose';
 import postgres from 'postgres';
 import { KpiHistoryError } from './errors.js';
+import { changeLogReader } from './follow.js';
 
 const log = createDebug('kpi-history:stream');
 
@@ -48,18 +49,6 @@ interface StreamClient {
   txid: bigint;
   seq: bigint;
   response: ServerResponse;
-}
-
-interface LoggedChange {
-  tenant_id: string;
-  txid: string;
-  seq: string;
-  entity: string;
-  op: string;
-  as_of: string;
-  kpi: string | null;
-  data: unknown;
-  changed_at: string;
 }
 
 interface FeedChange {
@@ -109,11 +98,9 @@ export async function startChangeStream(options: ChangeStreamOptions): Promise<C
     return next;
   };
 
-  // The live reader's position: everything settled up to here has been handed out.
-  let [globalTxid, globalSeq] = [0n, 0n];
-  const [head] = await sql<[{ txid: string | null; seq: string | null }]>`
-    select txid::text, seq::text from kpi.kpi_changes where txid < pg_snapshot_xmin(pg_current_snapshot()) order by txid desc, seq desc limit 1`;
-  if (head.txid !== null) [globalTxid, globalSeq] = [BigInt(head.txid), BigInt(head.seq!)];
+  // The live reader: everything settled up to its position has been handed out.
+  const live = changeLogReader(sql);
+  await live.skipToHead();
 
   function send(client: StreamClient, change: FeedChange): void {
     client.response.write(`id: ${change.cursor}\nevent: change\ndata: ${JSON.stringify(change)}\n\n`);
@@ -121,27 +108,12 @@ export async function startChangeStream(options: ChangeStreamOptions): Promise<C
   }
 
   async function readLive(): Promise<void> {
-    for (;;) {
-      const rows = await sql<LoggedChange[]>`
-        select tenant_id, txid::text, seq::text, entity, op, as_of::text, kpi, data,
-               (to_json(changed_at at time zone 'UTC') #>> '{}') || '+00:00' as changed_at
-        from kpi.kpi_changes
-        where (txid, seq) > (${globalTxid.toString()}::xid8, ${globalSeq.toString()}::bigint)
-          and txid < pg_snapshot_xmin(pg_current_snapshot())
-        order by txid, seq
-        limit 5000`;
-      for (const row of rows) {
-        const [txid, seq] = [BigInt(row.txid), BigInt(row.seq)];
-        for (const client of clients) {
-          if (client.tenantId === row.tenant_id && after(txid, seq, client)) {
-            const { tenant_id: _tenant, txid: _txid, seq: _seq, ...rest } = row;
-            send(client, { cursor: `${row.txid}.${row.seq}`, ...rest });
-          }
-        }
-        [globalTxid, globalSeq] = [txid, seq];
+    await live.read(({ tenant_id: tenantId, ...change }) => {
+      const [txid, seq] = parseCursor(change.cursor);
+      for (const client of clients) {
+        if (client.tenantId === tenantId && after(txid, seq, client)) send(client, change);
       }
-      if (rows.length < 5000) return;
-    }
+    });
   }
   const wakeLive = () => serially(readLive).catch((error: unknown) => log('reading the log failed: %s', (error as Error).message));
 
@@ -224,7 +196,7 @@ export async function startChangeStream(options: ChangeStreamOptions): Promise<C
         // A resumed stream first gets what it missed — read (and its cursor checked: INVALID_INPUT,
         // CURSOR_EXPIRED) by the database before any header goes out; a new one starts now.
         const missed = resumeFrom === undefined ? [] : await missedChanges(access, resumeFrom);
-        if (resumeFrom === undefined) [client.txid, client.seq] = [globalTxid, globalSeq];
+        if (resumeFrom === undefined) [client.txid, client.seq] = parseCursor(live.position());
         else if (/^\d+\.\d+$/.test(resumeFrom.trim())) [client.txid, client.seq] = parseCursor(resumeFrom.trim());
         response.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', Connection: 'keep-alive' });
         response.write(': connected\n\n');

@@ -10,6 +10,7 @@ import { ACME, GLOBEX } from '../fixtures/tenants.js';
 import { mintToken } from '../../scripts/token.js';
 import { startChangeStream, type ChangeStream } from '../../sdk/src/stream.js';
 import { createKpiHistoryClient } from '../../sdk/src/index.js';
+import { watchKpiHistory, type LoggedChange } from '../../sdk/src/follow.js';
 
 const db = useTestDatabase();
 let stream: ChangeStream;
@@ -222,5 +223,40 @@ describe('watch() in the SDK', () => {
     await expect(other.watch({ onChange: () => {} })).rejects.toMatchObject({ code: 'FORBIDDEN', status: 403 });
     const without = createKpiHistoryClient({ url: 'http://127.0.0.1:9', token: acmeToken });
     await expect(without.watch({ onChange: () => {} })).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+  });
+});
+
+describe('watchKpiHistory() for server code', () => {
+  it('one tenant’s changes in order as they commit; resumed from its position, it gets what it missed once', async () => {
+    const seen: LoggedChange[] = [];
+    const watch = await watchKpiHistory({ databaseUrl: db.url, tenantId: ACME, pollIntervalMs: 60_000 }, (change) => void seen.push(change));
+    await writeWeek(ACME, 20);
+    await writeWeek(GLOBEX, 20);
+    await writeWeek(ACME, 21);
+    await until(() => seen.length === 2);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(seen.map((c) => [c.tenant_id, c.as_of])).toEqual([[ACME, week(20)], [ACME, week(21)]]);
+    const position = watch.position();
+    expect(position).toBe(seen[1]!.cursor);
+    await watch.stop();
+
+    await writeWeek(ACME, 22);
+    const later: LoggedChange[] = [];
+    const resumed = await watchKpiHistory({ databaseUrl: db.url, tenantId: ACME, after: position }, (change) => void later.push(change));
+    await until(() => later.length === 1);
+    await writeWeek(ACME, 23);
+    await until(() => later.length === 2);
+    await resumed.stop();
+    expect(later.map((c) => c.as_of)).toEqual([week(22), week(23)]);
+  });
+
+  it('without a tenant, every tenant’s changes, each with its tenant', async () => {
+    const seen: LoggedChange[] = [];
+    const watch = await watchKpiHistory({ databaseUrl: db.url }, (change) => void seen.push(change));
+    await writeWeek(GLOBEX, 30);
+    await writeWeek(ACME, 30);
+    await until(() => seen.length === 2);
+    await watch.stop();
+    expect(seen.map((c) => c.tenant_id)).toEqual([GLOBEX, ACME]);
   });
 });

@@ -1,0 +1,122 @@
+// Following the change log over a direct connection, as the table owner: the reader behind the
+// stream's live changes and behind watchKpiHistory(). Like every reader of the feed it returns
+// settled transactions only (older than the oldest still running), in position order, so nothing
+// can appear behind its position later.
+import postgres from 'postgres';
+import { KpiHistoryError } from './errors.js';
+import type { KpiChange } from './results.js';
+
+/** A change of the log, with its tenant (the owner's reader sees every tenant). */
+export type LoggedChange = KpiChange & { tenant_id: string };
+
+const PAGE = 5000;
+
+export interface ChangeLogReader {
+  /** The position of the last change read, "<txid>.<seq>". */
+  position(): string;
+  /** Moves the position to the newest settled change: what comes after is new. */
+  skipToHead(): Promise<void>;
+  /** Reads every settled change after the position, in order, handing each over; returns how many. */
+  read(handle: (change: LoggedChange) => void | Promise<void>): Promise<number>;
+}
+
+export function changeLogReader(sql: postgres.Sql, options: { tenantId?: string; after?: string } = {}): ChangeLogReader {
+  if (options.after !== undefined && !/^\d+\.\d+$/.test(options.after)) {
+    throw new KpiHistoryError({ code: 'INVALID_INPUT', message: 'after must be a cursor ("<digits>.<digits>")' });
+  }
+  let [txid, seq] = (options.after ?? '0.0').split('.') as [string, string];
+  const tenantId = options.tenantId ?? null;
+  return {
+    position: () => `${txid}.${seq}`,
+    async skipToHead() {
+      const [head] = await sql<{ txid: string; seq: string }[]>`
+        select txid::text, seq::text from kpi.kpi_changes
+        where txid < pg_snapshot_xmin(pg_current_snapshot()) and (${tenantId}::uuid is null or tenant_id = ${tenantId}::uuid)
+        order by txid desc, seq desc limit 1`;
+      if (head && (BigInt(head.txid) > BigInt(txid) || (head.txid === txid && BigInt(head.seq) > BigInt(seq)))) [txid, seq] = [head.txid, head.seq];
+    },
+    async read(handle) {
+      let count = 0;
+      for (;;) {
+        const rows = await sql<(LoggedChange & { txid: string; seq: string })[]>`
+          select tenant_id::text, txid::text, seq::text, txid::text || '.' || seq as cursor, entity, op, as_of::text, kpi, data,
+                 (to_json(changed_at at time zone 'UTC') #>> '{}') || '+00:00' as changed_at
+          from kpi.kpi_changes
+          where (txid, seq) > (${txid}::xid8, ${seq}::bigint)
+            and txid < pg_snapshot_xmin(pg_current_snapshot())
+            and (${tenantId}::uuid is null or tenant_id = ${tenantId}::uuid)
+          order by txid, seq
+          limit ${PAGE}`;
+        for (const { txid: rowTxid, seq: rowSeq, ...change } of rows) {
+          await handle(change);
+          [txid, seq] = [rowTxid, rowSeq];
+          count += 1;
+        }
+        if (rows.length < PAGE) return count;
+      }
+    },
+  };
+}
+
+export interface WatchKpiHistoryOptions {
+  /** One tenant; every tenant when omitted. */
+  tenantId?: string;
+  /** Resume after this cursor; without it, only changes committed from now on. */
+  after?: string;
+  /** A postgres.js instance to use (and not to end); otherwise databaseUrl, or DATABASE_URL. */
+  sql?: postgres.Sql;
+  databaseUrl?: string;
+  /** Reads the log this often even without a notification (default 5 s). */
+  pollIntervalMs?: number;
+  /** Called when reading fails; the watch goes on at the next notification or poll. */
+  onError?: (error: Error) => void;
+}
+
+export interface KpiHistoryWatch {
+  /** The cursor of the last change handed over: pass it as `after` to resume later. */
+  position(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Server code: calls `onChange` for each change of the history and anomalies (of one tenant or
+ * all), in order, each once, as transactions commit — woken by NOTIFY, with a poll as a safety net.
+ */
+export async function watchKpiHistory(options: WatchKpiHistoryOptions, onChange: (change: LoggedChange) => void | Promise<void>): Promise<KpiHistoryWatch> {
+  const url = options.databaseUrl ?? process.env.DATABASE_URL;
+  if (!options.sql && !url) throw new KpiHistoryError({ code: 'INVALID_INPUT', message: 'no database: pass { sql } or { databaseUrl }, or set DATABASE_URL' });
+  const sql = options.sql ?? postgres(url!, { max: 1, onnotice: () => {}, connection: { application_name: 'kpi-history-watch' } });
+  const reader = changeLogReader(sql, { tenantId: options.tenantId, after: options.after });
+  if (options.after === undefined) await reader.skipToHead();
+  // One read at a time; a notification during a read asks for one more.
+  let reading: Promise<unknown> | null = null;
+  let again = false;
+  const wake = (): void => {
+    if (reading) {
+      again = true;
+      return;
+    }
+    reading = reader
+      .read(onChange)
+      .catch((error: unknown) => options.onError?.(error as Error))
+      .finally(() => {
+        reading = null;
+        if (again) {
+          again = false;
+          wake();
+        }
+      });
+  };
+  const listening = await sql.listen('kpi_changes', wake);
+  const poll = setInterval(wake, options.pollIntervalMs ?? 5000);
+  wake();
+  return {
+    position: () => reader.position(),
+    async stop() {
+      clearInterval(poll);
+      await listening.unlisten();
+      while (reading) await reading;
+      if (!options.sql) await sql.end({ timeout: 5 });
+    },
+  };
+}
