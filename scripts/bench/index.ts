@@ -19,6 +19,7 @@ import { distribution, sampler, takeTurns, timed } from './measure.js';
 import { printReport, type Report } from './report.js';
 import { measureRollupReads } from './rollup-reads.js';
 import { measureSourceWrites } from './source-writes.js';
+import { measureStream } from './stream.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -146,6 +147,9 @@ async function main(): Promise<void> {
     // 7b. Monthly and quarterly rollups of the same tenants' five years.
     const rollups = await measureRollupReads(sql, pool, readers, asApi);
 
+    // 7c. The change stream: 1,000 clients across 100 tenants (quick: 100 across 10).
+    const stream = await measureStream(pool, database.url, quick ? 100 : 1000, quick ? 10 : 100, quick ? 20 : 200);
+
     // 8. Where it ran.
     const [{ version }] = await sql<[{ version: string }]>`select version()`;
     const settings = await sql<{ name: string; setting: string; unit: string | null }[]>`
@@ -186,6 +190,7 @@ async function main(): Promise<void> {
       },
       backfill: { ms: backfill.ms, rowsWritten: backfill.result.rows_written, floorMs: backfillFloor.ms, ratio: backfill.ms / backfillFloor.ms },
       anomalies,
+      stream,
       reads: { history, csv: distribution(csvMs), ownerNoRls: owner, rlsRatioP50: history.p50 / owner.p50, rollups },
       cleanup,
     };

@@ -2,6 +2,7 @@
 import type { Distribution } from './measure.js';
 import type { DetectionCost } from './anomalies.js';
 import type { RollupReads } from './rollup-reads.js';
+import type { StreamLoad } from './stream.js';
 
 export interface Report {
   machine: { cores: number; memoryGiB: number; postgres: string; settings: { name: string; setting: string; unit: string | null }[] };
@@ -33,6 +34,8 @@ export interface Report {
   backfill: { ms: number; rowsWritten: number; floorMs: number; ratio: number };
   /** The daily fill of a new week for every tenant, with anomaly detection and without. */
   anomalies: DetectionCost;
+  /** Commit-to-event latency of the change stream, and the worker's memory. */
+  stream: StreamLoad;
   reads: { history: Distribution; csv: Distribution; ownerNoRls: Distribution; rlsRatioP50: number; rollups: RollupReads };
   /** The source cleanup on a copy of the data with every tenant on the 90-day plan. */
   cleanup: { ms: number; deleted: Record<string, number>; batches: number; batchSize: number; longestBatchMs: number; meanBatchMs: number };
@@ -108,6 +111,16 @@ export function printReport(r: Report): void {
       '  the same months kept in a table (not chosen)',
       `p50 ${ms(r.reads.rollups.materializedMonthly.p50)}  p95 ${ms(r.reads.rollups.materializedMonthly.p95)}  p99 ${ms(r.reads.rollups.materializedMonthly.p99)}`,
       `on read / table (p50) ${x(r.reads.rollups.onReadRatioP50)}`,
+    ],
+    [
+      `stream: commit → event, ${r.stream.clients} clients, ${r.stream.tenants} tenants`,
+      `p50 ${ms(r.stream.latency.p50)}  p95 ${ms(r.stream.latency.p95)}  p99 ${ms(r.stream.latency.p99)} (${r.stream.latency.samples} events)`,
+      '',
+    ],
+    [
+      '  worker memory (resident)',
+      `${r.stream.workerRssMiB.idle.toFixed(0)} MiB idle, ${r.stream.workerRssMiB.withClients.toFixed(0)} MiB with the clients`,
+      '',
     ],
     [
       'source cleanup, every tenant on 90 days',

@@ -32,7 +32,7 @@ it('npm run bench -- --quick runs every measurement and writes its JSON', () => 
   expect(result.stdout).toContain('full fill / floor');
   const report = JSON.parse(readFileSync(json, 'utf8'));
   expect(Object.keys(report).sort()).toEqual(
-    ['anomalies', 'backfill', 'cleanup', 'floor', 'fullFill', 'fullRerun', 'generationMs', 'machine', 'onePercent', 'perTenant', 'reads', 'scale', 'sourceWrites', 'unchanged'].sort(),
+    ['anomalies', 'backfill', 'cleanup', 'floor', 'fullFill', 'fullRerun', 'generationMs', 'machine', 'onePercent', 'perTenant', 'reads', 'scale', 'sourceWrites', 'stream', 'unchanged'].sort(),
   );
   expect(report.scale).toMatchObject({ tenants: 2000, weeks: 8, quick: true });
   expect(report.fullFill.rowsWritten).toBe(1960); // every tenant but the 2 % without reports
@@ -41,6 +41,8 @@ it('npm run bench -- --quick runs every measurement and writes its JSON', () => 
   // The Monday measured for detection: a new week for every tenant with reports, scored.
   expect(report.anomalies).toMatchObject({ rowsWritten: 1960, withMs: expect.any(Number), withoutMs: expect.any(Number) });
   expect(report.reads.rollups.monthly.samples).toBe(100);
+  // Every one of the 20 writes reached all 10 clients of its tenant.
+  expect(report.stream).toMatchObject({ clients: 100, tenants: 10, writes: 20, latency: { samples: 200 } });
   expect(report.fullRerun.corrected).toBe(0);
   expect(report.sourceWrites.rows).toBe(8000);
   expect(report.sourceWrites.triggerRatio).toBeGreaterThan(0);
