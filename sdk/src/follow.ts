@@ -18,6 +18,38 @@ export interface ChangeLogReader {
   skipToHead(): Promise<void>;
   /** Reads every settled change after the position, in order, handing each over; returns how many. */
   read(handle: (change: LoggedChange) => void | Promise<void>): Promise<number>;
+  /**
+   * True when committed changes after the position are held back behind an older transaction that
+   * is still running — one that may end without a notification (it wrote nothing to the history).
+   */
+  pending(): Promise<boolean>;
+}
+
+/**
+ * Wakes `read` again while changes are held back, sooner then less often (50 ms doubling to 5 s),
+ * and not at all once nothing is: no polling while idle.
+ */
+export function recheckWhilePending(reader: ChangeLogReader, wake: () => void): { after(): Promise<void>; stop(): void } {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  let delay = 50;
+  return {
+    async after() {
+      if (timer) return;
+      if (await reader.pending()) {
+        timer = setTimeout(() => {
+          timer = null;
+          wake();
+        }, delay);
+        delay = Math.min(5000, delay * 2);
+      } else {
+        delay = 50;
+      }
+    },
+    stop() {
+      if (timer) clearTimeout(timer);
+      timer = null;
+    },
+  };
 }
 
 export function changeLogReader(sql: postgres.Sql, options: { tenantId?: string; after?: string } = {}): ChangeLogReader {
@@ -34,6 +66,15 @@ export function changeLogReader(sql: postgres.Sql, options: { tenantId?: string;
         where txid < pg_snapshot_xmin(pg_current_snapshot()) and (${tenantId}::uuid is null or tenant_id = ${tenantId}::uuid)
         order by txid desc, seq desc limit 1`;
       if (head && (BigInt(head.txid) > BigInt(txid) || (head.txid === txid && BigInt(head.seq) > BigInt(seq)))) [txid, seq] = [head.txid, head.seq];
+    },
+    async pending() {
+      const [row] = await sql<[{ pending: boolean }]>`
+        select exists (
+          select from kpi.kpi_changes
+          where (txid, seq) > (${txid}::xid8, ${seq}::bigint)
+            and txid >= pg_snapshot_xmin(pg_current_snapshot())
+            and (${tenantId}::uuid is null or tenant_id = ${tenantId}::uuid)) as pending`;
+      return row.pending;
     },
     async read(handle) {
       let count = 0;
@@ -66,8 +107,6 @@ export interface WatchKpiHistoryOptions {
   /** A postgres.js instance to use (and not to end); otherwise databaseUrl, or DATABASE_URL. */
   sql?: postgres.Sql;
   databaseUrl?: string;
-  /** Reads the log this often even without a notification (default 5 s). */
-  pollIntervalMs?: number;
   /** Called when reading fails; the watch goes on at the next notification or poll. */
   onError?: (error: Error) => void;
 }
@@ -80,7 +119,7 @@ export interface KpiHistoryWatch {
 
 /**
  * Server code: calls `onChange` for each change of the history and anomalies (of one tenant or
- * all), in order, each once, as transactions commit — woken by NOTIFY, with a poll as a safety net.
+ * all), in order, each once, as transactions commit — woken by NOTIFY.
  */
 export async function watchKpiHistory(options: WatchKpiHistoryOptions, onChange: (change: LoggedChange) => void | Promise<void>): Promise<KpiHistoryWatch> {
   const url = options.databaseUrl ?? process.env.DATABASE_URL;
@@ -91,6 +130,7 @@ export async function watchKpiHistory(options: WatchKpiHistoryOptions, onChange:
   // One read at a time; a notification during a read asks for one more.
   let reading: Promise<unknown> | null = null;
   let again = false;
+  const recheck = recheckWhilePending(reader, () => wake());
   const wake = (): void => {
     if (reading) {
       again = true;
@@ -98,6 +138,7 @@ export async function watchKpiHistory(options: WatchKpiHistoryOptions, onChange:
     }
     reading = reader
       .read(onChange)
+      .then(() => recheck.after())
       .catch((error: unknown) => options.onError?.(error as Error))
       .finally(() => {
         reading = null;
@@ -107,13 +148,12 @@ export async function watchKpiHistory(options: WatchKpiHistoryOptions, onChange:
         }
       });
   };
-  const listening = await sql.listen('kpi_changes', wake);
-  const poll = setInterval(wake, options.pollIntervalMs ?? 5000);
-  wake();
+  // Woken by each notification and each (re)connection of the listener: no polling while idle.
+  const listening = await sql.listen('kpi_changes', wake, wake);
   return {
     position: () => reader.position(),
     async stop() {
-      clearInterval(poll);
+      recheck.stop();
       await listening.unlisten();
       while (reading) await reading;
       if (!options.sql) await sql.end({ timeout: 5 });

@@ -5,15 +5,15 @@
 // for (x-tenant header, or `tenant` in the query) go through kpi_api.current_tenant_id() under the
 // role `authenticated`, and a reconnecting client's missed changes are read through
 // kpi_api.changes_page() under row-level security. Live changes come from one reader of the whole
-// log (settled transactions only, as for every reader of the feed), woken by NOTIFY on commit, and
-// are handed to the connected clients of each change's tenant.
+// log (settled transactions only, as for every reader of the feed), woken by NOTIFY on commit (no
+// polling while idle), and are handed to the connected clients of each change's tenant.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import createDebug from 'debug';
 import { errors as joseErrors, jwtVerify } from 'jose';
 import postgres from 'postgres';
 import { KpiHistoryError } from './errors.js';
-import { changeLogReader } from './follow.js';
+import { changeLogReader, recheckWhilePending } from './follow.js';
 
 const log = createDebug('kpi-history:stream');
 
@@ -29,8 +29,6 @@ export interface ChangeStreamOptions {
   host?: string;
   /** A comment line this often keeps proxies from closing idle streams (default 15 s). */
   heartbeatMs?: number;
-  /** Reads the log this often even without a notification (default 5 s). */
-  pollIntervalMs?: number;
   /** Access-Control-Allow-Origin for browser apps (default *: the token, not a cookie, authorizes). */
   allowOrigin?: string;
 }
@@ -85,7 +83,6 @@ export async function startChangeStream(options: ChangeStreamOptions): Promise<C
   const ownsConnection = !options.sql;
   const key = new TextEncoder().encode(options.jwtSecret);
   const heartbeatMs = options.heartbeatMs ?? 15_000;
-  const pollIntervalMs = options.pollIntervalMs ?? 5_000;
   const allowOrigin = options.allowOrigin ?? '*';
   const clients = new Set<StreamClient>();
 
@@ -114,7 +111,9 @@ export async function startChangeStream(options: ChangeStreamOptions): Promise<C
         if (client.tenantId === tenantId && after(txid, seq, client)) send(client, change);
       }
     });
+    await recheck.after();
   }
+  const recheck = recheckWhilePending(live, () => void wakeLive());
   const wakeLive = () => serially(readLive).catch((error: unknown) => log('reading the log failed: %s', (error as Error).message));
 
   /** The request's tenant, by the API's own rules, or an HTTP refusal. */
@@ -218,8 +217,9 @@ export async function startChangeStream(options: ChangeStreamOptions): Promise<C
   }
 
   const server: Server = createServer((request, response) => void handle(request, response));
-  const listening = await sql.listen('kpi_changes', () => void wakeLive());
-  const poll = setInterval(() => void wakeLive(), pollIntervalMs);
+  // No polling: a notification wakes the reader, and so does every (re)connection of the listener,
+  // so that nothing committed while it was away waits for the next write.
+  const listening = await sql.listen('kpi_changes', () => void wakeLive(), () => void wakeLive());
   const heartbeat = setInterval(() => {
     for (const client of clients) client.response.write(': ping\n\n');
   }, heartbeatMs);
@@ -231,8 +231,8 @@ export async function startChangeStream(options: ChangeStreamOptions): Promise<C
     url: `http://${options.host ?? '127.0.0.1'}:${port}/v1/stream`,
     clients: () => clients.size,
     async stop() {
-      clearInterval(poll);
       clearInterval(heartbeat);
+      recheck.stop();
       for (const client of clients) client.response.end();
       clients.clear();
       await new Promise((resolve) => server.close(resolve));

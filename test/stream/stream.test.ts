@@ -87,7 +87,7 @@ async function writeWeek(tenantId: string, n: number): Promise<void> {
 
 beforeAll(async () => {
   await insertTwoTenantsWithHistory(db.sql);
-  stream = await startChangeStream({ databaseUrl: db.url, jwtSecret: TEST_JWT_SECRET, port: 0, heartbeatMs: 200, pollIntervalMs: 60_000 });
+  stream = await startChangeStream({ databaseUrl: db.url, jwtSecret: TEST_JWT_SECRET, port: 0, heartbeatMs: 200 });
   acmeToken = await mintToken({ secret: TEST_JWT_SECRET, tenantIds: [ACME] });
 });
 afterAll(() => stream.stop());
@@ -167,6 +167,25 @@ describe('live changes', () => {
     resumed.close();
   });
 
+  it('a change held back by an older transaction that ends without a notification still arrives', async () => {
+    const client = await open(acmeToken);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const older = await db.sql.reserve();
+    try {
+      await older`begin`;
+      // A write elsewhere: the transaction has an id now, and its commit will notify nobody.
+      await older`insert into kpi.avi_reports (tenant_id, week_start, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point) values (${GLOBEX}, '2031-01-06', 1, 1, 1, 1)`;
+      await writeWeek(ACME, 40); // commits and notifies, but is held back behind the older one
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(client.changes()).toEqual([]);
+      await older`commit`;
+    } finally {
+      older.release();
+    }
+    expect((await client.waitFor(1, 10_000)).map((c) => c.as_of)).toEqual([week(40)]);
+    client.close();
+  });
+
   it('sends heartbeats while idle, and forgets a client that left', async () => {
     const idle = await open(acmeToken);
     await new Promise((resolve) => setTimeout(resolve, 500));
@@ -229,7 +248,7 @@ describe('watch() in the SDK', () => {
 describe('watchKpiHistory() for server code', () => {
   it('one tenant’s changes in order as they commit; resumed from its position, it gets what it missed once', async () => {
     const seen: LoggedChange[] = [];
-    const watch = await watchKpiHistory({ databaseUrl: db.url, tenantId: ACME, pollIntervalMs: 60_000 }, (change) => void seen.push(change));
+    const watch = await watchKpiHistory({ databaseUrl: db.url, tenantId: ACME }, (change) => void seen.push(change));
     await writeWeek(ACME, 20);
     await writeWeek(GLOBEX, 20);
     await writeWeek(ACME, 21);
