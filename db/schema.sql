@@ -337,16 +337,6 @@ CREATE FUNCTION kpi.anomalies_changed() RETURNS integer
     RETURN (COALESCE(NULLIF(current_setting('kpi.anomalies_changed'::text, true), ''::text), '0'::text))::integer;
 
 
---
--- Name: utc_iso(timestamp with time zone); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.utc_iso(ts timestamp with time zone) RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
-    SET search_path TO ''
-    RETURN ((to_json((ts AT TIME ZONE 'UTC'::text)) #>> '{}'::text[]) || '+00:00'::text);
-
-
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
@@ -387,8 +377,7 @@ COMMENT ON TABLE kpi.kpi_anomalies IS 'KPI values far from the tenant''s previou
 
 CREATE FUNCTION kpi.anomaly_change_data(a kpi.kpi_anomalies) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
-    SET search_path TO ''
-    RETURN jsonb_build_object('as_of', (a).as_of, 'kpi', (a).kpi, 'value', (a).value, 'baseline_median', (a).baseline_median, 'baseline_mad', (a).baseline_mad, 'baseline_weeks', (a).baseline_weeks, 'score', (a).score, 'direction', (a).direction, 'threshold', (a).threshold, 'detected_at', kpi.utc_iso((a).detected_at));
+    RETURN jsonb_build_object('as_of', (a).as_of, 'kpi', (a).kpi, 'value', (a).value, 'baseline_median', (a).baseline_median, 'baseline_mad', (a).baseline_mad, 'baseline_weeks', (a).baseline_weeks, 'score', (a).score, 'direction', (a).direction, 'threshold', (a).threshold, 'detected_at', ((to_json(((a).detected_at AT TIME ZONE 'UTC'::text)) #>> '{}'::text[]) || '+00:00'::text));
 
 
 --
@@ -911,8 +900,7 @@ COMMENT ON COLUMN kpi.kpi_history.revision IS 'Raised by every update of the row
 
 CREATE FUNCTION kpi.history_change_data(h kpi.kpi_history) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
-    SET search_path TO ''
-    RETURN jsonb_build_object('as_of', (h).as_of, 'aiv_pct', (h).aiv_pct, 'ati_pct', (h).ati_pct, 'crs_pct', (h).crs_pct, 'elasticity_usd_per_point', (h).elasticity_usd_per_point, 'vli_integrity_pct', (h).vli_integrity_pct, 'vli_is_fallback', (h).vli_is_fallback, 'hrp_pct', (h).hrp_pct, 'updated_at', kpi.utc_iso((h).updated_at), 'revision', (h).revision);
+    RETURN jsonb_build_object('as_of', (h).as_of, 'aiv_pct', (h).aiv_pct, 'ati_pct', (h).ati_pct, 'crs_pct', (h).crs_pct, 'elasticity_usd_per_point', (h).elasticity_usd_per_point, 'vli_integrity_pct', (h).vli_integrity_pct, 'vli_is_fallback', (h).vli_is_fallback, 'hrp_pct', (h).hrp_pct, 'updated_at', ((to_json(((h).updated_at AT TIME ZONE 'UTC'::text)) #>> '{}'::text[]) || '+00:00'::text), 'revision', (h).revision);
 
 
 --
@@ -1756,6 +1744,16 @@ CREATE FUNCTION kpi.try_lock_all_tenants(for_session boolean) RETURNS boolean
   select case when for_session then pg_catalog.pg_try_advisory_lock(1263552840, 1)
               else pg_catalog.pg_try_advisory_xact_lock(1263552840, 1) end
 $$;
+
+
+--
+-- Name: utc_iso(timestamp with time zone); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.utc_iso(ts timestamp with time zone) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    RETURN ((to_json((ts AT TIME ZONE 'UTC'::text)) #>> '{}'::text[]) || '+00:00'::text);
 
 
 --

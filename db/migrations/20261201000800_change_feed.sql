@@ -83,21 +83,23 @@ insert into kpi.table_distribution (table_name, placement, distribution_column, 
 insert into kpi.error_codes (code, sqlstate, http_status, description) values
   ('CURSOR_EXPIRED', 'KH410', 410, 'The cursor is older than the oldest change kept: re-read the current state, then follow the feed from the cursor the re-read started at.');
 
--- The API's view of a history row and of an anomaly, as the feed carries them.
+-- The API's view of a history row and of an anomaly, as the feed carries them. No SET clause and
+-- kpi.utc_iso written out: only then does the planner inline them into the logging statement
+-- (measured: 38–60 µs a row called, 15–20 inlined — the log's cost to every fill).
 create function kpi.history_change_data(h kpi.kpi_history) returns jsonb
 language sql stable parallel safe
-set search_path = ''
 return jsonb_build_object('as_of', h.as_of, 'aiv_pct', h.aiv_pct, 'ati_pct', h.ati_pct, 'crs_pct', h.crs_pct,
                           'elasticity_usd_per_point', h.elasticity_usd_per_point, 'vli_integrity_pct', h.vli_integrity_pct,
-                          'vli_is_fallback', h.vli_is_fallback, 'hrp_pct', h.hrp_pct, 'updated_at', kpi.utc_iso(h.updated_at),
+                          'vli_is_fallback', h.vli_is_fallback, 'hrp_pct', h.hrp_pct,
+                          'updated_at', (to_json(h.updated_at at time zone 'UTC') #>> '{}') || '+00:00',
                           'revision', h.revision);
 
 create function kpi.anomaly_change_data(a kpi.kpi_anomalies) returns jsonb
 language sql stable parallel safe
-set search_path = ''
 return jsonb_build_object('as_of', a.as_of, 'kpi', a.kpi, 'value', a.value, 'baseline_median', a.baseline_median,
                           'baseline_mad', a.baseline_mad, 'baseline_weeks', a.baseline_weeks, 'score', a.score,
-                          'direction', a.direction, 'threshold', a.threshold, 'detected_at', kpi.utc_iso(a.detected_at));
+                          'direction', a.direction, 'threshold', a.threshold,
+                          'detected_at', (to_json(a.detected_at at time zone 'UTC') #>> '{}') || '+00:00');
 
 -- One statement's rows into the log, in key order (statement-level, from the transition tables).
 create function kpi.log_history_changes() returns trigger
