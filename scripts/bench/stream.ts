@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type postgres from 'postgres';
+import { serverSentEvents } from '../../sdk/src/watch.js';
 import { mintToken } from '../token.js';
 import { distribution, type Distribution } from './measure.js';
 
@@ -63,19 +64,9 @@ export async function measureStream(sql: postgres.Sql, databaseUrl: string, clie
       const seen = arrivals.get(tenant) ?? new Map<string, bigint>();
       arrivals.set(tenant, seen);
       void (async () => {
-        const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-        let buffer = '';
         try {
-          for (;;) {
-            const { value, done } = await reader.read();
-            if (done) return;
-            buffer += value;
-            let end: number;
-            while ((end = buffer.indexOf('\n\n')) >= 0) {
-              const id = /^id: (\S+)$/m.exec(buffer.slice(0, end))?.[1];
-              if (id) seen.set(`${i}#${id}`, process.hrtime.bigint());
-              buffer = buffer.slice(end + 2);
-            }
+          for await (const event of serverSentEvents(response.body!)) {
+            if (event.id) seen.set(`${i}#${event.id}`, process.hrtime.bigint());
           }
         } catch {
           // closed

@@ -130,13 +130,21 @@ export async function startChangeStream(options: ChangeStreamOptions): Promise<C
     if (claims.role !== 'authenticated') throw new HttpRefusal(403, 'FORBIDDEN', 'the stream needs a token with role "authenticated"');
     const tenant = (request.headers['x-tenant'] as string | undefined) ?? query.get('tenant') ?? undefined;
     const headers: Record<string, string> = tenant === undefined ? {} : { 'x-tenant': tenant };
+    const [row] = await asTenantUser({ claims, headers }, (tx) => tx<[{ id: string }]>`select kpi_api.current_tenant_id()::text as id`);
+    return { tenantId: row!.id, claims, headers };
+  }
+
+  /**
+   * Runs `work` as PostgREST would for this request — role authenticated, the token's claims, the
+   * headers — so that row-level security and the tenant rules decide; refusals come back as such.
+   */
+  async function asTenantUser<T>(access: { claims: Record<string, unknown>; headers: Record<string, string> }, work: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> {
     try {
-      const [row] = await sql.begin(async (tx) => {
-        await tx`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${JSON.stringify(claims)}, true),
-                        set_config('request.headers', ${JSON.stringify(headers)}, true)`;
-        return tx<[{ id: string }]>`select kpi_api.current_tenant_id()::text as id`;
-      });
-      return { tenantId: row!.id, claims, headers };
+      return (await sql.begin(async (tx) => {
+        await tx`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${JSON.stringify(access.claims)}, true),
+                        set_config('request.headers', ${JSON.stringify(access.headers)}, true)`;
+        return work(tx);
+      })) as T;
     } catch (error) {
       throw refusalOf(error);
     }
@@ -157,15 +165,10 @@ export async function startChangeStream(options: ChangeStreamOptions): Promise<C
     const missed: FeedChange[] = [];
     let next = cursor;
     for (;;) {
-      const page = await sql
-        .begin(async (tx) => {
-          await tx`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${JSON.stringify(access.claims)}, true),
-                          set_config('request.headers', ${JSON.stringify(access.headers)}, true)`;
-          return (await tx<[{ page: { changes: FeedChange[]; next: string; has_more: boolean } }]>`select kpi_api.changes_page(${next}, 1000) as page`)[0].page;
-        })
-        .catch((error: unknown) => {
-          throw refusalOf(error);
-        });
+      const page = await asTenantUser(
+        access,
+        async (tx) => (await tx<[{ page: { changes: FeedChange[]; next: string; has_more: boolean } }]>`select kpi_api.changes_page(${next}, 1000) as page`)[0].page,
+      );
       missed.push(...page.changes);
       next = page.next;
       if (!page.has_more) return missed;

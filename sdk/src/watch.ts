@@ -25,8 +25,16 @@ interface WatchConnection {
   fetch: typeof fetch;
 }
 
-/** Splits a text stream into SSE blocks and hands each `event: change` to `onChange`. */
-async function readEvents(body: ReadableStream<Uint8Array>, onChange: (change: KpiChange) => Promise<void>): Promise<void> {
+/** One Server-Sent Event: its type (default "message"), id, data lines joined, and a comment line. */
+export interface ServerSentEvent {
+  event: string;
+  id?: string;
+  data: string;
+  comment?: string;
+}
+
+/** The events of an SSE body, as they arrive (blocks end with an empty line). */
+export async function* serverSentEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<ServerSentEvent> {
   const reader = body.getReader();
   const decoder = new TextDecoder();
   let buffer = '';
@@ -38,17 +46,27 @@ async function readEvents(body: ReadableStream<Uint8Array>, onChange: (change: K
     while ((end = buffer.indexOf('\n\n')) >= 0) {
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
-      let event = 'message';
+      const event: ServerSentEvent = { event: 'message', data: '' };
       const data: string[] = [];
       for (const line of block.split('\n')) {
-        if (line.startsWith('event:')) event = line.slice(6).trim();
+        if (line.startsWith(':')) event.comment = line.slice(1).trim();
+        else if (line.startsWith('event:')) event.event = line.slice(6).trim();
+        else if (line.startsWith('id:')) event.id = line.slice(3).trim();
         else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
       }
-      if (event === 'change') await onChange(JSON.parse(data.join('\n')) as KpiChange);
-      else if (event === 'error') {
-        const body = JSON.parse(data.join('\n')) as { code: string; message: string };
-        throw new KpiHistoryError({ code: body.code as KpiHistoryError['code'], message: body.message });
-      }
+      event.data = data.join('\n');
+      yield event;
+    }
+  }
+}
+
+/** Hands each `event: change` to `onChange`; an `event: error` (a refusal after the headers) throws. */
+async function readEvents(body: ReadableStream<Uint8Array>, onChange: (change: KpiChange) => Promise<void>): Promise<void> {
+  for await (const event of serverSentEvents(body)) {
+    if (event.event === 'change') await onChange(JSON.parse(event.data) as KpiChange);
+    else if (event.event === 'error') {
+      const refusal = JSON.parse(event.data) as { code: string; message: string };
+      throw new KpiHistoryError({ code: refusal.code as KpiHistoryError['code'], message: refusal.message });
     }
   }
 }

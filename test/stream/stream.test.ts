@@ -10,18 +10,12 @@ import { ACME, GLOBEX } from '../fixtures/tenants.js';
 import { mintToken } from '../../scripts/token.js';
 import { startChangeStream, type ChangeStream } from '../../sdk/src/stream.js';
 import { createKpiHistoryClient } from '../../sdk/src/index.js';
+import { serverSentEvents, type ServerSentEvent } from '../../sdk/src/watch.js';
 import { watchKpiHistory, type LoggedChange } from '../../sdk/src/follow.js';
 
 const db = useTestDatabase();
 let stream: ChangeStream;
 let acmeToken: string;
-
-interface StreamEvent {
-  id?: string;
-  event?: string;
-  data?: string;
-  comment?: string;
-}
 
 /** An open stream: its status, the events parsed so far, and a way to wait for more. */
 async function open(token: string | null, options: { headers?: Record<string, string>; query?: string } = {}) {
@@ -30,37 +24,17 @@ async function open(token: string | null, options: { headers?: Record<string, st
     headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...options.headers },
     signal: controller.signal,
   });
-  const events: StreamEvent[] = [];
+  const events: ServerSentEvent[] = [];
   if (response.ok) {
     void (async () => {
-      const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = '';
       try {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) return;
-          buffer += value;
-          let end: number;
-          while ((end = buffer.indexOf('\n\n')) >= 0) {
-            const block = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            const event: StreamEvent = {};
-            for (const line of block.split('\n')) {
-              if (line.startsWith(':')) event.comment = line.slice(1).trim();
-              else {
-                const [field, ...rest] = line.split(': ');
-                (event as Record<string, string>)[field!] = rest.join(': ');
-              }
-            }
-            events.push(event);
-          }
-        }
+        for await (const event of serverSentEvents(response.body!)) events.push(event);
       } catch {
         // aborted
       }
     })();
   }
-  const changes = () => events.filter((e) => e.event === 'change').map((e) => ({ id: e.id!, ...(JSON.parse(e.data!) as { cursor: string; op: string; as_of: string; entity: string }) }));
+  const changes = () => events.filter((e) => e.event === 'change').map((e) => ({ id: e.id!, ...(JSON.parse(e.data) as { cursor: string; op: string; as_of: string; entity: string }) }));
   return {
     status: response.status,
     body: response.ok ? null : ((await response.json()) as { code: string; message: string }),
