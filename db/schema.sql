@@ -149,14 +149,17 @@ Example: POST /rpc/kpi_history_cron with header x-cron-secret: $CRON_SECRET and 
 
 
 --
--- Name: kpi_history_csv(text, text, text, text); Type: FUNCTION; Schema: api; Owner: -
+-- Name: kpi_history_csv(text, text, text, text, text); Type: FUNCTION; Schema: api; Owner: -
 --
 
-CREATE FUNCTION api.kpi_history_csv(weeks text DEFAULT NULL::text, "from" text DEFAULT NULL::text, "to" text DEFAULT NULL::text, period text DEFAULT NULL::text) RETURNS api."text/csv"
+CREATE FUNCTION api.kpi_history_csv(weeks text DEFAULT NULL::text, "from" text DEFAULT NULL::text, "to" text DEFAULT NULL::text, period text DEFAULT NULL::text, custom text DEFAULT NULL::text) RETURNS api."text/csv"
     LANGUAGE plpgsql STABLE
     AS $$
 declare
   period_name text := coalesce(lower(btrim(period)), 'week');
+  with_custom text := coalesce(lower(btrim(custom)), 'false');
+  tenant uuid;
+  custom_keys text[] := '{}';
   week_count integer;
   from_date date;
   to_date date;
@@ -173,6 +176,12 @@ begin
   if period_name <> 'week' and weeks is not null then
     perform kpi_api.raise_http_error('INVALID_INPUT', 'weeks applies to period=week; choose months and quarters with from and to');
   end if;
+  if with_custom not in ('true', 'false') then
+    perform kpi_api.raise_http_error('INVALID_INPUT', format('custom must be true or false, got %s', left(custom, 40)));
+  end if;
+  if with_custom = 'true' and period_name <> 'week' then
+    perform kpi_api.raise_http_error('INVALID_INPUT', 'custom applies to period=week; read monthly and quarterly custom KPIs from /custom_kpi_rollups');
+  end if;
   week_count := coalesce(kpi_api.integer_argument('weeks', weeks, 1, 1000), 52);
   from_date := kpi_api.date_argument('from', "from");
   to_date := kpi_api.date_argument('to', "to");
@@ -181,7 +190,7 @@ begin
   end if;
   -- Through row-level security, like the rows: the active tenant or an error. A token may grant
   -- an id that is no tenant (deleted, or never created): no file is named after nobody.
-  select t.slug into tenant_slug from kpi.tenants t where t.id = (select kpi_api.current_tenant_id());
+  select t.id, t.slug into tenant, tenant_slug from kpi.tenants t where t.id = (select kpi_api.current_tenant_id());
   if tenant_slug is null then
     perform kpi_api.raise_http_error('UNKNOWN_TENANT', 'the active tenant does not exist');
   end if;
@@ -206,8 +215,17 @@ begin
     from api.kpi_history_quarterly q
     where (from_date is null or q.period_start >= from_date) and (to_date is null or q.period_start <= to_date);
   end if;
-  select string_agg((select string_agg(kpi_api.csv_field(f.value), ',') from json_each_text(r.line) f) || E'\r\n', ''
-                    order by r.n) into body
+  if with_custom = 'true' then
+    -- One column per active custom KPI, by key, after the built-in ones.
+    select coalesce(array_agg(d.key order by d.key), '{}') into custom_keys
+    from kpi.custom_kpis d where d.tenant_id = tenant and d.active;
+  end if;
+  select string_agg((select string_agg(kpi_api.csv_field(f.value), ',') from json_each_text(r.line) f)
+                    || coalesce((select string_agg(',' || coalesce(v.value::text, ''), '' order by k.n)
+                                 from unnest(custom_keys) with ordinality k(key, n)
+                                 left join kpi.custom_kpi_values v
+                                   on v.tenant_id = tenant and v.key = k.key and v.as_of = (r.line ->> 'as_of')::date), '')
+                    || E'\r\n', '' order by r.n) into body
   from unnest(rows_json) with ordinality r(line, n);
 
   -- The weekly file keeps the name it always had, so links and scripts that expect it still work.
@@ -216,10 +234,11 @@ begin
     format('attachment; filename="kpi-history-%s-%s%s.csv"', tenant_slug,
            case when period_name = 'week' then '' else period_name || '-' end,
            to_char(now() at time zone 'UTC', 'YYYY-MM-DD'))))::text, true);
-  return kpi_api.csv_header(case period_name when 'week' then 'api.kpi_history_export'::regclass
-                                             when 'month' then 'api.kpi_history_monthly'::regclass
-                                             else 'api.kpi_history_quarterly'::regclass end)
-         || coalesce(body, '');
+  return rtrim(kpi_api.csv_header(case period_name when 'week' then 'api.kpi_history_export'::regclass
+                                                   when 'month' then 'api.kpi_history_monthly'::regclass
+                                                   else 'api.kpi_history_quarterly'::regclass end), E'\r\n')
+         || coalesce((select string_agg(',' || kpi_api.csv_field('custom.' || k), '') from unnest(custom_keys) k), '')
+         || E'\r\n' || coalesce(body, '');
 exception when others then
   get stacked diagnostics failed_sqlstate = returned_sqlstate, failed_message = message_text,
                           failed_detail = pg_exception_detail;
@@ -230,12 +249,12 @@ $$;
 
 
 --
--- Name: FUNCTION kpi_history_csv(weeks text, "from" text, "to" text, period text); Type: COMMENT; Schema: api; Owner: -
+-- Name: FUNCTION kpi_history_csv(weeks text, "from" text, "to" text, period text, custom text); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.kpi_history_csv(weeks text, "from" text, "to" text, period text) IS 'CSV (RFC 4180: header row, CRLF, quoted where needed) of the active tenant''s history, oldest first. period=week (default): the latest `weeks` weeks (1..1000, default 52) with as_of in [from, to], columns of api.kpi_history_export, file kpi-history-<tenant>-<date>.csv. period=month|quarter: every period with period_start in [from, to] (YYYY-MM-DD), columns of api.kpi_history_monthly|quarterly, file kpi-history-<tenant>-<period>-<date>.csv. Sets Content-Disposition: attachment.
-Errors: INVALID_INPUT 400 (weeks, from, to, period; weeks with a month or quarter), FORBIDDEN 403, TENANT_REQUIRED 400, UNKNOWN_TENANT 404.
-Example: GET /rpc/kpi_history_csv?period=month&from=2026-01-01 with Accept: text/csv';
+COMMENT ON FUNCTION api.kpi_history_csv(weeks text, "from" text, "to" text, period text, custom text) IS 'CSV (RFC 4180: header row, CRLF, quoted where needed) of the active tenant''s history, oldest first. period=week (default): the latest `weeks` weeks (1..1000, default 52) with as_of in [from, to], columns of api.kpi_history_export, file kpi-history-<tenant>-<date>.csv; custom=true adds a column custom.<key> per active custom KPI (by key). period=month|quarter: every period with period_start in [from, to] (YYYY-MM-DD), columns of api.kpi_history_monthly|quarterly, file kpi-history-<tenant>-<period>-<date>.csv. Sets Content-Disposition: attachment.
+Errors: INVALID_INPUT 400 (weeks, from, to, period, custom; weeks or custom with a month or quarter), FORBIDDEN 403, TENANT_REQUIRED 400, UNKNOWN_TENANT 404.
+Example: GET /rpc/kpi_history_csv?weeks=12&custom=true with Accept: text/csv';
 
 
 --
@@ -555,6 +574,37 @@ $$;
 
 
 --
+-- Name: custom_kpi_values; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.custom_kpi_values (
+    tenant_id uuid NOT NULL,
+    key text NOT NULL,
+    as_of date NOT NULL,
+    value numeric,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE ONLY kpi.custom_kpi_values FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE custom_kpi_values; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.custom_kpi_values IS 'One value per tenant, week of kpi_history and active custom KPI, written by the fill with the week''s history row (NULL: no data that week, or outside the valid range). Rounded to 6 decimal places.';
+
+
+--
+-- Name: custom_value_change_data(kpi.custom_kpi_values); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.custom_value_change_data(v kpi.custom_kpi_values) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN jsonb_build_object('as_of', (v).as_of, 'key', (v).key, 'value', (v).value, 'updated_at', ((to_json(((v).updated_at AT TIME ZONE 'UTC'::text)) #>> '{}'::text[]) || '+00:00'::text));
+
+
+--
 -- Name: delete_expired_sources(text, timestamp with time zone, uuid, integer); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -642,6 +692,58 @@ begin
   end;
 end
 $$;
+
+
+--
+-- Name: derive_pending_custom_kpis(uuid, uuid[], date[]); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.derive_pending_custom_kpis(p_tenant_id uuid, p_done_tenants uuid[], p_done_weeks date[]) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  pending_tenants uuid[];
+  pending_weeks date[];
+  pending_keys text[];
+  -- The pending definitions with the revision read now.
+  derived_keys jsonb;
+  stats jsonb;
+begin
+  select jsonb_agg(jsonb_build_object('tenant_id', d.tenant_id, 'key', d.key, 'revision', d.revision))
+  into derived_keys
+  from kpi.custom_kpis d
+  where d.derived_revision is distinct from d.revision and d.active and (p_tenant_id is null or d.tenant_id = p_tenant_id);
+  if derived_keys is null then
+    return jsonb_build_object('kpis_derived', 0, 'values', 0, 'rows_written', 0, 'warnings', '[]'::jsonb);
+  end if;
+  -- (The three arrays from one aggregate pass, so that they stay aligned.)
+  select array_agg(p.tenant_id), array_agg(h.as_of), array_agg(p.key)
+  into pending_tenants, pending_weeks, pending_keys
+  from jsonb_to_recordset(derived_keys) as p (tenant_id uuid, key text, revision integer)
+  join kpi.tenants t on t.id = p.tenant_id
+  join kpi.plans pl on pl.plan = t.plan
+  cross join kpi.retention_state rs
+  join kpi.kpi_history h on h.tenant_id = p.tenant_id
+  where kpi.week_end(h.as_of) > kpi.source_horizon(coalesce(t.source_retention_days, pl.source_retention_days),
+                                                  t.sources_purged_before, rs.last_cleanup_as_of)
+    and not exists (select from unnest(p_done_tenants, p_done_weeks) as d (tenant_id, as_of)
+                    where d.tenant_id = h.tenant_id and d.as_of = h.as_of);
+  stats := kpi.write_custom_kpi_values(coalesce(pending_tenants, '{}'), coalesce(pending_weeks, '{}'), coalesce(pending_keys, '{}'));
+  -- Derived as of the revision read at the start: a change committed since stays pending.
+  update kpi.custom_kpis d set derived_revision = p.revision
+  from jsonb_to_recordset(derived_keys) as p (tenant_id uuid, key text, revision integer)
+  where d.tenant_id = p.tenant_id and d.key = p.key and d.revision = p.revision;
+  return stats || jsonb_build_object('kpis_derived', jsonb_array_length(derived_keys));
+end
+$$;
+
+
+--
+-- Name: FUNCTION derive_pending_custom_kpis(p_tenant_id uuid, p_done_tenants uuid[], p_done_weeks date[]); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.derive_pending_custom_kpis(p_tenant_id uuid, p_done_tenants uuid[], p_done_weeks date[]) IS 'Derives the custom KPIs not derived yet (new, changed or re-activated definitions) over every history week whose sources are kept, except the (tenant, week) pairs given (already computed by the calling run).';
 
 
 --
@@ -828,6 +930,37 @@ CREATE FUNCTION kpi.finish_kpi_run(p_run_id bigint, p_status text, p_result json
     errors = coalesce(p_result -> 'errors', '[]'),
     warnings = coalesce(p_result -> 'warnings', '[]')
   where id = p_run_id
+$$;
+
+
+--
+-- Name: forget_changed_custom_kpis(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.forget_changed_custom_kpis() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  -- (A statement trigger fires for no rows too: the update of the combines below among them.)
+  if not exists (select from new_rows n join old_rows o using (tenant_id, key) where n.revision <> o.revision) then
+    return null;
+  end if;
+  with changed as (
+    select n.tenant_id, n.key from new_rows n join old_rows o using (tenant_id, key)
+    where n.revision <> o.revision
+  ),
+  combines as (
+    update kpi.custom_kpis d set derived_revision = null
+    from changed c
+    where d.tenant_id = c.tenant_id and d.combine is not null and c.key in (d.left_kpi, d.right_kpi)
+    returning d.tenant_id, d.key
+  )
+  delete from kpi.custom_kpi_values v
+  using (select tenant_id, key from changed union select tenant_id, key from combines) f
+  where v.tenant_id = f.tenant_id and v.key = f.key;
+  return null;
+end
 $$;
 
 
@@ -1037,6 +1170,29 @@ $$;
 
 
 --
+-- Name: log_custom_value_changes(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.log_custom_value_changes() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if tg_op = 'DELETE' then
+    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, kpi)
+    select o.tenant_id, 'custom_value', 'delete', o.as_of, o.key from old_rows o order by o.tenant_id, o.key, o.as_of;
+  else
+    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, kpi, data)
+    select n.tenant_id, 'custom_value', lower(tg_op), n.as_of, n.key, kpi.custom_value_change_data(n)
+    from new_rows n order by n.tenant_id, n.key, n.as_of;
+  end if;
+  perform pg_notify('kpi_changes', '');
+  return null;
+end
+$$;
+
+
+--
 -- Name: log_history_changes(); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -1150,6 +1306,23 @@ CREATE FUNCTION kpi.raise_history_revision() RETURNS trigger
 begin
   new.revision := old.revision + 1;
   return new;
+end
+$$;
+
+
+--
+-- Name: raise_request_error(text, text); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.raise_request_error(code text, message text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+begin
+  if coalesce(current_setting('request.method', true), '') <> '' then
+    perform kpi_api.raise_http_error(code, message);
+  end if;
+  perform kpi.raise_error(code, message);
 end
 $$;
 
@@ -1757,12 +1930,294 @@ CREATE FUNCTION kpi.utc_iso(ts timestamp with time zone) RETURNS text
 
 
 --
+-- Name: validate_custom_kpi(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.validate_custom_kpi() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $_$
+declare
+  built_in constant text[] := array['aiv_pct', 'ati_pct', 'crs_pct', 'elasticity_usd_per_point', 'vli_integrity_pct', 'hrp_pct'];
+  limit_active integer;
+  operand text;
+  used_by text;
+begin
+  if coalesce(current_setting('request.method', true), '') <> '' and not kpi_api.is_tenant_admin() then
+    perform kpi.raise_request_error('FORBIDDEN', 'only an admin of the tenant (tenant_roles: "kpi_admin") may change its custom KPIs');
+  end if;
+  if tg_op = 'DELETE' then
+    select string_agg(d.key, ', ' order by d.key) into used_by from kpi.custom_kpis d
+    where d.tenant_id = old.tenant_id and d.combine is not null and old.key in (d.left_kpi, d.right_kpi) and d.key <> old.key;
+    if used_by is not null then
+      perform kpi.raise_request_error('INVALID_INPUT', format('key: %s is combined in %s; change or delete that first', old.key, used_by));
+    end if;
+    return old;
+  end if;
+  -- Only derived_revision changed (the fill marking what it derived): nothing to check.
+  if tg_op = 'UPDATE' and (old.label, old.unit, old.source, old.path, old.field, old.aggregate, old.combine, old.left_kpi,
+                           old.right_kpi, old.valid_min, old.valid_max, old.active, old.key, old.tenant_id, old.revision)
+                          is not distinct from
+                          (new.label, new.unit, new.source, new.path, new.field, new.aggregate, new.combine, new.left_kpi,
+                           new.right_kpi, new.valid_min, new.valid_max, new.active, new.key, new.tenant_id, new.revision) then
+    return new;
+  end if;
+  if new.tenant_id is null then
+    perform kpi.raise_request_error('INVALID_INPUT', 'tenant_id: required');
+  end if;
+  if tg_op = 'UPDATE' and (new.key is distinct from old.key or new.tenant_id is distinct from old.tenant_id) then
+    perform kpi.raise_request_error('INVALID_INPUT', 'key: cannot be changed; define a new KPI and delete this one');
+  end if;
+  if new.key is null or new.key !~ '^[a-z][a-z0-9_]{0,39}$' then
+    perform kpi.raise_request_error('INVALID_INPUT',
+      format('key: 1 to 40 lower-case letters, digits or _, starting with a letter (got %s)', coalesce(left(new.key, 60), 'null')));
+  end if;
+  if new.key = any (built_in) then
+    perform kpi.raise_request_error('INVALID_INPUT', format('key: %s is a built-in KPI', new.key));
+  end if;
+  if tg_op = 'INSERT' and exists (select from kpi.custom_kpis d where d.tenant_id = new.tenant_id and d.key = new.key) then
+    perform kpi.raise_request_error('INVALID_INPUT', format('key: %s is already defined', new.key));
+  end if;
+  if new.label is null or char_length(btrim(new.label)) not between 1 and 100 then
+    perform kpi.raise_request_error('INVALID_INPUT', 'label: required, up to 100 characters');
+  end if;
+  if char_length(new.unit) > 20 then
+    perform kpi.raise_request_error('INVALID_INPUT', 'unit: up to 20 characters');
+  end if;
+  if (new.source is null) = (new.combine is null) then
+    perform kpi.raise_request_error('INVALID_INPUT', 'source: give either a source (clarity, avi, vli) with an aggregate, or a combine of two KPIs');
+  end if;
+  if new.source is not null then
+    if new.source not in ('clarity', 'avi', 'vli') then
+      perform kpi.raise_request_error('INVALID_INPUT', format('source: one of clarity, avi, vli (got %s)', left(new.source, 40)));
+    end if;
+    if new.aggregate is null or new.aggregate not in ('latest', 'avg', 'min', 'max', 'sum', 'count') then
+      perform kpi.raise_request_error('INVALID_INPUT',
+        format('aggregate: one of latest, avg, min, max, sum, count (got %s)', coalesce(left(new.aggregate, 40), 'null')));
+    end if;
+    if new.source = 'clarity' then
+      if new.path is null or cardinality(new.path) not between 1 and 8 or array_position(new.path, null) is not null
+         or array_position(new.path, '') is not null then
+        perform kpi.raise_request_error('INVALID_INPUT', 'path: for source clarity, a list of 1 to 8 non-empty keys into metrics, e.g. ["latency", "p95_ms"]');
+      end if;
+      if new.field is not null then
+        perform kpi.raise_request_error('INVALID_INPUT', 'field: only for sources avi and vli (clarity takes a path)');
+      end if;
+    else
+      if new.path is not null then
+        perform kpi.raise_request_error('INVALID_INPUT', 'path: only for source clarity');
+      end if;
+      if new.source = 'avi' and (new.field is null or new.field not in ('aiv_pct', 'ati_pct', 'crs_pct', 'elasticity_usd_per_point')) then
+        perform kpi.raise_request_error('INVALID_INPUT',
+          format('field: for source avi, one of aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point (got %s)', coalesce(left(new.field, 40), 'null')));
+      end if;
+      if new.source = 'vli' and new.field is distinct from 'integrity_pct' then
+        perform kpi.raise_request_error('INVALID_INPUT', format('field: for source vli, integrity_pct (got %s)', coalesce(left(new.field, 40), 'null')));
+      end if;
+    end if;
+  else
+    if new.combine not in ('difference', 'ratio') then
+      perform kpi.raise_request_error('INVALID_INPUT', format('combine: difference or ratio (got %s)', left(new.combine, 40)));
+    end if;
+    if new.aggregate is not null or new.path is not null or new.field is not null then
+      perform kpi.raise_request_error('INVALID_INPUT', 'aggregate: a combine takes no aggregate, path or field: its operands are weekly KPIs already');
+    end if;
+    foreach operand in array array[new.left_kpi, new.right_kpi] loop
+      if operand is null then
+        perform kpi.raise_request_error('INVALID_INPUT', 'left_kpi: a combine needs left_kpi and right_kpi');
+      end if;
+      if operand = new.key then
+        perform kpi.raise_request_error('INVALID_INPUT', format('left_kpi: %s cannot combine itself', new.key));
+      end if;
+      if not (operand = any (built_in)) and not exists (
+        select from kpi.custom_kpis d where d.tenant_id = new.tenant_id and d.key = operand and d.combine is null and d.active) then
+        perform kpi.raise_request_error('INVALID_INPUT', format(
+          'left_kpi: %s is neither a built-in KPI nor an active custom KPI of this tenant with a source (a combine is one level deep)',
+          left(operand, 60)));
+      end if;
+    end loop;
+  end if;
+  if new.valid_min > new.valid_max then
+    perform kpi.raise_request_error('INVALID_INPUT', 'valid_min: greater than valid_max');
+  end if;
+  if tg_op = 'UPDATE' and (new.combine is not null or not new.active) then
+    -- A KPI others combine stays a source KPI, and active.
+    select string_agg(d.key, ', ' order by d.key) into used_by from kpi.custom_kpis d
+    where d.tenant_id = new.tenant_id and d.combine is not null and new.key in (d.left_kpi, d.right_kpi) and d.key <> new.key;
+    if used_by is not null then
+      perform kpi.raise_request_error('INVALID_INPUT', format('combine: %s is combined in %s, so it stays an active KPI with a source', new.key, used_by));
+    end if;
+  end if;
+  if new.active and (tg_op = 'INSERT' or not old.active) then
+    -- One writer per tenant at a time, so two concurrent inserts cannot both pass the count.
+    perform pg_advisory_xact_lock(hashtextextended('kpi.custom_kpis:' || new.tenant_id::text, 0));
+    select s.max_active_per_tenant into limit_active from kpi.custom_kpi_settings s;
+    if (select count(*) from kpi.custom_kpis d where d.tenant_id = new.tenant_id and d.active and d.key <> new.key) >= limit_active then
+      perform kpi.raise_request_error('INVALID_INPUT',
+        format('active: this tenant has %s active custom KPIs, the limit (kpi.custom_kpi_settings)', limit_active));
+    end if;
+  end if;
+  if tg_op = 'UPDATE' and (old.source, old.path, old.field, old.aggregate, old.combine, old.left_kpi, old.right_kpi,
+                           old.valid_min, old.valid_max, old.active)
+                          is distinct from
+                          (new.source, new.path, new.field, new.aggregate, new.combine, new.left_kpi, new.right_kpi,
+                           new.valid_min, new.valid_max, new.active) then
+    new.revision := old.revision + 1;
+  end if;
+  new.updated_at := now();
+  return new;
+end
+$_$;
+
+
+--
 -- Name: week_end(date); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
 CREATE FUNCTION kpi.week_end(week_start date) RETURNS timestamp with time zone
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN (((week_start + 7))::timestamp without time zone AT TIME ZONE 'UTC'::text);
+
+
+--
+-- Name: write_custom_kpi_values(uuid[], date[], text[]); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[], p_keys text[]) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    SET plan_cache_mode TO 'force_custom_plan'
+    SET jit TO 'off'
+    AS $$
+declare
+  stats jsonb;
+begin
+  with targets as materialized (
+    select distinct t.tenant_id, t.as_of, t.key from unnest(p_tenant_ids, p_weeks, p_keys) as t (tenant_id, as_of, key)
+  ),
+  weeks as materialized (
+    select h.tenant_id, h.as_of, h.aiv_pct, h.ati_pct, h.crs_pct, h.elasticity_usd_per_point, h.vli_integrity_pct, h.hrp_pct,
+           kpi.week_end(h.as_of - 7) as starts, kpi.week_end(h.as_of) as ends
+    from (select distinct tenant_id, as_of from targets) w
+    cross join lateral (
+      select h.* from kpi.kpi_history h where h.tenant_id = w.tenant_id and h.as_of = w.as_of
+      offset 0 -- an index probe per week, never a hash of the whole history
+    ) h
+  ),
+  -- Source KPIs: the aggregate over the week's rows (Monday 00:00 UTC to the next Monday). An
+  -- AVI report is the week's own, one value. A clarity value counts when it is a JSON number;
+  -- anything else but a missing key or null is counted as not a number (a warning).
+  sourced as materialized (
+    select w.tenant_id, w.as_of, d.key, d.valid_min, d.valid_max,
+           case when d.source = 'avi' then
+                  case when d.aggregate = 'count' then 1
+                       else case d.field when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct
+                                         when 'crs_pct' then w.crs_pct else w.elasticity_usd_per_point end end
+                else a.value end as value,
+           coalesce(a.not_numbers, 0) as not_numbers
+    from weeks w
+    join kpi.custom_kpis d on d.tenant_id = w.tenant_id and d.active and d.source is not null
+    left join lateral (
+      select case d.aggregate
+               when 'latest' then (array_agg(s.value order by s.at desc, s.id desc) filter (where s.value is not null))[1]
+               when 'avg' then avg(s.value)
+               when 'min' then min(s.value)
+               when 'max' then max(s.value)
+               when 'sum' then sum(s.value)
+               else count(s.value) end as value,
+             count(*) filter (where s.not_number) as not_numbers
+      from (
+        select c.measured_at as at, c.id,
+               case when jsonb_typeof(c.metrics #> d.path) = 'number' then (c.metrics #> d.path)::numeric end as value,
+               coalesce(jsonb_typeof(c.metrics #> d.path) not in ('number', 'null'), false) as not_number
+        from kpi.clarity_reports c
+        where d.source = 'clarity' and c.tenant_id = w.tenant_id and c.measured_at >= w.starts and c.measured_at < w.ends
+        union all
+        select v.audited_at, v.id, v.integrity_pct, false
+        from kpi.vli_audits v
+        where d.source = 'vli' and v.tenant_id = w.tenant_id and v.audited_at >= w.starts and v.audited_at < w.ends
+      ) s
+    ) a on d.source <> 'avi'
+  ),
+  checked as materialized (
+    select s.tenant_id, s.as_of, s.key,
+           case when s.value < s.valid_min or s.value > s.valid_max then null else s.value end as value,
+           s.value as computed, s.value < s.valid_min or s.value > s.valid_max as out_of_range, s.not_numbers
+    from sourced s
+  ),
+  -- Combines: two weekly values, built-in (the history row) or custom (just computed).
+  combined as (
+    select w.tenant_id, w.as_of, d.key, x.value as computed,
+           x.value < d.valid_min or x.value > d.valid_max as out_of_range
+    from weeks w
+    join kpi.custom_kpis d on d.tenant_id = w.tenant_id and d.active and d.combine is not null
+    left join checked l on l.tenant_id = w.tenant_id and l.as_of = w.as_of and l.key = d.left_kpi
+    left join checked r on r.tenant_id = w.tenant_id and r.as_of = w.as_of and r.key = d.right_kpi
+    cross join lateral (
+      select case d.left_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
+                             when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
+                             when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
+                             else l.value end as left_value,
+             case d.right_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
+                              when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
+                              when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
+                              else r.value end as right_value
+    ) o
+    cross join lateral (
+      select case d.combine when 'difference' then o.left_value - o.right_value
+                            else o.left_value / nullif(o.right_value, 0) end as value
+    ) x
+  ),
+  all_values as (
+    select c.tenant_id, c.as_of, c.key, round(c.value, 6) as value, c.computed, c.out_of_range, c.not_numbers from checked c
+    union all
+    select c.tenant_id, c.as_of, c.key, case when c.out_of_range then null else round(c.computed, 6) end, c.computed,
+           c.out_of_range, 0
+    from combined c
+  ),
+  wanted as materialized (
+    select v.* from all_values v
+    where exists (select from targets t where t.tenant_id = v.tenant_id and t.as_of = v.as_of and (t.key is null or t.key = v.key))
+  ),
+  written as (
+    insert into kpi.custom_kpi_values as cv (tenant_id, key, as_of, value)
+    select v.tenant_id, v.key, v.as_of, v.value
+    from wanted v
+    -- The value there, by an index probe: an unchanged value is neither written nor locked.
+    left join lateral (
+      select o.value from kpi.custom_kpi_values o
+      where o.tenant_id = v.tenant_id and o.key = v.key and o.as_of = v.as_of
+      limit 1
+    ) existing on true
+    where existing is null or existing.value is distinct from v.value
+    order by v.tenant_id, v.key, v.as_of
+    on conflict (tenant_id, key, as_of) do update set value = excluded.value, updated_at = now()
+    where cv.value is distinct from excluded.value
+    returning 1
+  )
+  select jsonb_build_object(
+           'values', (select count(*) from wanted),
+           'rows_written', (select count(*) from written),
+           'warnings', coalesce((
+             select jsonb_agg(jsonb_build_object(
+                      'tenant_id', v.tenant_id, 'as_of', v.as_of, 'code', 'INVALID_CUSTOM', 'kpi', v.key,
+                      'message', case when v.out_of_range
+                                      then format('custom KPI %s computed %s, outside its valid range, so it is NULL', v.key, v.computed)
+                                      else format('custom KPI %s: %s clarity value(s) that week were not numbers and were left out',
+                                                  v.key, v.not_numbers) end)
+                    order by v.tenant_id, v.as_of, v.key)
+             from wanted v where v.out_of_range or v.not_numbers > 0), '[]'::jsonb))
+  into stats;
+  return stats;
+end
+$$;
+
+
+--
+-- Name: FUNCTION write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[], p_keys text[]); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[], p_keys text[]) IS 'Computes and writes the custom KPI values of the given (tenant, week, key) triples (a NULL key: every active KPI of the tenant) for weeks that have a history row. Returns {values, rows_written, warnings}. Called by every fill; idempotent.';
 
 
 --
@@ -1778,6 +2233,13 @@ CREATE FUNCTION kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to date, 
     AS $$
 declare
   stats jsonb;
+  -- Custom KPIs: computed for the weeks this statement computes, then any definition not yet
+  -- derived over the older weeks.
+  has_custom boolean := exists (select from kpi.custom_kpis d where d.active and (p_tenant_id is null or d.tenant_id = p_tenant_id));
+  computed_tenants uuid[];
+  computed_weeks date[];
+  custom jsonb;
+  derived jsonb;
 begin
   with consumed as (
     -- The change records there are when this run starts (incremental mode); the same statement
@@ -1955,8 +2417,19 @@ begin
                       'message', format('clarity report measured at %s has hrp %s; expected a number from 0 to 1, so hrp_pct is NULL',
                                         to_char(measured_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), hrp::text))
                     order by tenant_id, as_of)
-             from computed where hrp_is_invalid), '[]'::jsonb))
-  into stats;
+             from computed where hrp_is_invalid), '[]'::jsonb)),
+         w.tenant_ids, w.weeks
+  into stats, computed_tenants, computed_weeks
+  -- (Both arrays from one aggregate pass, so that they stay aligned.)
+  from (select array_agg(c.tenant_id) as tenant_ids, array_agg(c.as_of) as weeks from computed c where has_custom) w;
+  if has_custom then
+    custom := kpi.write_custom_kpi_values(coalesce(computed_tenants, '{}'), coalesce(computed_weeks, '{}'), null);
+    derived := kpi.derive_pending_custom_kpis(p_tenant_id, coalesce(computed_tenants, '{}'), coalesce(computed_weeks, '{}'));
+    stats := stats || jsonb_build_object(
+      'custom_values_written', (custom ->> 'rows_written')::bigint + (derived ->> 'rows_written')::bigint,
+      'custom_kpis_derived', (derived ->> 'kpis_derived')::integer,
+      'warnings', (stats -> 'warnings') || (custom -> 'warnings') || (derived -> 'warnings'));
+  end if;
   return stats;
 end
 $$;
@@ -2255,6 +2728,26 @@ $_$;
 
 
 --
+-- Name: is_tenant_admin(); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.is_tenant_admin() RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select coalesce(r = '"kpi_admin"'::jsonb or (jsonb_typeof(r) = 'array' and r ? 'kpi_admin'), false)
+  from (select kpi_api.request_claims() -> 'tenant_roles' -> (kpi_api.current_tenant_id()::text) as r) x
+$$;
+
+
+--
+-- Name: FUNCTION is_tenant_admin(); Type: COMMENT; Schema: kpi_api; Owner: -
+--
+
+COMMENT ON FUNCTION kpi_api.is_tenant_admin() IS 'True when the request''s token makes it an admin (tenant_roles: "kpi_admin") of the active tenant.';
+
+
+--
 -- Name: raise_caught_error(text, text, text); Type: FUNCTION; Schema: kpi_api; Owner: -
 --
 
@@ -2441,6 +2934,333 @@ CREATE VIEW api.active_tenant WITH (security_invoker='true') AS
 
 COMMENT ON VIEW api.active_tenant IS 'The tenant this request acts for (the x-tenant header, or the only tenant of the token): one row, or none when the token grants an id that is no tenant. Needs a JWT with role "authenticated" and "tenant_ids".
 Example: GET /active_tenant?select=slug,name';
+
+
+--
+-- Name: custom_kpi_rollups; Type: VIEW; Schema: kpi; Owner: -
+--
+
+CREATE VIEW kpi.custom_kpi_rollups WITH (security_invoker='true') AS
+ SELECT r.tenant_id,
+    r.period,
+    r.period_start,
+    r.key,
+    r.weeks,
+    r.avg,
+    r.min,
+    r.max,
+    l.value AS last,
+    r.last_week
+   FROM (( SELECT w.tenant_id,
+            w.period,
+            w.period_start,
+            w.key,
+            (count(*))::integer AS weeks,
+            round(avg(w.value), 6) AS avg,
+            min(w.value) AS min,
+            max(w.value) AS max,
+            max(w.as_of) AS last_week
+           FROM ( SELECT v.tenant_id,
+                    v.key,
+                    v.as_of,
+                    v.value,
+                    p.period,
+                    (date_trunc(p.period, ((v.as_of + 3))::timestamp without time zone))::date AS period_start
+                   FROM (kpi.custom_kpi_values v
+                     CROSS JOIN ( VALUES ('month'::text), ('quarter'::text)) p(period))) w
+          GROUP BY w.tenant_id, w.period, w.period_start, w.key) r
+     JOIN kpi.custom_kpi_values l ON (((l.tenant_id = r.tenant_id) AND (l.key = r.key) AND (l.as_of = r.last_week))));
+
+
+--
+-- Name: VIEW custom_kpi_rollups; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON VIEW kpi.custom_kpi_rollups IS 'Monthly and quarterly rollups of kpi.custom_kpi_values, one row per tenant, period and key. Derived on read.';
+
+
+--
+-- Name: custom_kpi_rollups; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.custom_kpi_rollups WITH (security_invoker='true') AS
+ SELECT r.period,
+    r.period_start,
+    r.key,
+    r.weeks,
+    r.avg,
+    r.min,
+    r.max,
+    r.last
+   FROM kpi.custom_kpi_rollups r;
+
+
+--
+-- Name: VIEW custom_kpi_rollups; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.custom_kpi_rollups IS 'Monthly and quarterly rollups of the active tenant''s custom KPIs: one row per period (month or quarter), period_start and key. A week counts in the month and quarter of its Thursday.
+Example: GET /custom_kpi_rollups?period=eq.month&period_start=gte.2026-01-01&order=period_start,key';
+
+
+--
+-- Name: COLUMN custom_kpi_rollups.period; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpi_rollups.period IS 'month or quarter. Never NULL.';
+
+
+--
+-- Name: COLUMN custom_kpi_rollups.period_start; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpi_rollups.period_start IS 'First day of the month or quarter. Never NULL.';
+
+
+--
+-- Name: COLUMN custom_kpi_rollups.key; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpi_rollups.key IS 'Never NULL.';
+
+
+--
+-- Name: COLUMN custom_kpi_rollups.weeks; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpi_rollups.weeks IS 'Weeks of the period with a row (a value or NULL). Never NULL.';
+
+
+--
+-- Name: COLUMN custom_kpi_rollups.avg; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpi_rollups.avg IS 'Mean of the weeks'' values (NULLs ignored), to 6 decimal places.';
+
+
+--
+-- Name: COLUMN custom_kpi_rollups.last; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpi_rollups.last IS 'The latest week''s value.';
+
+
+--
+-- Name: custom_kpi_values; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.custom_kpi_values WITH (security_invoker='true') AS
+ SELECT v.as_of,
+    v.key,
+    v.value
+   FROM kpi.custom_kpi_values v;
+
+
+--
+-- Name: VIEW custom_kpi_values; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.custom_kpi_values IS 'The active tenant''s custom KPI values, one row per week (as_of, a Monday) and key. PostgREST filters apply.
+Example: GET /custom_kpi_values?as_of=gte.2026-01-01&key=in.(p95_latency_ms,aiv_minus_ati)&order=as_of,key';
+
+
+--
+-- Name: COLUMN custom_kpi_values.as_of; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpi_values.as_of IS 'Monday of the week. Never NULL.';
+
+
+--
+-- Name: COLUMN custom_kpi_values.key; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpi_values.key IS 'The custom KPI (api.custom_kpis.key). Never NULL.';
+
+
+--
+-- Name: COLUMN custom_kpi_values.value; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpi_values.value IS 'NULL when the week had no data for it, or the value was outside its valid range.';
+
+
+--
+-- Name: custom_kpis; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.custom_kpis (
+    tenant_id uuid DEFAULT kpi_api.current_tenant_id() NOT NULL,
+    key text NOT NULL,
+    label text NOT NULL,
+    unit text,
+    source text,
+    path text[],
+    field text,
+    aggregate text,
+    combine text,
+    left_kpi text,
+    right_kpi text,
+    valid_min numeric,
+    valid_max numeric,
+    active boolean DEFAULT true NOT NULL,
+    revision integer DEFAULT 1 NOT NULL,
+    derived_revision integer,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT custom_kpis_aggregate CHECK ((aggregate = ANY (ARRAY['latest'::text, 'avg'::text, 'min'::text, 'max'::text, 'sum'::text, 'count'::text]))),
+    CONSTRAINT custom_kpis_combine CHECK ((combine = ANY (ARRAY['difference'::text, 'ratio'::text]))),
+    CONSTRAINT custom_kpis_key CHECK ((key ~ '^[a-z][a-z0-9_]{0,39}$'::text)),
+    CONSTRAINT custom_kpis_label CHECK (((char_length(btrim(label)) >= 1) AND (char_length(btrim(label)) <= 100))),
+    CONSTRAINT custom_kpis_path CHECK (((path IS NULL) OR (((cardinality(path) >= 1) AND (cardinality(path) <= 8)) AND (array_position(path, NULL::text) IS NULL) AND (array_position(path, ''::text) IS NULL)))),
+    CONSTRAINT custom_kpis_shape CHECK ((((source IS NOT NULL) AND (aggregate IS NOT NULL) AND (combine IS NULL) AND (left_kpi IS NULL) AND (right_kpi IS NULL) AND
+CASE source
+    WHEN 'clarity'::text THEN ((path IS NOT NULL) AND (field IS NULL))
+    WHEN 'avi'::text THEN ((path IS NULL) AND (field = ANY (ARRAY['aiv_pct'::text, 'ati_pct'::text, 'crs_pct'::text, 'elasticity_usd_per_point'::text])))
+    ELSE ((path IS NULL) AND (field = 'integrity_pct'::text))
+END) OR ((combine IS NOT NULL) AND (left_kpi IS NOT NULL) AND (right_kpi IS NOT NULL) AND (source IS NULL) AND (path IS NULL) AND (field IS NULL) AND (aggregate IS NULL)))),
+    CONSTRAINT custom_kpis_source CHECK ((source = ANY (ARRAY['clarity'::text, 'avi'::text, 'vli'::text]))),
+    CONSTRAINT custom_kpis_unit CHECK (((unit IS NULL) OR (char_length(unit) <= 20))),
+    CONSTRAINT custom_kpis_valid_range CHECK (((valid_min IS NULL) OR (valid_max IS NULL) OR (valid_min <= valid_max)))
+);
+
+ALTER TABLE ONLY kpi.custom_kpis FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE custom_kpis; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.custom_kpis IS 'Custom KPI definitions per tenant: a source (clarity JSON path, avi or vli column) and a weekly aggregate, or a difference/ratio of two KPIs; values outside [valid_min, valid_max] are stored as NULL with an INVALID_CUSTOM warning. Managed by tenant admins through api.custom_kpis; computed by every fill into kpi.custom_kpi_values.';
+
+
+--
+-- Name: COLUMN custom_kpis.path; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.custom_kpis.path IS 'For source clarity: the keys leading to a number inside clarity_reports.metrics, e.g. {latency,p95_ms}.';
+
+
+--
+-- Name: COLUMN custom_kpis.field; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.custom_kpis.field IS 'For source avi: aiv_pct, ati_pct, crs_pct or elasticity_usd_per_point; for vli: integrity_pct.';
+
+
+--
+-- Name: custom_kpis; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.custom_kpis WITH (security_invoker='true') AS
+ SELECT d.key,
+    d.label,
+    d.unit,
+    d.source,
+    d.path,
+    d.field,
+    d.aggregate,
+    d.combine,
+    d.left_kpi,
+    d.right_kpi,
+    d.valid_min,
+    d.valid_max,
+    d.active,
+    d.created_at,
+    d.updated_at
+   FROM kpi.custom_kpis d;
+
+
+--
+-- Name: VIEW custom_kpis; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.custom_kpis IS 'The active tenant''s custom KPI definitions. Members read them; admins (token claim tenant_roles: {"<tenant id>": "kpi_admin"}) insert, update and delete through this view. A definition is a source with an aggregate, or a combine of two KPIs; invalid input is INVALID_INPUT 400 naming the field, a member''s write FORBIDDEN 403.
+Example: POST /custom_kpis {"key": "p95_latency_ms", "label": "p95 latency", "unit": "ms", "source": "clarity", "path": ["latency", "p95_ms"], "aggregate": "avg"}';
+
+
+--
+-- Name: COLUMN custom_kpis.key; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpis.key IS 'Unique per tenant: 1 to 40 lower-case letters, digits or _, starting with a letter; not a built-in KPI name. Cannot be changed. Never NULL.';
+
+
+--
+-- Name: COLUMN custom_kpis.label; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpis.label IS 'Never NULL.';
+
+
+--
+-- Name: COLUMN custom_kpis.source; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpis.source IS 'clarity (a number at path inside the clarity report''s metrics), avi or vli (their column field); NULL for a combine.';
+
+
+--
+-- Name: COLUMN custom_kpis.path; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpis.path IS 'For source clarity: the keys leading to the number, e.g. ["latency", "p95_ms"].';
+
+
+--
+-- Name: COLUMN custom_kpis.field; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpis.field IS 'For source avi: aiv_pct, ati_pct, crs_pct or elasticity_usd_per_point; for vli: integrity_pct.';
+
+
+--
+-- Name: COLUMN custom_kpis.aggregate; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpis.aggregate IS 'Over the week (Monday 00:00 UTC to the next Monday): latest, avg, min, max, sum or count.';
+
+
+--
+-- Name: COLUMN custom_kpis.combine; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpis.combine IS 'difference (left_kpi - right_kpi) or ratio (left_kpi / right_kpi, NULL when dividing by zero) of two weekly KPIs: built-in, or custom with a source.';
+
+
+--
+-- Name: COLUMN custom_kpis.valid_min; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpis.valid_min IS 'A value below is stored as NULL, with an INVALID_CUSTOM warning in the run.';
+
+
+--
+-- Name: COLUMN custom_kpis.valid_max; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpis.valid_max IS 'A value above is stored as NULL, with an INVALID_CUSTOM warning in the run.';
+
+
+--
+-- Name: COLUMN custom_kpis.active; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpis.active IS 'Only active KPIs are computed (at most 20 per tenant by default); deactivating one removes its values. Never NULL.';
+
+
+--
+-- Name: COLUMN custom_kpis.created_at; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpis.created_at IS 'Never NULL.';
+
+
+--
+-- Name: COLUMN custom_kpis.updated_at; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON COLUMN api.custom_kpis.updated_at IS 'Never NULL.';
 
 
 --
@@ -3563,6 +4383,27 @@ ALTER TABLE kpi.cron_secrets ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 
 
 --
+-- Name: custom_kpi_settings; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.custom_kpi_settings (
+    singleton boolean DEFAULT true NOT NULL,
+    max_active_per_tenant integer DEFAULT 20 NOT NULL,
+    CONSTRAINT custom_kpi_settings_max_active CHECK (((max_active_per_tenant >= 0) AND (max_active_per_tenant <= 1000))),
+    CONSTRAINT custom_kpi_settings_singleton CHECK (singleton)
+);
+
+ALTER TABLE ONLY kpi.custom_kpi_settings FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE custom_kpi_settings; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.custom_kpi_settings IS 'One row: how many active custom KPIs a tenant may have (default 20).';
+
+
+--
 -- Name: error_codes; Type: TABLE; Schema: kpi; Owner: -
 --
 
@@ -3606,7 +4447,7 @@ CREATE TABLE kpi.kpi_changes (
     kpi text,
     data jsonb,
     changed_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT kpi_changes_entity CHECK ((entity = ANY (ARRAY['history'::text, 'anomaly'::text]))),
+    CONSTRAINT kpi_changes_entity CHECK ((entity = ANY (ARRAY['history'::text, 'anomaly'::text, 'custom_value'::text]))),
     CONSTRAINT kpi_changes_op CHECK ((op = ANY (ARRAY['insert'::text, 'update'::text, 'delete'::text])))
 );
 
@@ -4034,6 +4875,30 @@ ALTER TABLE ONLY kpi.cron_secrets
 
 
 --
+-- Name: custom_kpi_settings custom_kpi_settings_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.custom_kpi_settings
+    ADD CONSTRAINT custom_kpi_settings_pkey PRIMARY KEY (singleton);
+
+
+--
+-- Name: custom_kpi_values custom_kpi_values_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.custom_kpi_values
+    ADD CONSTRAINT custom_kpi_values_pkey PRIMARY KEY (tenant_id, key, as_of);
+
+
+--
+-- Name: custom_kpis custom_kpis_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.custom_kpis
+    ADD CONSTRAINT custom_kpis_pkey PRIMARY KEY (tenant_id, key);
+
+
+--
 -- Name: error_codes error_codes_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
 --
 
@@ -4206,6 +5071,20 @@ CREATE INDEX api_denials_denied_at_idx ON kpi.api_denials USING btree (denied_at
 
 
 --
+-- Name: custom_kpi_values_week; Type: INDEX; Schema: kpi; Owner: -
+--
+
+CREATE INDEX custom_kpi_values_week ON kpi.custom_kpi_values USING btree (tenant_id, as_of);
+
+
+--
+-- Name: custom_kpis_pending; Type: INDEX; Schema: kpi; Owner: -
+--
+
+CREATE INDEX custom_kpis_pending ON kpi.custom_kpis USING btree (tenant_id) WHERE (derived_revision IS DISTINCT FROM revision);
+
+
+--
 -- Name: kpi_changes_position; Type: INDEX; Schema: kpi; Owner: -
 --
 
@@ -4287,6 +5166,41 @@ CREATE TRIGGER clarity_reports_track_insert AFTER INSERT ON kpi.clarity_reports 
 --
 
 CREATE TRIGGER clarity_reports_track_update AFTER UPDATE ON kpi.clarity_reports REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.track_source_changes('date_trunc(''week'', measured_at at time zone ''UTC'')::date');
+
+
+--
+-- Name: custom_kpi_values custom_kpi_values_logged_delete; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER custom_kpi_values_logged_delete AFTER DELETE ON kpi.custom_kpi_values REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_custom_value_changes();
+
+
+--
+-- Name: custom_kpi_values custom_kpi_values_logged_insert; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER custom_kpi_values_logged_insert AFTER INSERT ON kpi.custom_kpi_values REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_custom_value_changes();
+
+
+--
+-- Name: custom_kpi_values custom_kpi_values_logged_update; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER custom_kpi_values_logged_update AFTER UPDATE ON kpi.custom_kpi_values REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_custom_value_changes();
+
+
+--
+-- Name: custom_kpis custom_kpis_forget_changed; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER custom_kpis_forget_changed AFTER UPDATE ON kpi.custom_kpis REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.forget_changed_custom_kpis();
+
+
+--
+-- Name: custom_kpis custom_kpis_validate; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER custom_kpis_validate BEFORE INSERT OR DELETE OR UPDATE ON kpi.custom_kpis FOR EACH ROW EXECUTE FUNCTION kpi.validate_custom_kpi();
 
 
 --
@@ -4490,6 +5404,30 @@ ALTER TABLE ONLY kpi.clarity_reports
 
 
 --
+-- Name: custom_kpi_values custom_kpi_values_tenant_id_as_of_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.custom_kpi_values
+    ADD CONSTRAINT custom_kpi_values_tenant_id_as_of_fkey FOREIGN KEY (tenant_id, as_of) REFERENCES kpi.kpi_history(tenant_id, as_of) ON DELETE CASCADE;
+
+
+--
+-- Name: custom_kpi_values custom_kpi_values_tenant_id_key_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.custom_kpi_values
+    ADD CONSTRAINT custom_kpi_values_tenant_id_key_fkey FOREIGN KEY (tenant_id, key) REFERENCES kpi.custom_kpis(tenant_id, key) ON DELETE CASCADE;
+
+
+--
+-- Name: custom_kpis custom_kpis_tenant_id_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.custom_kpis
+    ADD CONSTRAINT custom_kpis_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES kpi.tenants(id) ON DELETE CASCADE;
+
+
+--
 -- Name: kpi_anomalies kpi_anomalies_kpi_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
 --
 
@@ -4553,6 +5491,27 @@ CREATE POLICY "A tenant is visible to its own members while active" ON kpi.tenan
 
 
 --
+-- Name: custom_kpis Admins of the active tenant change custom KPIs; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "Admins of the active tenant change custom KPIs" ON kpi.custom_kpis FOR UPDATE TO authenticated USING ((tenant_id = ( SELECT kpi_api.current_tenant_id() AS current_tenant_id))) WITH CHECK (((tenant_id = ( SELECT kpi_api.current_tenant_id() AS current_tenant_id)) AND ( SELECT kpi_api.is_tenant_admin() AS is_tenant_admin)));
+
+
+--
+-- Name: custom_kpis Admins of the active tenant define custom KPIs; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "Admins of the active tenant define custom KPIs" ON kpi.custom_kpis FOR INSERT TO authenticated WITH CHECK (((tenant_id = ( SELECT kpi_api.current_tenant_id() AS current_tenant_id)) AND ( SELECT kpi_api.is_tenant_admin() AS is_tenant_admin)));
+
+
+--
+-- Name: custom_kpis Admins of the active tenant delete custom KPIs; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "Admins of the active tenant delete custom KPIs" ON kpi.custom_kpis FOR DELETE TO authenticated USING ((tenant_id = ( SELECT kpi_api.current_tenant_id() AS current_tenant_id)));
+
+
+--
 -- Name: kpi_anomalies Anomalies are visible to members of the active tenant; Type: POLICY; Schema: kpi; Owner: -
 --
 
@@ -4567,6 +5526,20 @@ CREATE POLICY "Changes are visible to members of the active tenant" ON kpi.kpi_c
 
 
 --
+-- Name: custom_kpi_values Custom KPI values are visible to members of the active tenant; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "Custom KPI values are visible to members of the active tenant" ON kpi.custom_kpi_values FOR SELECT TO authenticated USING ((tenant_id = ( SELECT kpi_api.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: custom_kpis Custom KPIs are visible to members of the active tenant; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "Custom KPIs are visible to members of the active tenant" ON kpi.custom_kpis FOR SELECT TO authenticated USING ((tenant_id = ( SELECT kpi_api.current_tenant_id() AS current_tenant_id)));
+
+
+--
 -- Name: kpi_history KPI history is visible to members of the active tenant; Type: POLICY; Schema: kpi; Owner: -
 --
 
@@ -4578,6 +5551,13 @@ CREATE POLICY "KPI history is visible to members of the active tenant" ON kpi.kp
 --
 
 CREATE POLICY "The feed's watermark is readable by tenant members" ON kpi.change_feed_settings FOR SELECT TO authenticated USING (true);
+
+
+--
+-- Name: custom_kpi_settings The limit is readable by tenant members; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "The limit is readable by tenant members" ON kpi.custom_kpi_settings FOR SELECT TO authenticated USING (true);
 
 
 --
@@ -4695,6 +5675,45 @@ ALTER TABLE kpi.cron_secrets ENABLE ROW LEVEL SECURITY;
 --
 
 CREATE POLICY "cron_secrets are maintained by their owner" ON kpi.cron_secrets TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: custom_kpi_settings; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.custom_kpi_settings ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: custom_kpi_settings custom_kpi_settings are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "custom_kpi_settings are maintained by their owner" ON kpi.custom_kpi_settings TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: custom_kpi_values; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.custom_kpi_values ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: custom_kpi_values custom_kpi_values are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "custom_kpi_values are maintained by their owner" ON kpi.custom_kpi_values TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: custom_kpis; Type: ROW SECURITY; Schema: kpi; Owner: -
+--
+
+ALTER TABLE kpi.custom_kpis ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: custom_kpis custom_kpis are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "custom_kpis are maintained by their owner" ON kpi.custom_kpis TO postgres USING (true) WITH CHECK (true);
 
 
 --
@@ -4919,4 +5938,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201000500'),
     ('20261201000600'),
     ('20261201000700'),
-    ('20261201000800');
+    ('20261201000800'),
+    ('20261201000900');

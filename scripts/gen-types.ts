@@ -16,6 +16,11 @@ interface Column {
   type: string;
   not_null: boolean;
   comment: string | null;
+  /** The API role may insert or update it through the view (its base column's privileges). */
+  insertable: boolean;
+  updatable: boolean;
+  /** An insert must give it: NOT NULL without a default in the base table. */
+  insert_required: boolean;
 }
 interface Routine {
   name: string;
@@ -35,6 +40,7 @@ interface ErrorCode {
 
 /** PostgreSQL type → TypeScript, as PostgREST serializes it to JSON. */
 function tsType(pgType: string): string {
+  if (pgType.endsWith('[]')) return `${tsType(pgType.slice(0, -2))}[]`;
   switch (pgType) {
     case 'smallint':
     case 'integer':
@@ -68,7 +74,12 @@ export async function generateTypes(sql: postgres.Sql): Promise<string> {
   const columns = await sql<Column[]>`
     select c.relname as relation, a.attname as name, format_type(a.atttypid, null) as type,
            coalesce(bool_or(base.attnotnull), false) as not_null,
-           col_description(c.oid, a.attnum) as comment
+           col_description(c.oid, a.attnum) as comment,
+           has_table_privilege('authenticated', c.oid, 'INSERT')
+             and coalesce(bool_or(has_column_privilege('authenticated', base.attrelid, base.attname, 'INSERT')), false) as insertable,
+           has_table_privilege('authenticated', c.oid, 'UPDATE')
+             and coalesce(bool_or(has_column_privilege('authenticated', base.attrelid, base.attname, 'UPDATE')), false) as updatable,
+           coalesce(bool_or(base.attnotnull and not base.atthasdef), false) as insert_required
     from pg_class c
     join pg_namespace n on n.oid = c.relnamespace
     join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
@@ -97,7 +108,17 @@ export async function generateTypes(sql: postgres.Sql): Promise<string> {
       const row = cols
         .map((c) => `${doc(c.comment, '          ')}          ${key(c.name)}: ${tsType(c.type)}${c.not_null || neverNull(c.comment) ? '' : ' | null'};`)
         .join('\n');
-      return `      ${key(name)}: {\n        Row: {\n${row}\n        };\n        Relationships: [];\n      };`;
+      // A view the API role writes through (its base columns' privileges) gets Insert and Update.
+      const writes = (which: 'Insert' | 'Update', allowed: (c: Column) => boolean, optional: (c: Column) => boolean) =>
+        cols.some(allowed)
+          ? `        ${which}: {\n${cols
+              .filter(allowed)
+              .map((c) => `          ${key(c.name)}${optional(c) ? '?' : ''}: ${tsType(c.type)}${c.not_null ? '' : ' | null'};`)
+              .join('\n')}\n        };\n`
+          : '';
+      const insert = writes('Insert', (c) => c.insertable, (c) => !c.insert_required);
+      const update = writes('Update', (c) => c.updatable, () => true);
+      return `      ${key(name)}: {\n        Row: {\n${row}\n        };\n${insert}${update}        Relationships: [];\n      };`;
     })
     .join('\n');
 

@@ -1,7 +1,8 @@
 // Prints a JWT for trying the API with curl: HS256, signed with PGRST_JWT_SECRET from the
 // environment (the secret PostgREST verifies with; never stored in the repository).
 //
-//   npm run --silent token -- <tenant-uuid> [<tenant-uuid> …] [--sub NAME] [--ttl SECONDS]
+//   npm run --silent token -- <tenant-uuid> [<tenant-uuid> …] [--admin] [--sub NAME] [--ttl SECONDS]
+//   (--admin: a tenant admin of those tenants, who may define custom KPIs)
 //   curl -H "Authorization: Bearer $(npm run --silent token -- <uuid>)" localhost:3000/kpi_history
 import { SignJWT } from 'jose';
 import { parseArgs } from 'node:util';
@@ -13,6 +14,8 @@ export interface TokenOptions {
   sub?: string;
   ttlSeconds?: number;
   now?: Date;
+  /** Also an admin of these tenants: "tenant_roles": {"<id>": "kpi_admin"}. */
+  admin?: boolean;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -31,7 +34,7 @@ function isStringOrUri(value: string): boolean {
 }
 
 /** A PostgREST JWT (HS256, signed with jose) for the "authenticated" role and the given tenants. */
-export async function mintToken({ secret, tenantIds, sub = 'kpi-history-dev', ttlSeconds = 3600, now = new Date() }: TokenOptions): Promise<string> {
+export async function mintToken({ secret, tenantIds, sub = 'kpi-history-dev', ttlSeconds = 3600, now = new Date(), admin = false }: TokenOptions): Promise<string> {
   if (secret.length < 32) {
     throw new Error(`PGRST_JWT_SECRET must be at least 32 characters (it has ${secret.length}); PostgREST refuses shorter ones.`);
   }
@@ -45,7 +48,9 @@ export async function mintToken({ secret, tenantIds, sub = 'kpi-history-dev', tt
     throw new Error(`--ttl must be a whole number of seconds above 0 (got ${ttlSeconds}); PostgREST refuses an expired token`);
   }
   const iat = Math.floor(now.getTime() / 1000);
-  return new SignJWT({ role: 'authenticated', tenant_ids: tenantIds.map((id) => id.toLowerCase()) })
+  const ids = tenantIds.map((id) => id.toLowerCase());
+  const roles = admin ? { tenant_roles: Object.fromEntries(ids.map((id) => [id, 'kpi_admin'])) } : {};
+  return new SignJWT({ role: 'authenticated', tenant_ids: ids, ...roles })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setSubject(sub)
     .setIssuedAt(iat)
@@ -56,7 +61,7 @@ export async function mintToken({ secret, tenantIds, sub = 'kpi-history-dev', tt
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { sub: { type: 'string' }, ttl: { type: 'string', default: '3600' } },
+    options: { sub: { type: 'string' }, ttl: { type: 'string', default: '3600' }, admin: { type: 'boolean', default: false } },
   });
   const secret = process.env.PGRST_JWT_SECRET;
   if (!secret) {
@@ -64,7 +69,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   try {
-    console.log(await mintToken({ secret, tenantIds: positionals, sub: values.sub, ttlSeconds: Number(values.ttl) }));
+    console.log(await mintToken({ secret, tenantIds: positionals, sub: values.sub, ttlSeconds: Number(values.ttl), admin: values.admin }));
   } catch (error) {
     console.error(`token: ${(error as Error).message}`);
     process.exit(1);

@@ -15,6 +15,97 @@ export type Database = {
         };
         Relationships: [];
       };
+      custom_kpi_rollups: {
+        Row: {
+          /** month or quarter. Never NULL. */
+          period: string;
+          /** First day of the month or quarter. Never NULL. */
+          period_start: string;
+          /** Never NULL. */
+          key: string;
+          /** Weeks of the period with a row (a value or NULL). Never NULL. */
+          weeks: number;
+          /** Mean of the weeks' values (NULLs ignored), to 6 decimal places. */
+          avg: number | null;
+          min: number | null;
+          max: number | null;
+          /** The latest week's value. */
+          last: number | null;
+        };
+        Relationships: [];
+      };
+      custom_kpi_values: {
+        Row: {
+          /** Monday of the week. Never NULL. */
+          as_of: string;
+          /** The custom KPI (api.custom_kpis.key). Never NULL. */
+          key: string;
+          /** NULL when the week had no data for it, or the value was outside its valid range. */
+          value: number | null;
+        };
+        Relationships: [];
+      };
+      custom_kpis: {
+        Row: {
+          /** Unique per tenant: 1 to 40 lower-case letters, digits or _, starting with a letter; not a built-in KPI name. Cannot be changed. Never NULL. */
+          key: string;
+          /** Never NULL. */
+          label: string;
+          unit: string | null;
+          /** clarity (a number at path inside the clarity report's metrics), avi or vli (their column field); NULL for a combine. */
+          source: string | null;
+          /** For source clarity: the keys leading to the number, e.g. ["latency", "p95_ms"]. */
+          path: string[] | null;
+          /** For source avi: aiv_pct, ati_pct, crs_pct or elasticity_usd_per_point; for vli: integrity_pct. */
+          field: string | null;
+          /** Over the week (Monday 00:00 UTC to the next Monday): latest, avg, min, max, sum or count. */
+          aggregate: string | null;
+          /** difference (left_kpi - right_kpi) or ratio (left_kpi / right_kpi, NULL when dividing by zero) of two weekly KPIs: built-in, or custom with a source. */
+          combine: string | null;
+          left_kpi: string | null;
+          right_kpi: string | null;
+          /** A value below is stored as NULL, with an INVALID_CUSTOM warning in the run. */
+          valid_min: number | null;
+          /** A value above is stored as NULL, with an INVALID_CUSTOM warning in the run. */
+          valid_max: number | null;
+          /** Only active KPIs are computed (at most 20 per tenant by default); deactivating one removes its values. Never NULL. */
+          active: boolean;
+          /** Never NULL. */
+          created_at: string;
+          /** Never NULL. */
+          updated_at: string;
+        };
+        Insert: {
+          key: string;
+          label: string;
+          unit?: string | null;
+          source?: string | null;
+          path?: string[] | null;
+          field?: string | null;
+          aggregate?: string | null;
+          combine?: string | null;
+          left_kpi?: string | null;
+          right_kpi?: string | null;
+          valid_min?: number | null;
+          valid_max?: number | null;
+          active?: boolean;
+        };
+        Update: {
+          label?: string;
+          unit?: string | null;
+          source?: string | null;
+          path?: string[] | null;
+          field?: string | null;
+          aggregate?: string | null;
+          combine?: string | null;
+          left_kpi?: string | null;
+          right_kpi?: string | null;
+          valid_min?: number | null;
+          valid_max?: number | null;
+          active?: boolean;
+        };
+        Relationships: [];
+      };
       kpi_anomalies: {
         Row: {
           as_of: string;
@@ -224,9 +315,9 @@ export type Database = {
         Args: { [key: string]: Json | undefined };
         Returns: Json;
       };
-      /** CSV (RFC 4180: header row, CRLF, quoted where needed) of the active tenant's history, oldest first. period=week (default): the latest `weeks` weeks (1..1000, default 52) with as_of in [from, to], columns of api.kpi_history_export, file kpi-history-<tenant>-<date>.csv. period=month|quarter: every period with period_start in [from, to] (YYYY-MM-DD), columns of api.kpi_history_monthly|quarterly, file kpi-history-<tenant>-<period>-<date>.csv. Sets Content-Disposition: attachment. */
+      /** CSV (RFC 4180: header row, CRLF, quoted where needed) of the active tenant's history, oldest first. period=week (default): the latest `weeks` weeks (1..1000, default 52) with as_of in [from, to], columns of api.kpi_history_export, file kpi-history-<tenant>-<date>.csv; custom=true adds a column custom.<key> per active custom KPI (by key). period=month|quarter: every period with period_start in [from, to] (YYYY-MM-DD), columns of api.kpi_history_monthly|quarterly, file kpi-history-<tenant>-<period>-<date>.csv. Sets Content-Disposition: attachment. */
       kpi_history_csv: {
-        Args: { weeks?: string; from?: string; to?: string; period?: string };
+        Args: { weeks?: string; from?: string; to?: string; period?: string; custom?: string };
         Returns: string;
       };
       /** Health of the daily KPI fill; no token needed, nothing tenant-specific. {"status": "healthy" | "degraded", "timestamp", "reasons": [...], "last_run": {"status", "trigger", "started_at", "finished_at"}, "last_success_at", "schedule": {"job", "cron", "timezone", "active"}}. Degraded when the last run failed or never finished, or no run succeeded in the last 26 hours. */
@@ -245,6 +336,7 @@ export const DATABASE_ERRORS = {
   CURSOR_EXPIRED: { sqlstate: 'KH410', httpStatus: 410, description: "The cursor is older than the oldest change kept: re-read the current state, then follow the feed from the cursor the re-read started at." },
   FORBIDDEN: { sqlstate: 'KH403', httpStatus: 403, description: "Missing or wrong credentials for this operation or tenant." },
   INTERNAL_ERROR: { sqlstate: 'KH500', httpStatus: 500, description: "Something unexpected failed; the run log has the details." },
+  INVALID_CUSTOM: { sqlstate: 'KH423', httpStatus: 422, description: "A custom KPI's value was outside its valid range or not a number: stored as NULL (a run warning, never an HTTP answer)." },
   INVALID_INPUT: { sqlstate: 'KH400', httpStatus: 400, description: "A parameter or request body is malformed." },
   NO_AVI: { sqlstate: 'KH422', httpStatus: 422, description: "The tenant has no AVI report, so there is no week to record." },
   TENANT_REQUIRED: { sqlstate: 'KH401', httpStatus: 400, description: "Several tenants are in the token; the x-tenant header must choose one." },

@@ -11,6 +11,11 @@ import {
   PERIODS_PER_YEAR,
   type AnomalyQuery,
   type CsvQuery,
+  type CustomKpiChange,
+  type CustomKpiDefinition,
+  type CustomKpiRow,
+  type CustomKpiValueRow,
+  type CustomValuesQuery,
   type FillAllResult,
   type FillResult,
   type HealthResult,
@@ -133,6 +138,7 @@ export function createKpiHistoryClient(options: KpiHistoryClientOptions) {
     if (weeks !== undefined) params.set('weeks', String(weeks));
     if (query.from) params.set('from', query.from);
     if (query.to) params.set('to', query.to);
+    if (query.custom) params.set('custom', 'true');
     const url = `${baseUrl}/rpc/kpi_history_csv${params.size ? `?${params}` : ''}`;
     let response: Response;
     try {
@@ -210,8 +216,61 @@ export function createKpiHistoryClient(options: KpiHistoryClientOptions) {
     return periods(query as RollupQuery);
   }
 
+  /** The fields that give a definition its shape: a new source or combine clears the others. */
+  const SHAPE = ['source', 'path', 'field', 'aggregate', 'combine', 'left_kpi', 'right_kpi'] as const;
+
+  const customKpis = {
+    /** The active tenant's custom KPI definitions, by key. */
+    async list(): Promise<CustomKpiRow[]> {
+      return unwrap(await client.from('custom_kpis').select('*').order('key'), 'custom KPIs');
+    },
+    /**
+     * Defines a custom KPI (tenant admins only: FORBIDDEN otherwise). Invalid definitions throw
+     * INVALID_INPUT naming the field. The next fill computes it for every week.
+     */
+    async define(definition: CustomKpiDefinition): Promise<CustomKpiRow> {
+      const row: Database['api']['Views']['custom_kpis']['Insert'] = definition;
+      const rows = unwrap(await client.from('custom_kpis').insert(row).select('*'), 'define custom KPI');
+      return rows[0]!;
+    },
+    /**
+     * Changes a definition (admins only); the next fill re-derives its every week. Returns the
+     * definition, or null when the active tenant has no custom KPI with this key.
+     */
+    async update(key: string, change: CustomKpiChange): Promise<CustomKpiRow | null> {
+      const body: CustomKpiChange = { ...change };
+      if ('source' in change || 'combine' in change) {
+        for (const field of SHAPE) if (!(field in change)) (body as Record<string, unknown>)[field] = null;
+      }
+      const rows = unwrap(await client.from('custom_kpis').update(body).eq('key', key).select('*'), 'update custom KPI');
+      return rows[0] ?? null;
+    },
+    /** Deletes a custom KPI and its values (admins only). False when there was none with this key. */
+    async remove(key: string): Promise<boolean> {
+      const rows = unwrap(await client.from('custom_kpis').delete().eq('key', key).select('key'), 'remove custom KPI');
+      return rows.length > 0;
+    },
+  };
+
   return {
     history,
+
+    /** Custom KPI definitions: every member lists them; tenant admins define, update and remove. */
+    customKpis,
+
+    /** The active tenant's custom KPI values, oldest week first, by week range and keys. */
+    async customValues(query: CustomValuesQuery = {}): Promise<CustomKpiValueRow[]> {
+      let request = client
+        .from('custom_kpi_values')
+        .select('*')
+        .order('as_of')
+        .order('key')
+        .limit(query.limit ?? 1000);
+      if (query.from) request = request.gte('as_of', query.from);
+      if (query.to) request = request.lte('as_of', query.to);
+      if (query.keys) request = request.in('key', query.keys);
+      return unwrap(await request, 'custom values');
+    },
 
     /** The CSV export (RFC 4180) as text. */
     async exportCsv(query: CsvQuery = {}): Promise<string> {

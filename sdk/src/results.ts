@@ -10,6 +10,52 @@ export type KpiHistoryMonthlyRow = Database['api']['Views']['kpi_history_monthly
 /** A quarter of the active tenant's history: the weeks whose Thursday falls in it, summarized. */
 export type KpiHistoryQuarterlyRow = Database['api']['Views']['kpi_history_quarterly']['Row'];
 export type RollupPeriod = 'month' | 'quarter';
+
+/** A custom KPI's definition as the API shows it (GET /custom_kpis). */
+export type CustomKpiRow = Database['api']['Views']['custom_kpis']['Row'];
+export type CustomKpiAggregate = 'latest' | 'avg' | 'min' | 'max' | 'sum' | 'count';
+interface CustomKpiCommon {
+  /** 1–40 lower-case letters, digits or _, starting with a letter; not a built-in KPI's name. */
+  key: string;
+  label: string;
+  unit?: string | null;
+  /** A value outside [valid_min, valid_max] is stored as NULL (an INVALID_CUSTOM run warning). */
+  valid_min?: number | null;
+  valid_max?: number | null;
+  /** Only active KPIs are computed (at most 20 per tenant by default). */
+  active?: boolean;
+}
+/**
+ * A custom KPI: a weekly aggregate of one source — a number at `path` in a clarity report's
+ * metrics, or an AVI or VLI column — or the difference or ratio of two weekly KPIs (built-in, or
+ * custom with a source).
+ */
+export type CustomKpiDefinition = CustomKpiCommon &
+  (
+    | { source: 'clarity'; path: string[]; aggregate: CustomKpiAggregate }
+    | { source: 'avi'; field: 'aiv_pct' | 'ati_pct' | 'crs_pct' | 'elasticity_usd_per_point'; aggregate: CustomKpiAggregate }
+    | { source: 'vli'; field: 'integrity_pct'; aggregate: CustomKpiAggregate }
+    | { combine: 'difference' | 'ratio'; left_kpi: string; right_kpi: string }
+  );
+/** A change of a definition (the key stays); a new `source` or `combine` replaces the definition's shape. */
+export type CustomKpiChange = Database['api']['Views']['custom_kpis']['Update'];
+/** One week's value of a custom KPI (GET /custom_kpi_values). */
+export type CustomKpiValueRow = Database['api']['Views']['custom_kpi_values']['Row'];
+/** A custom value as the change feed carries it. */
+export type CustomKpiValueChange = CustomKpiValueRow & { updated_at: string };
+/** A custom KPI's month or quarter (GET /custom_kpi_rollups). */
+export type CustomKpiRollupRow = Database['api']['Views']['custom_kpi_rollups']['Row'];
+
+export interface CustomValuesQuery {
+  /** Earliest week (as_of), YYYY-MM-DD (inclusive). */
+  from?: string;
+  /** Latest week (as_of), YYYY-MM-DD (inclusive). */
+  to?: string;
+  /** Only these custom KPIs (keys). */
+  keys?: string[];
+  /** Rows to return, oldest week first (default 1000). */
+  limit?: number;
+}
 /** The KPIs of a history row, as anomalies and rules name them. */
 export type KpiName = 'aiv_pct' | 'ati_pct' | 'crs_pct' | 'elasticity_usd_per_point' | 'vli_integrity_pct' | 'hrp_pct';
 /**
@@ -171,22 +217,24 @@ export interface CsvQuery {
   from?: string;
   /** Last week (or period_start) to include, YYYY-MM-DD. */
   to?: string;
+  /** Weekly export only: one more column `custom.<key>` per active custom KPI, by key. */
+  custom?: boolean;
 }
 
 /** One change of the feed (GET /rpc/kpi_history_changes). */
 export interface KpiChange {
   /** Its position: pass the page's `next` (or this) as `after` to go on from here. */
   cursor: string;
-  entity: 'history' | 'anomaly';
+  entity: 'history' | 'anomaly' | 'custom_value';
   op: 'insert' | 'update' | 'delete';
   as_of: string;
-  /** Anomalies: which KPI. */
-  kpi: KpiName | null;
+  /** Anomalies: which KPI (built-in, or a custom KPI's key); custom values: the custom KPI's key. */
+  kpi: string | null;
   /**
    * The row after the change, as the API shows it (history rows with their `revision`: keep the
    * highest); null for a delete.
    */
-  data: (KpiHistoryRow & { revision: number }) | KpiAnomalyRow | null;
+  data: (KpiHistoryRow & { revision: number }) | KpiAnomalyRow | CustomKpiValueChange | null;
   changed_at: string;
 }
 

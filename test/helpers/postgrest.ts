@@ -94,6 +94,17 @@ export function rpc<T = unknown>(sql: Sql, fn: string, args: Record<string, unkn
   return send<T>(sql, method, `/rpc/${fn}`, JSON.stringify(args), options);
 }
 
+/** `POST`, `PATCH` or `DELETE` on a view through the whole replay, `body` sent as JSON. */
+export function write<T = unknown>(
+  sql: Sql,
+  method: 'POST' | 'PATCH' | 'DELETE',
+  pathAndQuery: string,
+  body: unknown,
+  options: Omit<CallOptions, 'method'> = {},
+): Promise<PostgrestResponse<T>> {
+  return send<T>(sql, method, pathAndQuery, body === undefined ? null : JSON.stringify(body), options);
+}
+
 /** `GET <pathAndQuery>` through the whole replay. */
 export function get<T = unknown>(sql: Sql, pathAndQuery: string, options: Omit<CallOptions, 'method'> = {}): Promise<PostgrestResponse<T>> {
   return send<T>(sql, 'GET', pathAndQuery, null, options);

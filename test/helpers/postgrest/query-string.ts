@@ -42,6 +42,36 @@ export interface QueryString {
   select: string[];
 }
 
+/**
+ * The list of an `in` filter, `(a,b,"c,d")`, as QueryParams.hs `pListVal` reads it: elements
+ * separated by commas, each unquoted (up to `,` or `)`) or double-quoted with backslash escapes.
+ */
+export function parseListValue(value: string): string[] {
+  const trimmed = value.trim();
+  if (!trimmed.startsWith('(') || !trimmed.endsWith(')')) throw new QueryStringError(`failed to parse filter (in.${value})`);
+  const inner = trimmed.slice(1, -1);
+  const elements: string[] = [];
+  let at = 0;
+  for (;;) {
+    let element = '';
+    if (inner[at] === '"') {
+      at++;
+      while (at < inner.length && inner[at] !== '"') {
+        if (inner[at] === '\\' && at + 1 < inner.length) at++;
+        element += inner[at++];
+      }
+      if (inner[at] !== '"') throw new QueryStringError(`failed to parse filter (in.${value})`);
+      at++;
+    } else {
+      while (at < inner.length && inner[at] !== ',' && inner[at] !== ')') element += inner[at++];
+    }
+    elements.push(element);
+    if (at >= inner.length) return elements;
+    if (inner[at] !== ',') throw new QueryStringError(`failed to parse filter (in.${value})`);
+    at++;
+  }
+}
+
 export class ReplayUnsupported extends Error {
   constructor(what: string) {
     super(`the PostgREST replay does not implement ${what}; add it (from PostgREST's source) before relying on it`);

@@ -11,8 +11,8 @@ import type postgres from 'postgres';
 import type { Sql } from '../database.js';
 import { postgrestConfig, quoteIdent, type PostgrestConfig } from './config.js';
 import { verifyJwt } from './jwt.js';
-import { parseQueryString, QueryStringError, ReplayUnsupported, type Filter, type QueryString } from './query-string.js';
-import { findRoutine, relationExists, routinesNamed, type Routine } from './schema-cache.js';
+import { parseListValue, parseQueryString, QueryStringError, ReplayUnsupported, type Filter, type QueryString } from './query-string.js';
+import { findRoutine, relationColumns, relationExists, routinesNamed, type Routine } from './schema-cache.js';
 import { inRequestTransaction, requestHeaders, type PostgrestErrorBody } from './transaction.js';
 
 export interface ReplayRequest {
@@ -155,10 +155,21 @@ function filterSql(target: string, filter: Filter, params: unknown[]): string {
     const keyword = { null: 'null', not_null: 'not null', true: 'true', false: 'false', unknown: 'unknown' }[filter.value.toLowerCase()];
     if (!keyword) throw new QueryStringError(`failed to parse filter (is.${filter.value})`);
     condition = `${column} is ${keyword}`;
+  } else if (filter.operator === 'in') {
+    // `= ANY('{…}')`: an array literal of unknown type, read as the column's array type (`in.()`
+    // is the empty array, which matches nothing).
+    const list = parseListValue(filter.value);
+    params.push(list.length === 1 && list[0] === '' ? '{}' : `{${list.map(arrayElement).join(',')}}`);
+    condition = `${column} = any($${params.length})`;
   } else {
     throw new ReplayUnsupported(`the ${filter.operator} operator`);
   }
   return filter.negated ? `not (${condition})` : condition;
+}
+
+/** SqlFragment.hs `pgBuildArrayLiteral`: each element double-quoted, `\\` and `"` escaped. */
+function arrayElement(value: string): string {
+  return `"${value.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
 }
 
 function orderSql(target: string, query: QueryString): string {
@@ -342,6 +353,138 @@ async function planRead(sql: Sql, config: PostgrestConfig, name: string, query: 
   };
 }
 
+/** ApiRequest/Preferences.hs: the `return` preference (others are not implemented). */
+function returnPreference(prefer: string | undefined): 'representation' | 'minimal' | null {
+  let preference: 'representation' | 'minimal' | null = null;
+  for (const part of (prefer ?? '').split(',').map((p) => p.trim()).filter(Boolean)) {
+    if (part === 'return=representation' || part === 'return=minimal') preference = part.slice(7) as 'representation' | 'minimal';
+    else throw new ReplayUnsupported(`the preference ${part}`);
+  }
+  return preference;
+}
+
+interface WritePlan extends Plan {
+  mutation: 'insert' | 'update' | 'delete';
+  returnPreference: 'representation' | 'minimal' | null;
+}
+
+/**
+ * Plan.hs `mutateReadPlan` + QueryBuilder.hs `mutatePlanToQuery` + Statements.hs `mainWrite`, for
+ * POST (insert), PATCH (update) and DELETE on a relation: the body through json_to_record(set),
+ * typed as the relation's columns; the filters as the WHERE clause; RETURNING the selected
+ * columns when the client asks for a representation, else `RETURNING 1` (for the count).
+ */
+async function planWrite(
+  sql: Sql,
+  config: PostgrestConfig,
+  name: string,
+  method: string,
+  query: QueryString,
+  body: string | null,
+  headers: Record<string, string>,
+  accepts: string[],
+): Promise<WritePlan | ReplayResponse> {
+  const schema = config.schemas[0]!;
+  const columns = await relationColumns(sql, schema, name);
+  if (!columns) return errorResponse(404, error('PGRST205', `Could not find the table '${schema}.${name}' in the schema cache`));
+  if (query.order.length || query.limit !== null || query.offset !== null) throw new ReplayUnsupported(`ordering or limiting a ${method}`);
+  const mutation = method === 'POST' ? 'insert' : method === 'PATCH' ? 'update' : 'delete';
+  if (mutation === 'insert' && query.filters.length) throw new ReplayUnsupported('filters on an insert');
+  const preference = returnPreference(headers.prefer);
+  const representation = preference === 'representation';
+  const negotiated = negotiate(accepts, null, true);
+  if (!negotiated) return errorResponse(406, error('PGRST107', `None of these media types are available: ${accepts.join(', ')}`));
+  if (representation && negotiated.handler.kind !== 'json') throw new ReplayUnsupported(`a ${negotiated.contentType} representation of a write`);
+
+  const target = `${quoteIdent(schema)}.${quoteIdent(name)}`;
+  const params: unknown[] = [];
+  const selected = query.select.length === 1 && query.select[0] === '*' ? [...columns.keys()] : query.select;
+  const returning = representation ? `returning ${selected.map((c) => `${target}.${quoteIdent(c)}`).join(', ')}` : 'returning 1';
+  const where = query.filters.length ? ` where ${query.filters.map((f) => filterSql(target, f, params)).join(' and ')}` : '';
+
+  let mutate: string;
+  if (mutation === 'delete') {
+    mutate = `delete from ${target}${where} ${returning}`;
+  } else {
+    const contentType = (headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
+    if (contentType !== 'application/json') throw new ReplayUnsupported(`write bodies of type ${contentType}`);
+    // ApiRequest/Payload.hs: a JSON object or an array of objects with the same keys; the keys
+    // are the columns written.
+    let payload: unknown;
+    try {
+      payload = JSON.parse(body ?? '');
+    } catch {
+      return errorResponse(400, error('PGRST102', 'Empty or invalid json'));
+    }
+    const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+    const objects = Array.isArray(payload) ? payload : [payload];
+    if (mutation === 'update' && Array.isArray(payload)) throw new ReplayUnsupported('PATCH with an array body');
+    const keys = isObject(objects[0]) ? Object.keys(objects[0]) : [];
+    const canonical = [...keys].sort().join('\u0000');
+    if (!objects.every((o) => isObject(o) && Object.keys(o).sort().join('\u0000') === canonical)) {
+      return errorResponse(400, error('PGRST102', 'All object keys must match'));
+    }
+    const unknown = keys.find((key) => !columns.has(key));
+    if (unknown !== undefined) {
+      return errorResponse(400, error('PGRST204', `Could not find the '${unknown}' column of '${name}' in the schema cache`));
+    }
+    params.push(body);
+    const payloadParam = `$${params.length}::text::json`;
+    const names = keys.map(quoteIdent).join(', ');
+    const typed = keys.map((key) => `${quoteIdent(key)} ${columns.get(key)}`).join(', ');
+    const recordFunction = Array.isArray(payload) ? 'json_to_recordset' : 'json_to_record';
+    // SqlFragment.hs `fromJsonBodyF` (no defaults: Prefer missing=default is not implemented).
+    const fromBody = `from (select ${payloadParam} as json_data) pgrst_payload,
+      lateral (select ${names} from ${recordFunction}(pgrst_payload.json_data) as _(${typed})) pgrst_body`;
+    if (mutation === 'insert') {
+      mutate = `insert into ${target}(${names}) select ${keys.map((k) => `pgrst_body.${quoteIdent(k)}`).join(', ')} ${fromBody} ${returning}`;
+    } else if (keys.length === 0) {
+      mutate = `select ${representation ? selected.map((c) => `${target}.${quoteIdent(c)}`).join(', ') : 'null'} from ${target} where false`;
+    } else {
+      const sets = keys.map((k) => `${quoteIdent(k)} = pgrst_body.${quoteIdent(k)}`).join(', ');
+      mutate = `update ${target} set ${sets} ${fromBody}${where} ${returning}`;
+    }
+  }
+  return {
+    sql: mainStatement(mutate, { kind: 'json' }, null, 'select * from pgrst_source'),
+    params,
+    readOnly: false,
+    handler: { kind: 'json' },
+    contentType: negotiated.contentType,
+    routine: null,
+    offset: 0,
+    mutation,
+    returnPreference: preference,
+  };
+}
+
+/** Response.hs `actionResponse` for MutationCreate, MutationUpdate and MutationDelete. */
+function answerWrite(
+  plan: WritePlan,
+  row: { page_total: string | number; body: string | null } | undefined,
+  gucStatus: string | null,
+  gucHeaders: string | null,
+): ReplayResponse {
+  const count = Number(row?.page_total ?? 0);
+  const representation = plan.returnPreference === 'representation';
+  const headers: Record<string, string> = {
+    // An update's range is the rows it changed; an insert's and a delete's is not (`*/*`).
+    'content-range': plan.mutation === 'update' && count > 0 ? `0-${count - 1}/*` : '*/*',
+  };
+  if (plan.returnPreference) headers['preference-applied'] = `return=${plan.returnPreference}`;
+  let status = plan.mutation === 'insert' ? 201 : representation ? 200 : 204;
+  let text = '';
+  if (representation) {
+    headers['content-type'] = plan.contentType;
+    text = row?.body ?? '[]';
+  }
+  if (gucStatus) status = Number(gucStatus);
+  for (const entry of JSON.parse(gucHeaders ?? '[]') as Record<string, string>[]) {
+    for (const [name, value] of Object.entries(entry)) headers[name.toLowerCase()] = value;
+  }
+  return respond(status, headers, text, plan.sql, true);
+}
+
 /** Response.hs: the status, Content-Range and the headers and status the query set. */
 function answer(
   plan: Plan,
@@ -405,9 +548,10 @@ export function createReplay(sql: Sql, options: ReplayOptions = {}) {
       if (url.pathname === '/') throw new ReplayUnsupported('the OpenAPI root');
       return errorResponse(404, error('PGRST125', 'Invalid path specified in request URL'));
     }
-    if (rpc ? !['GET', 'HEAD', 'POST'].includes(method) : !['GET', 'HEAD'].includes(method)) {
+    if (rpc ? !['GET', 'HEAD', 'POST'].includes(method) : !['GET', 'HEAD', 'POST', 'PATCH', 'DELETE'].includes(method)) {
       throw new ReplayUnsupported(`${method} on ${url.pathname}`);
     }
+    const isWrite = !rpc && ['POST', 'PATCH', 'DELETE'].includes(method);
     let query: QueryString;
     try {
       query = parseQueryString(url.search, rpc !== null && (method === 'GET' || method === 'HEAD'));
@@ -418,7 +562,9 @@ export function createReplay(sql: Sql, options: ReplayOptions = {}) {
     const accepts = acceptedMediaTypes(headers.accept);
     const planned = rpc
       ? await planCall(sql, config, decodeURIComponent(rpc[1]!), method, query, req.body ?? null, headers, accepts)
-      : await planRead(sql, config, decodeURIComponent(relation![1]!), query, accepts);
+      : isWrite
+        ? await planWrite(sql, config, decodeURIComponent(relation![1]!), method, query, req.body ?? null, headers, accepts)
+        : await planRead(sql, config, decodeURIComponent(relation![1]!), query, accepts);
     if (!('params' in planned)) return planned;
     const plan = planned;
 
@@ -440,6 +586,7 @@ export function createReplay(sql: Sql, options: ReplayOptions = {}) {
         (await tx.unsafe(plan.sql, plan.params as never[])) as unknown as { page_total: string; body: string | null }[],
     );
     if (!outcome.ok) return errorResponse(outcome.status, outcome.body, outcome.headers, plan.sql);
+    if ('mutation' in plan) return answerWrite(plan as WritePlan, outcome.value[0], outcome.responseStatus, outcome.responseHeaders);
     return answer(plan, method, outcome.value[0], outcome.responseStatus, outcome.responseHeaders);
   }
 

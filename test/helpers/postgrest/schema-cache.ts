@@ -94,6 +94,22 @@ export async function relationExists(sql: Sql, schema: string, name: string): Pr
   return rows.length > 0;
 }
 
+/**
+ * A relation's columns and their types, as SchemaCache.hs reads them for a write body (the type
+ * each key of the JSON body is read as: `cfIRType`). Null when there is no such relation.
+ */
+export async function relationColumns(sql: Sql, schema: string, name: string): Promise<Map<string, string> | null> {
+  if (!(await relationExists(sql, schema, name))) return null;
+  const rows = await sql<{ name: string; type: string }[]>`
+    select a.attname as name, pg_catalog.format_type(a.atttypid, a.atttypmod) as type
+    from pg_catalog.pg_attribute a
+    join pg_catalog.pg_class c on c.oid = a.attrelid
+    join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = ${schema} and c.relname = ${name} and a.attnum > 0 and not a.attisdropped
+    order by a.attnum`;
+  return new Map(rows.map((row) => [row.name, row.type]));
+}
+
 export interface RoutineMatch {
   routine: Routine;
   /** The single unnamed json parameter receives the whole body. */

@@ -1,0 +1,1235 @@
+-- migrate:up
+
+-- Custom KPIs: a tenant's own weekly numbers next to the built-in ones, defined as data from a
+-- closed vocabulary (a source and an aggregate, or a combination of two KPIs) — never SQL text,
+-- never an expression the database evaluates. The fill computes them set-based in the transaction
+-- that writes the history row of the week, into kpi.custom_kpi_values.
+
+-- ============================================================================================
+-- Definitions
+-- ============================================================================================
+
+create table kpi.custom_kpi_settings (
+  singleton boolean primary key default true,
+  max_active_per_tenant integer not null default 20,
+  constraint custom_kpi_settings_singleton check (singleton),
+  constraint custom_kpi_settings_max_active check (max_active_per_tenant between 0 and 1000)
+);
+comment on table kpi.custom_kpi_settings is 'One row: how many active custom KPIs a tenant may have (default 20).';
+insert into kpi.custom_kpi_settings default values;
+
+create table kpi.custom_kpis (
+  tenant_id uuid not null default kpi_api.current_tenant_id() references kpi.tenants (id) on delete cascade,
+  key text not null,
+  label text not null,
+  unit text,
+  -- Either a source and an aggregate ...
+  source text,
+  path text[],
+  field text,
+  aggregate text,
+  -- ... or a combination of two KPIs of the tenant, built-in or custom (one level deep).
+  combine text,
+  left_kpi text,
+  right_kpi text,
+  valid_min numeric,
+  valid_max numeric,
+  active boolean not null default true,
+  -- Raised by every change of what the KPI computes; the fill re-derives every week of a
+  -- definition whose derived_revision differs (NULL: never derived).
+  revision integer not null default 1,
+  derived_revision integer,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  primary key (tenant_id, key),
+  -- The vocabulary, as constraints (kpi.validate_custom_kpi says the same with the field's name).
+  constraint custom_kpis_key check (key ~ '^[a-z][a-z0-9_]{0,39}$'),
+  constraint custom_kpis_label check (char_length(btrim(label)) between 1 and 100),
+  constraint custom_kpis_unit check (unit is null or char_length(unit) <= 20),
+  constraint custom_kpis_source check (source in ('clarity', 'avi', 'vli')),
+  constraint custom_kpis_aggregate check (aggregate in ('latest', 'avg', 'min', 'max', 'sum', 'count')),
+  constraint custom_kpis_combine check (combine in ('difference', 'ratio')),
+  constraint custom_kpis_shape check (
+    (source is not null and aggregate is not null and combine is null and left_kpi is null and right_kpi is null
+     and case source when 'clarity' then path is not null and field is null
+                     when 'avi' then path is null and field in ('aiv_pct', 'ati_pct', 'crs_pct', 'elasticity_usd_per_point')
+                     else path is null and field = 'integrity_pct' end)
+    or (combine is not null and left_kpi is not null and right_kpi is not null
+        and source is null and path is null and field is null and aggregate is null)),
+  constraint custom_kpis_path check (path is null or (cardinality(path) between 1 and 8 and array_position(path, null) is null
+                                                      and array_position(path, '') is null)),
+  constraint custom_kpis_valid_range check (valid_min is null or valid_max is null or valid_min <= valid_max)
+);
+comment on table kpi.custom_kpis is
+  'Custom KPI definitions per tenant: a source (clarity JSON path, avi or vli column) and a weekly aggregate, or a difference/ratio of two KPIs; values outside [valid_min, valid_max] are stored as NULL with an INVALID_CUSTOM warning. Managed by tenant admins through api.custom_kpis; computed by every fill into kpi.custom_kpi_values.';
+comment on column kpi.custom_kpis.path is 'For source clarity: the keys leading to a number inside clarity_reports.metrics, e.g. {latency,p95_ms}.';
+comment on column kpi.custom_kpis.field is 'For source avi: aiv_pct, ati_pct, crs_pct or elasticity_usd_per_point; for vli: integrity_pct.';
+-- The definitions a run still has to derive over every week (few, if any).
+create index custom_kpis_pending on kpi.custom_kpis (tenant_id) where derived_revision is distinct from revision;
+
+create table kpi.custom_kpi_values (
+  tenant_id uuid not null,
+  key text not null,
+  as_of date not null,
+  value numeric,
+  updated_at timestamptz not null default now(),
+  primary key (tenant_id, key, as_of),
+  foreign key (tenant_id, key) references kpi.custom_kpis (tenant_id, key) on delete cascade,
+  foreign key (tenant_id, as_of) references kpi.kpi_history (tenant_id, as_of) on delete cascade
+);
+comment on table kpi.custom_kpi_values is
+  'One value per tenant, week of kpi_history and active custom KPI, written by the fill with the week''s history row (NULL: no data that week, or outside the valid range). Rounded to 6 decimal places.';
+-- The history row's cascade, and reads of a week's values.
+create index custom_kpi_values_week on kpi.custom_kpi_values (tenant_id, as_of);
+
+do $$
+declare
+  t text;
+begin
+  foreach t in array array['custom_kpi_settings', 'custom_kpis', 'custom_kpi_values'] loop
+    execute format('alter table kpi.%I enable row level security', t);
+    execute format('alter table kpi.%I force row level security', t);
+    execute format('create policy %I on kpi.%I to postgres using (true) with check (true)', t || ' are maintained by their owner', t);
+  end loop;
+end
+$$;
+
+-- Tenant admins: a token whose tenant_roles claim names the active tenant with "kpi_admin",
+-- e.g. {"role": "authenticated", "tenant_ids": ["<id>"], "tenant_roles": {"<id>": "kpi_admin"}}
+-- (or a list of roles holding it). Membership (tenant_ids) comes first: a role for a tenant the
+-- token does not grant is no role.
+create function kpi_api.is_tenant_admin() returns boolean
+language sql stable
+set search_path = ''
+as $$
+  select coalesce(r = '"kpi_admin"'::jsonb or (jsonb_typeof(r) = 'array' and r ? 'kpi_admin'), false)
+  from (select kpi_api.request_claims() -> 'tenant_roles' -> (kpi_api.current_tenant_id()::text) as r) x
+$$;
+comment on function kpi_api.is_tenant_admin() is 'True when the request''s token makes it an admin (tenant_roles: "kpi_admin") of the active tenant.';
+grant execute on function kpi_api.is_tenant_admin() to authenticated;
+
+create policy "Custom KPIs are visible to members of the active tenant" on kpi.custom_kpis
+  for select to authenticated using (tenant_id = (select kpi_api.current_tenant_id()));
+create policy "Admins of the active tenant define custom KPIs" on kpi.custom_kpis
+  for insert to authenticated
+  with check (tenant_id = (select kpi_api.current_tenant_id()) and (select kpi_api.is_tenant_admin()));
+create policy "Admins of the active tenant change custom KPIs" on kpi.custom_kpis
+  for update to authenticated
+  using (tenant_id = (select kpi_api.current_tenant_id()))
+  with check (tenant_id = (select kpi_api.current_tenant_id()) and (select kpi_api.is_tenant_admin()));
+-- USING without the admin test: a member's delete reaches the trigger, which answers FORBIDDEN
+-- instead of "0 rows"; the trigger refuses it (and the policy above refuses a member's update).
+create policy "Admins of the active tenant delete custom KPIs" on kpi.custom_kpis
+  for delete to authenticated
+  using (tenant_id = (select kpi_api.current_tenant_id()));
+create policy "Custom KPI values are visible to members of the active tenant" on kpi.custom_kpi_values
+  for select to authenticated using (tenant_id = (select kpi_api.current_tenant_id()));
+
+grant select on kpi.custom_kpis, kpi.custom_kpi_values, kpi.custom_kpi_settings to authenticated;
+create policy "The limit is readable by tenant members" on kpi.custom_kpi_settings for select to authenticated using (true);
+grant insert (key, label, unit, source, path, field, aggregate, combine, left_kpi, right_kpi, valid_min, valid_max, active),
+      update (label, unit, source, path, field, aggregate, combine, left_kpi, right_kpi, valid_min, valid_max, active),
+      delete
+  on kpi.custom_kpis to authenticated;
+
+insert into kpi.error_codes (code, sqlstate, http_status, description) values
+  ('INVALID_CUSTOM', 'KH423', 422, 'A custom KPI''s value was outside its valid range or not a number: stored as NULL (a run warning, never an HTTP answer).');
+
+insert into kpi.table_distribution (table_name, placement, distribution_column, colocate_with, why) values
+  ('custom_kpis', 'distributed', 'tenant_id', 'tenants', 'tenant data: the definitions, read by the fill next to the sources'),
+  ('custom_kpi_values', 'distributed', 'tenant_id', 'tenants', 'tenant data, written with the history row of its week'),
+  ('custom_kpi_settings', 'reference', null, null, 'one row: the limit of active custom KPIs per tenant');
+
+-- An error for a person: inside an HTTP request, PostgREST's answer with our code and status;
+-- in psql, the code's SQLSTATE with the same message.
+create function kpi.raise_request_error(code text, message text) returns void
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+  if coalesce(current_setting('request.method', true), '') <> '' then
+    perform kpi_api.raise_http_error(code, message);
+  end if;
+  perform kpi.raise_error(code, message);
+end
+$$;
+
+-- Every field checked in turn, each error naming its field; then the limit and the references.
+-- Security definer: it reads the tenant's other definitions and the limit whoever writes.
+create function kpi.validate_custom_kpi() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  built_in constant text[] := array['aiv_pct', 'ati_pct', 'crs_pct', 'elasticity_usd_per_point', 'vli_integrity_pct', 'hrp_pct'];
+  limit_active integer;
+  operand text;
+  used_by text;
+begin
+  if coalesce(current_setting('request.method', true), '') <> '' and not kpi_api.is_tenant_admin() then
+    perform kpi.raise_request_error('FORBIDDEN', 'only an admin of the tenant (tenant_roles: "kpi_admin") may change its custom KPIs');
+  end if;
+  if tg_op = 'DELETE' then
+    select string_agg(d.key, ', ' order by d.key) into used_by from kpi.custom_kpis d
+    where d.tenant_id = old.tenant_id and d.combine is not null and old.key in (d.left_kpi, d.right_kpi) and d.key <> old.key;
+    if used_by is not null then
+      perform kpi.raise_request_error('INVALID_INPUT', format('key: %s is combined in %s; change or delete that first', old.key, used_by));
+    end if;
+    return old;
+  end if;
+  -- Only derived_revision changed (the fill marking what it derived): nothing to check.
+  if tg_op = 'UPDATE' and (old.label, old.unit, old.source, old.path, old.field, old.aggregate, old.combine, old.left_kpi,
+                           old.right_kpi, old.valid_min, old.valid_max, old.active, old.key, old.tenant_id, old.revision)
+                          is not distinct from
+                          (new.label, new.unit, new.source, new.path, new.field, new.aggregate, new.combine, new.left_kpi,
+                           new.right_kpi, new.valid_min, new.valid_max, new.active, new.key, new.tenant_id, new.revision) then
+    return new;
+  end if;
+  if new.tenant_id is null then
+    perform kpi.raise_request_error('INVALID_INPUT', 'tenant_id: required');
+  end if;
+  if tg_op = 'UPDATE' and (new.key is distinct from old.key or new.tenant_id is distinct from old.tenant_id) then
+    perform kpi.raise_request_error('INVALID_INPUT', 'key: cannot be changed; define a new KPI and delete this one');
+  end if;
+  if new.key is null or new.key !~ '^[a-z][a-z0-9_]{0,39}$' then
+    perform kpi.raise_request_error('INVALID_INPUT',
+      format('key: 1 to 40 lower-case letters, digits or _, starting with a letter (got %s)', coalesce(left(new.key, 60), 'null')));
+  end if;
+  if new.key = any (built_in) then
+    perform kpi.raise_request_error('INVALID_INPUT', format('key: %s is a built-in KPI', new.key));
+  end if;
+  if tg_op = 'INSERT' and exists (select from kpi.custom_kpis d where d.tenant_id = new.tenant_id and d.key = new.key) then
+    perform kpi.raise_request_error('INVALID_INPUT', format('key: %s is already defined', new.key));
+  end if;
+  if new.label is null or char_length(btrim(new.label)) not between 1 and 100 then
+    perform kpi.raise_request_error('INVALID_INPUT', 'label: required, up to 100 characters');
+  end if;
+  if char_length(new.unit) > 20 then
+    perform kpi.raise_request_error('INVALID_INPUT', 'unit: up to 20 characters');
+  end if;
+  if (new.source is null) = (new.combine is null) then
+    perform kpi.raise_request_error('INVALID_INPUT', 'source: give either a source (clarity, avi, vli) with an aggregate, or a combine of two KPIs');
+  end if;
+  if new.source is not null then
+    if new.source not in ('clarity', 'avi', 'vli') then
+      perform kpi.raise_request_error('INVALID_INPUT', format('source: one of clarity, avi, vli (got %s)', left(new.source, 40)));
+    end if;
+    if new.aggregate is null or new.aggregate not in ('latest', 'avg', 'min', 'max', 'sum', 'count') then
+      perform kpi.raise_request_error('INVALID_INPUT',
+        format('aggregate: one of latest, avg, min, max, sum, count (got %s)', coalesce(left(new.aggregate, 40), 'null')));
+    end if;
+    if new.source = 'clarity' then
+      if new.path is null or cardinality(new.path) not between 1 and 8 or array_position(new.path, null) is not null
+         or array_position(new.path, '') is not null then
+        perform kpi.raise_request_error('INVALID_INPUT', 'path: for source clarity, a list of 1 to 8 non-empty keys into metrics, e.g. ["latency", "p95_ms"]');
+      end if;
+      if new.field is not null then
+        perform kpi.raise_request_error('INVALID_INPUT', 'field: only for sources avi and vli (clarity takes a path)');
+      end if;
+    else
+      if new.path is not null then
+        perform kpi.raise_request_error('INVALID_INPUT', 'path: only for source clarity');
+      end if;
+      if new.source = 'avi' and (new.field is null or new.field not in ('aiv_pct', 'ati_pct', 'crs_pct', 'elasticity_usd_per_point')) then
+        perform kpi.raise_request_error('INVALID_INPUT',
+          format('field: for source avi, one of aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point (got %s)', coalesce(left(new.field, 40), 'null')));
+      end if;
+      if new.source = 'vli' and new.field is distinct from 'integrity_pct' then
+        perform kpi.raise_request_error('INVALID_INPUT', format('field: for source vli, integrity_pct (got %s)', coalesce(left(new.field, 40), 'null')));
+      end if;
+    end if;
+  else
+    if new.combine not in ('difference', 'ratio') then
+      perform kpi.raise_request_error('INVALID_INPUT', format('combine: difference or ratio (got %s)', left(new.combine, 40)));
+    end if;
+    if new.aggregate is not null or new.path is not null or new.field is not null then
+      perform kpi.raise_request_error('INVALID_INPUT', 'aggregate: a combine takes no aggregate, path or field: its operands are weekly KPIs already');
+    end if;
+    foreach operand in array array[new.left_kpi, new.right_kpi] loop
+      if operand is null then
+        perform kpi.raise_request_error('INVALID_INPUT', 'left_kpi: a combine needs left_kpi and right_kpi');
+      end if;
+      if operand = new.key then
+        perform kpi.raise_request_error('INVALID_INPUT', format('left_kpi: %s cannot combine itself', new.key));
+      end if;
+      if not (operand = any (built_in)) and not exists (
+        select from kpi.custom_kpis d where d.tenant_id = new.tenant_id and d.key = operand and d.combine is null and d.active) then
+        perform kpi.raise_request_error('INVALID_INPUT', format(
+          'left_kpi: %s is neither a built-in KPI nor an active custom KPI of this tenant with a source (a combine is one level deep)',
+          left(operand, 60)));
+      end if;
+    end loop;
+  end if;
+  if new.valid_min > new.valid_max then
+    perform kpi.raise_request_error('INVALID_INPUT', 'valid_min: greater than valid_max');
+  end if;
+  if tg_op = 'UPDATE' and (new.combine is not null or not new.active) then
+    -- A KPI others combine stays a source KPI, and active.
+    select string_agg(d.key, ', ' order by d.key) into used_by from kpi.custom_kpis d
+    where d.tenant_id = new.tenant_id and d.combine is not null and new.key in (d.left_kpi, d.right_kpi) and d.key <> new.key;
+    if used_by is not null then
+      perform kpi.raise_request_error('INVALID_INPUT', format('combine: %s is combined in %s, so it stays an active KPI with a source', new.key, used_by));
+    end if;
+  end if;
+  if new.active and (tg_op = 'INSERT' or not old.active) then
+    -- One writer per tenant at a time, so two concurrent inserts cannot both pass the count.
+    perform pg_advisory_xact_lock(hashtextextended('kpi.custom_kpis:' || new.tenant_id::text, 0));
+    select s.max_active_per_tenant into limit_active from kpi.custom_kpi_settings s;
+    if (select count(*) from kpi.custom_kpis d where d.tenant_id = new.tenant_id and d.active and d.key <> new.key) >= limit_active then
+      perform kpi.raise_request_error('INVALID_INPUT',
+        format('active: this tenant has %s active custom KPIs, the limit (kpi.custom_kpi_settings)', limit_active));
+    end if;
+  end if;
+  if tg_op = 'UPDATE' and (old.source, old.path, old.field, old.aggregate, old.combine, old.left_kpi, old.right_kpi,
+                           old.valid_min, old.valid_max, old.active)
+                          is distinct from
+                          (new.source, new.path, new.field, new.aggregate, new.combine, new.left_kpi, new.right_kpi,
+                           new.valid_min, new.valid_max, new.active) then
+    new.revision := old.revision + 1;
+  end if;
+  new.updated_at := now();
+  return new;
+end
+$$;
+create trigger custom_kpis_validate before insert or update or delete on kpi.custom_kpis
+  for each row execute function kpi.validate_custom_kpi();
+
+-- A changed or deactivated definition: its values (and those of the combines built on it) go
+-- now, in the same transaction; the next run derives the active ones again over every week.
+create function kpi.forget_changed_custom_kpis() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  -- (A statement trigger fires for no rows too: the update of the combines below among them.)
+  if not exists (select from new_rows n join old_rows o using (tenant_id, key) where n.revision <> o.revision) then
+    return null;
+  end if;
+  with changed as (
+    select n.tenant_id, n.key from new_rows n join old_rows o using (tenant_id, key)
+    where n.revision <> o.revision
+  ),
+  combines as (
+    update kpi.custom_kpis d set derived_revision = null
+    from changed c
+    where d.tenant_id = c.tenant_id and d.combine is not null and c.key in (d.left_kpi, d.right_kpi)
+    returning d.tenant_id, d.key
+  )
+  delete from kpi.custom_kpi_values v
+  using (select tenant_id, key from changed union select tenant_id, key from combines) f
+  where v.tenant_id = f.tenant_id and v.key = f.key;
+  return null;
+end
+$$;
+create trigger custom_kpis_forget_changed after update on kpi.custom_kpis
+  referencing old table as old_rows new table as new_rows
+  for each statement execute function kpi.forget_changed_custom_kpis();
+
+-- ============================================================================================
+-- Computation
+-- ============================================================================================
+
+-- The values of the given (tenant, week, key) triples — a NULL key: every active KPI of that
+-- tenant — from the week's sources and its history row, written where they differ. One
+-- statement for any number of weeks: each week's sources are read by index range scans.
+create function kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[], p_keys text[]) returns jsonb
+language plpgsql
+set search_path = ''
+set plan_cache_mode = 'force_custom_plan'
+set jit = 'off'
+as $$
+declare
+  stats jsonb;
+begin
+  with targets as materialized (
+    select distinct t.tenant_id, t.as_of, t.key from unnest(p_tenant_ids, p_weeks, p_keys) as t (tenant_id, as_of, key)
+  ),
+  weeks as materialized (
+    select h.tenant_id, h.as_of, h.aiv_pct, h.ati_pct, h.crs_pct, h.elasticity_usd_per_point, h.vli_integrity_pct, h.hrp_pct,
+           kpi.week_end(h.as_of - 7) as starts, kpi.week_end(h.as_of) as ends
+    from (select distinct tenant_id, as_of from targets) w
+    cross join lateral (
+      select h.* from kpi.kpi_history h where h.tenant_id = w.tenant_id and h.as_of = w.as_of
+      offset 0 -- an index probe per week, never a hash of the whole history
+    ) h
+  ),
+  -- Source KPIs: the aggregate over the week's rows (Monday 00:00 UTC to the next Monday). An
+  -- AVI report is the week's own, one value. A clarity value counts when it is a JSON number;
+  -- anything else but a missing key or null is counted as not a number (a warning).
+  sourced as materialized (
+    select w.tenant_id, w.as_of, d.key, d.valid_min, d.valid_max,
+           case when d.source = 'avi' then
+                  case when d.aggregate = 'count' then 1
+                       else case d.field when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct
+                                         when 'crs_pct' then w.crs_pct else w.elasticity_usd_per_point end end
+                else a.value end as value,
+           coalesce(a.not_numbers, 0) as not_numbers
+    from weeks w
+    join kpi.custom_kpis d on d.tenant_id = w.tenant_id and d.active and d.source is not null
+    left join lateral (
+      select case d.aggregate
+               when 'latest' then (array_agg(s.value order by s.at desc, s.id desc) filter (where s.value is not null))[1]
+               when 'avg' then avg(s.value)
+               when 'min' then min(s.value)
+               when 'max' then max(s.value)
+               when 'sum' then sum(s.value)
+               else count(s.value) end as value,
+             count(*) filter (where s.not_number) as not_numbers
+      from (
+        select c.measured_at as at, c.id,
+               case when jsonb_typeof(c.metrics #> d.path) = 'number' then (c.metrics #> d.path)::numeric end as value,
+               coalesce(jsonb_typeof(c.metrics #> d.path) not in ('number', 'null'), false) as not_number
+        from kpi.clarity_reports c
+        where d.source = 'clarity' and c.tenant_id = w.tenant_id and c.measured_at >= w.starts and c.measured_at < w.ends
+        union all
+        select v.audited_at, v.id, v.integrity_pct, false
+        from kpi.vli_audits v
+        where d.source = 'vli' and v.tenant_id = w.tenant_id and v.audited_at >= w.starts and v.audited_at < w.ends
+      ) s
+    ) a on d.source <> 'avi'
+  ),
+  checked as materialized (
+    select s.tenant_id, s.as_of, s.key,
+           case when s.value < s.valid_min or s.value > s.valid_max then null else s.value end as value,
+           s.value as computed, s.value < s.valid_min or s.value > s.valid_max as out_of_range, s.not_numbers
+    from sourced s
+  ),
+  -- Combines: two weekly values, built-in (the history row) or custom (just computed).
+  combined as (
+    select w.tenant_id, w.as_of, d.key, x.value as computed,
+           x.value < d.valid_min or x.value > d.valid_max as out_of_range
+    from weeks w
+    join kpi.custom_kpis d on d.tenant_id = w.tenant_id and d.active and d.combine is not null
+    left join checked l on l.tenant_id = w.tenant_id and l.as_of = w.as_of and l.key = d.left_kpi
+    left join checked r on r.tenant_id = w.tenant_id and r.as_of = w.as_of and r.key = d.right_kpi
+    cross join lateral (
+      select case d.left_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
+                             when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
+                             when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
+                             else l.value end as left_value,
+             case d.right_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
+                              when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
+                              when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
+                              else r.value end as right_value
+    ) o
+    cross join lateral (
+      select case d.combine when 'difference' then o.left_value - o.right_value
+                            else o.left_value / nullif(o.right_value, 0) end as value
+    ) x
+  ),
+  all_values as (
+    select c.tenant_id, c.as_of, c.key, round(c.value, 6) as value, c.computed, c.out_of_range, c.not_numbers from checked c
+    union all
+    select c.tenant_id, c.as_of, c.key, case when c.out_of_range then null else round(c.computed, 6) end, c.computed,
+           c.out_of_range, 0
+    from combined c
+  ),
+  wanted as materialized (
+    select v.* from all_values v
+    where exists (select from targets t where t.tenant_id = v.tenant_id and t.as_of = v.as_of and (t.key is null or t.key = v.key))
+  ),
+  written as (
+    insert into kpi.custom_kpi_values as cv (tenant_id, key, as_of, value)
+    select v.tenant_id, v.key, v.as_of, v.value
+    from wanted v
+    -- The value there, by an index probe: an unchanged value is neither written nor locked.
+    left join lateral (
+      select o.value from kpi.custom_kpi_values o
+      where o.tenant_id = v.tenant_id and o.key = v.key and o.as_of = v.as_of
+      limit 1
+    ) existing on true
+    where existing is null or existing.value is distinct from v.value
+    order by v.tenant_id, v.key, v.as_of
+    on conflict (tenant_id, key, as_of) do update set value = excluded.value, updated_at = now()
+    where cv.value is distinct from excluded.value
+    returning 1
+  )
+  select jsonb_build_object(
+           'values', (select count(*) from wanted),
+           'rows_written', (select count(*) from written),
+           'warnings', coalesce((
+             select jsonb_agg(jsonb_build_object(
+                      'tenant_id', v.tenant_id, 'as_of', v.as_of, 'code', 'INVALID_CUSTOM', 'kpi', v.key,
+                      'message', case when v.out_of_range
+                                      then format('custom KPI %s computed %s, outside its valid range, so it is NULL', v.key, v.computed)
+                                      else format('custom KPI %s: %s clarity value(s) that week were not numbers and were left out',
+                                                  v.key, v.not_numbers) end)
+                    order by v.tenant_id, v.as_of, v.key)
+             from wanted v where v.out_of_range or v.not_numbers > 0), '[]'::jsonb))
+  into stats;
+  return stats;
+end
+$$;
+comment on function kpi.write_custom_kpi_values(uuid[], date[], text[]) is
+  'Computes and writes the custom KPI values of the given (tenant, week, key) triples (a NULL key: every active KPI of the tenant) for weeks that have a history row. Returns {values, rows_written, warnings}. Called by every fill; idempotent.';
+
+-- Definitions not yet derived (new, changed, re-activated): every history week whose sources are
+-- still kept (retention), except the weeks this run has just computed anyway.
+create function kpi.derive_pending_custom_kpis(p_tenant_id uuid, p_done_tenants uuid[], p_done_weeks date[]) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  pending_tenants uuid[];
+  pending_weeks date[];
+  pending_keys text[];
+  -- The pending definitions with the revision read now.
+  derived_keys jsonb;
+  stats jsonb;
+begin
+  select jsonb_agg(jsonb_build_object('tenant_id', d.tenant_id, 'key', d.key, 'revision', d.revision))
+  into derived_keys
+  from kpi.custom_kpis d
+  where d.derived_revision is distinct from d.revision and d.active and (p_tenant_id is null or d.tenant_id = p_tenant_id);
+  if derived_keys is null then
+    return jsonb_build_object('kpis_derived', 0, 'values', 0, 'rows_written', 0, 'warnings', '[]'::jsonb);
+  end if;
+  -- (The three arrays from one aggregate pass, so that they stay aligned.)
+  select array_agg(p.tenant_id), array_agg(h.as_of), array_agg(p.key)
+  into pending_tenants, pending_weeks, pending_keys
+  from jsonb_to_recordset(derived_keys) as p (tenant_id uuid, key text, revision integer)
+  join kpi.tenants t on t.id = p.tenant_id
+  join kpi.plans pl on pl.plan = t.plan
+  cross join kpi.retention_state rs
+  join kpi.kpi_history h on h.tenant_id = p.tenant_id
+  where kpi.week_end(h.as_of) > kpi.source_horizon(coalesce(t.source_retention_days, pl.source_retention_days),
+                                                  t.sources_purged_before, rs.last_cleanup_as_of)
+    and not exists (select from unnest(p_done_tenants, p_done_weeks) as d (tenant_id, as_of)
+                    where d.tenant_id = h.tenant_id and d.as_of = h.as_of);
+  stats := kpi.write_custom_kpi_values(coalesce(pending_tenants, '{}'), coalesce(pending_weeks, '{}'), coalesce(pending_keys, '{}'));
+  -- Derived as of the revision read at the start: a change committed since stays pending.
+  update kpi.custom_kpis d set derived_revision = p.revision
+  from jsonb_to_recordset(derived_keys) as p (tenant_id uuid, key text, revision integer)
+  where d.tenant_id = p.tenant_id and d.key = p.key and d.revision = p.revision;
+  return stats || jsonb_build_object('kpis_derived', jsonb_array_length(derived_keys));
+end
+$$;
+comment on function kpi.derive_pending_custom_kpis(uuid, uuid[], date[]) is
+  'Derives the custom KPIs not derived yet (new, changed or re-activated definitions) over every history week whose sources are kept, except the (tenant, week) pairs given (already computed by the calling run).';
+
+-- Every fill computes the custom values of the weeks it computes, in its own transaction.
+CREATE OR REPLACE FUNCTION kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to date, p_latest_only boolean, p_stale_only boolean DEFAULT false) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    SET plan_cache_mode TO 'force_custom_plan'
+    SET enable_memoize TO 'off'
+    SET jit TO 'off'
+    AS $$
+declare
+  stats jsonb;
+  -- Custom KPIs: computed for the weeks this statement computes, then any definition not yet
+  -- derived over the older weeks.
+  has_custom boolean := exists (select from kpi.custom_kpis d where d.active and (p_tenant_id is null or d.tenant_id = p_tenant_id));
+  computed_tenants uuid[];
+  computed_weeks date[];
+  custom jsonb;
+  derived jsonb;
+begin
+  with consumed as (
+    -- The change records there are when this run starts (incremental mode); the same statement
+    -- deletes exactly these at the end.
+    select s.id, s.tenant_ids, s.from_weeks from kpi.source_changes s where p_stale_only
+  ),
+  stale as (
+    select c.tenant_id, min(c.from_week) as from_week
+    from consumed s cross join lateral unnest(s.tenant_ids, s.from_weeks) as c (tenant_id, from_week)
+    group by c.tenant_id
+  ),
+  avi as (
+    -- Every tenant with its latest report, or NULLs when it has none (those are reported).
+    select t.id as tenant_id, t.slug, latest.week_start, latest.aiv_pct, latest.ati_pct, latest.crs_pct,
+           latest.elasticity_usd_per_point,
+           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
+                              rs.last_cleanup_as_of) as horizon
+    from kpi.tenants t
+    join kpi.plans p on p.plan = t.plan
+    cross join kpi.retention_state rs
+    left join lateral (
+      select r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
+      from kpi.avi_reports r
+      where r.tenant_id = t.id
+      order by r.week_start desc
+      limit 1
+    ) latest on true
+    where p_latest_only and (p_tenant_id is null or t.id = p_tenant_id)
+    union all
+    select r.tenant_id, null, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point,
+           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
+                              rs.last_cleanup_as_of)
+    from kpi.avi_reports r
+    join kpi.tenants t on t.id = r.tenant_id
+    join kpi.plans p on p.plan = t.plan
+    cross join kpi.retention_state rs
+    where not p_latest_only and not p_stale_only
+      and (p_tenant_id is null or r.tenant_id = p_tenant_id)
+      and r.week_start >= coalesce(p_from, '-infinity'::date)
+      and r.week_start <= coalesce(p_to, 'infinity'::date)
+    union all
+    -- Incremental: the recorded tenants' weeks from the earliest one that may have changed.
+    select r.tenant_id, null, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point,
+           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
+                              rs.last_cleanup_as_of)
+    from stale s
+    join kpi.tenants t on t.id = s.tenant_id
+    join kpi.plans p on p.plan = t.plan
+    cross join kpi.retention_state rs
+    join kpi.avi_reports r on r.tenant_id = s.tenant_id and r.week_start >= s.from_week
+    where p_stale_only
+  ),
+  computed as materialized (
+    select a.tenant_id,
+           a.week_start as as_of,
+           a.aiv_pct, a.ati_pct, a.crs_pct, a.elasticity_usd_per_point,
+           coalesce(vli.integrity_pct, 100) as vli_integrity_pct,
+           vli.integrity_pct is null as vli_is_fallback,
+           kpi.hrp_pct(clarity.hrp) as hrp_pct,
+           kpi.hrp_is_invalid(clarity.hrp) as hrp_is_invalid,
+           clarity.hrp,
+           clarity.measured_at
+    from avi a
+    left join lateral (
+      select v.integrity_pct
+      from kpi.vli_audits v
+      where v.tenant_id = a.tenant_id and v.audited_at < kpi.week_end(a.week_start)
+      order by v.audited_at desc, v.id desc
+      limit 1
+    ) vli on true
+    left join lateral (
+      select c.hrp, c.measured_at
+      from kpi.clarity_reports c
+      where c.tenant_id = a.tenant_id and c.measured_at < kpi.week_end(a.week_start)
+      order by c.measured_at desc, c.id desc
+      limit 1
+    ) clarity on true
+    where a.week_start is not null and kpi.week_end(a.week_start) > a.horizon
+  ),
+  written as (
+    insert into kpi.kpi_history as h (
+      tenant_id, as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point,
+      vli_integrity_pct, vli_is_fallback, hrp_pct)
+    select c.tenant_id, c.as_of, c.aiv_pct, c.ati_pct, c.crs_pct, c.elasticity_usd_per_point,
+           c.vli_integrity_pct, c.vli_is_fallback, c.hrp_pct
+    from computed c
+    -- The row already there, by an index probe (a lateral LIMIT 1 keeps the planner from hashing
+    -- the whole history instead, which it prefers once the table is large).
+    left join lateral (
+      select o.aiv_pct, o.ati_pct, o.crs_pct, o.elasticity_usd_per_point, o.vli_integrity_pct, o.vli_is_fallback, o.hrp_pct
+      from kpi.kpi_history o
+      where o.tenant_id = c.tenant_id and o.as_of = c.as_of
+      limit 1
+    ) existing on true
+    where existing is null
+       or (existing.aiv_pct, existing.ati_pct, existing.crs_pct, existing.elasticity_usd_per_point,
+           existing.vli_integrity_pct, existing.vli_is_fallback, existing.hrp_pct)
+          is distinct from
+          (c.aiv_pct, c.ati_pct, c.crs_pct, c.elasticity_usd_per_point, c.vli_integrity_pct, c.vli_is_fallback, c.hrp_pct)
+    -- One order for every writer, so concurrent runs lock shared rows in the same order.
+    order by c.tenant_id, c.as_of
+    on conflict (tenant_id, as_of) do update set
+      aiv_pct = excluded.aiv_pct,
+      ati_pct = excluded.ati_pct,
+      crs_pct = excluded.crs_pct,
+      elasticity_usd_per_point = excluded.elasticity_usd_per_point,
+      vli_integrity_pct = excluded.vli_integrity_pct,
+      vli_is_fallback = excluded.vli_is_fallback,
+      hrp_pct = excluded.hrp_pct,
+      updated_at = now()
+    where (h.aiv_pct, h.ati_pct, h.crs_pct, h.elasticity_usd_per_point,
+           h.vli_integrity_pct, h.vli_is_fallback, h.hrp_pct)
+          is distinct from
+          (excluded.aiv_pct, excluded.ati_pct, excluded.crs_pct, excluded.elasticity_usd_per_point,
+           excluded.vli_integrity_pct, excluded.vli_is_fallback, excluded.hrp_pct)
+    returning h.tenant_id, h.as_of
+  ),
+  removed as (
+    -- Only the records this run read: one committed since (or still uncommitted) is another row,
+    -- kept for the next run.
+    delete from kpi.source_changes s using consumed c where s.id = c.id
+    returning 1
+  ),
+  no_avi as (
+    -- NO_AVI: tenants without any report — from the reports themselves when every tenant is
+    -- read, else from the list the triggers keep.
+    select a.tenant_id, a.slug from avi a where a.week_start is null and p_latest_only
+    union all
+    -- (The slug by one probe per such tenant: a join would scan every tenant.)
+    select w.tenant_id, (select t.slug from kpi.tenants t where t.id = w.tenant_id) from kpi.tenants_without_avi w
+    where p_stale_only and p_tenant_id is null
+  )
+  select jsonb_build_object(
+           -- A tenant whose latest week is final (kept by retention) counts as ok: its row stands.
+           'ok', case when p_latest_only then (select count(*) from avi where week_start is not null)
+                      when p_stale_only then (select c.tenants from kpi.tenant_count c) - (select count(*) from no_avi)
+                      else (select count(distinct tenant_id) from avi where week_start is not null) end,
+           'total', case when p_latest_only then (select count(*) from avi)
+                         when p_stale_only then (select c.tenants from kpi.tenant_count c)
+                         else (select count(distinct tenant_id) from avi) end,
+           'tenants_considered', case when p_stale_only then (select count(*) from stale s where exists (select from kpi.tenants t where t.id = s.tenant_id))
+                                      else (select count(distinct tenant_id) from avi) end,
+           'records_consumed', (select count(*) from removed),
+           'weeks', (select count(*) from computed),
+           -- History weeks left as they are because their sources are (or may be) gone: the
+           -- latest week of a tenant that stopped reporting long ago, or, for a backfill, every
+           -- history week in the range that ends at or before its tenant's horizon.
+           'weeks_kept', case when p_latest_only or p_stale_only
+             then (select count(*) from avi where week_start is not null and kpi.week_end(week_start) <= horizon)
+             else (select count(*)
+                   from kpi.tenants t
+                   join kpi.plans p on p.plan = t.plan
+                   cross join kpi.retention_state rs
+                   cross join lateral (select kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days),
+                                                                 t.sources_purged_before, rs.last_cleanup_as_of) as horizon) x
+                   join kpi.kpi_history h on h.tenant_id = t.id
+                    and h.as_of >= coalesce(p_from, '-infinity'::date) and h.as_of <= coalesce(p_to, 'infinity'::date)
+                    and kpi.week_end(h.as_of) <= x.horizon
+                   where (p_tenant_id is null or t.id = p_tenant_id) and x.horizon > '-infinity'::timestamptz) end,
+           'rows_written', (select count(*) from written),
+           -- In an all-tenant run of every latest week, the first rows written (a full run's
+           -- reconciliation reports them: the change records should have covered them).
+           'written_sample', case when p_latest_only and p_tenant_id is null then coalesce((
+             select jsonb_agg(jsonb_build_object('tenant_id', w.tenant_id, 'as_of', w.as_of) order by w.tenant_id, w.as_of)
+             from (select tenant_id, as_of from written order by tenant_id, as_of limit 100) w), '[]'::jsonb) end,
+           'as_of', (select max(week_start) from avi),
+           'no_avi', coalesce((
+             select jsonb_agg(jsonb_build_object('tenant_id', tenant_id, 'slug', slug) order by tenant_id)
+             from no_avi), '[]'::jsonb),
+           'warnings', coalesce((
+             select jsonb_agg(jsonb_build_object(
+                      'tenant_id', tenant_id,
+                      'as_of', as_of,
+                      'code', 'INVALID_CLARITY',
+                      'message', format('clarity report measured at %s has hrp %s; expected a number from 0 to 1, so hrp_pct is NULL',
+                                        to_char(measured_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), hrp::text))
+                    order by tenant_id, as_of)
+             from computed where hrp_is_invalid), '[]'::jsonb)),
+         w.tenant_ids, w.weeks
+  into stats, computed_tenants, computed_weeks
+  -- (Both arrays from one aggregate pass, so that they stay aligned.)
+  from (select array_agg(c.tenant_id) as tenant_ids, array_agg(c.as_of) as weeks from computed c where has_custom) w;
+  if has_custom then
+    custom := kpi.write_custom_kpi_values(coalesce(computed_tenants, '{}'), coalesce(computed_weeks, '{}'), null);
+    derived := kpi.derive_pending_custom_kpis(p_tenant_id, coalesce(computed_tenants, '{}'), coalesce(computed_weeks, '{}'));
+    stats := stats || jsonb_build_object(
+      'custom_values_written', (custom ->> 'rows_written')::bigint + (derived ->> 'rows_written')::bigint,
+      'custom_kpis_derived', (derived ->> 'kpis_derived')::integer,
+      'warnings', (stats -> 'warnings') || (custom -> 'warnings') || (derived -> 'warnings'));
+  end if;
+  return stats;
+end
+$$;
+
+-- ============================================================================================
+-- Change feed: custom values are changes of the tenant's weekly numbers too
+-- ============================================================================================
+
+alter table kpi.kpi_changes drop constraint kpi_changes_entity;
+alter table kpi.kpi_changes add constraint kpi_changes_entity check (entity in ('history', 'anomaly', 'custom_value'));
+
+-- (No SET clause, so that the planner inlines it into the logging statement.)
+create function kpi.custom_value_change_data(v kpi.custom_kpi_values) returns jsonb
+language sql stable parallel safe
+return jsonb_build_object('as_of', v.as_of, 'key', v.key, 'value', v.value,
+                          'updated_at', (to_json(v.updated_at at time zone 'UTC') #>> '{}') || '+00:00');
+
+create function kpi.log_custom_value_changes() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if tg_op = 'DELETE' then
+    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, kpi)
+    select o.tenant_id, 'custom_value', 'delete', o.as_of, o.key from old_rows o order by o.tenant_id, o.key, o.as_of;
+  else
+    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, kpi, data)
+    select n.tenant_id, 'custom_value', lower(tg_op), n.as_of, n.key, kpi.custom_value_change_data(n)
+    from new_rows n order by n.tenant_id, n.key, n.as_of;
+  end if;
+  perform pg_notify('kpi_changes', '');
+  return null;
+end
+$$;
+create trigger custom_kpi_values_logged_insert after insert on kpi.custom_kpi_values
+  referencing new table as new_rows for each statement execute function kpi.log_custom_value_changes();
+create trigger custom_kpi_values_logged_update after update on kpi.custom_kpi_values
+  referencing new table as new_rows for each statement execute function kpi.log_custom_value_changes();
+create trigger custom_kpi_values_logged_delete after delete on kpi.custom_kpi_values
+  referencing old table as old_rows for each statement execute function kpi.log_custom_value_changes();
+
+-- ============================================================================================
+-- Rollups: a custom KPI's months and quarters, as rows (one per period and key)
+-- ============================================================================================
+
+create view kpi.custom_kpi_rollups with (security_invoker = true) as
+select r.tenant_id, r.period, r.period_start, r.key, r.weeks, r.avg, r.min, r.max, l.value as last, r.last_week
+from (
+  -- A week counts in the month and quarter of its Thursday, as in kpi.kpi_history_rollups.
+  select w.tenant_id, w.period, w.period_start, w.key, count(*)::integer as weeks,
+         round(avg(w.value), 6) as avg, min(w.value) as min, max(w.value) as max, max(w.as_of) as last_week
+  from (
+    select v.tenant_id, v.key, v.as_of, v.value, p.period, date_trunc(p.period, (v.as_of + 3)::timestamp)::date as period_start
+    from kpi.custom_kpi_values v
+    cross join (values ('month'), ('quarter')) p(period)
+  ) w
+  group by w.tenant_id, w.period, w.period_start, w.key
+) r
+join kpi.custom_kpi_values l on l.tenant_id = r.tenant_id and l.key = r.key and l.as_of = r.last_week;
+comment on view kpi.custom_kpi_rollups is
+  'Monthly and quarterly rollups of kpi.custom_kpi_values, one row per tenant, period and key. Derived on read.';
+grant select on kpi.custom_kpi_rollups to authenticated;
+
+-- ============================================================================================
+-- API
+-- ============================================================================================
+
+create view api.custom_kpis with (security_invoker = true) as
+select d.key, d.label, d.unit, d.source, d.path, d.field, d.aggregate, d.combine, d.left_kpi, d.right_kpi,
+       d.valid_min, d.valid_max, d.active, d.created_at, d.updated_at
+from kpi.custom_kpis d;
+comment on view api.custom_kpis is
+  $$The active tenant's custom KPI definitions. Members read them; admins (token claim tenant_roles: {"<tenant id>": "kpi_admin"}) insert, update and delete through this view. A definition is a source with an aggregate, or a combine of two KPIs; invalid input is INVALID_INPUT 400 naming the field, a member's write FORBIDDEN 403.
+Example: POST /custom_kpis {"key": "p95_latency_ms", "label": "p95 latency", "unit": "ms", "source": "clarity", "path": ["latency", "p95_ms"], "aggregate": "avg"}$$;
+comment on column api.custom_kpis.key is 'Unique per tenant: 1 to 40 lower-case letters, digits or _, starting with a letter; not a built-in KPI name. Cannot be changed. Never NULL.';
+comment on column api.custom_kpis.label is 'Never NULL.';
+comment on column api.custom_kpis.source is 'clarity (a number at path inside the clarity report''s metrics), avi or vli (their column field); NULL for a combine.';
+comment on column api.custom_kpis.path is 'For source clarity: the keys leading to the number, e.g. ["latency", "p95_ms"].';
+comment on column api.custom_kpis.field is 'For source avi: aiv_pct, ati_pct, crs_pct or elasticity_usd_per_point; for vli: integrity_pct.';
+comment on column api.custom_kpis.aggregate is 'Over the week (Monday 00:00 UTC to the next Monday): latest, avg, min, max, sum or count.';
+comment on column api.custom_kpis.combine is 'difference (left_kpi - right_kpi) or ratio (left_kpi / right_kpi, NULL when dividing by zero) of two weekly KPIs: built-in, or custom with a source.';
+comment on column api.custom_kpis.valid_min is 'A value below is stored as NULL, with an INVALID_CUSTOM warning in the run.';
+comment on column api.custom_kpis.valid_max is 'A value above is stored as NULL, with an INVALID_CUSTOM warning in the run.';
+comment on column api.custom_kpis.active is 'Only active KPIs are computed (at most 20 per tenant by default); deactivating one removes its values. Never NULL.';
+comment on column api.custom_kpis.created_at is 'Never NULL.';
+comment on column api.custom_kpis.updated_at is 'Never NULL.';
+grant select, insert, update, delete on api.custom_kpis to authenticated;
+
+create view api.custom_kpi_values with (security_invoker = true) as
+select v.as_of, v.key, v.value from kpi.custom_kpi_values v;
+comment on view api.custom_kpi_values is
+  $$The active tenant's custom KPI values, one row per week (as_of, a Monday) and key. PostgREST filters apply.
+Example: GET /custom_kpi_values?as_of=gte.2026-01-01&key=in.(p95_latency_ms,aiv_minus_ati)&order=as_of,key$$;
+comment on column api.custom_kpi_values.as_of is 'Monday of the week. Never NULL.';
+comment on column api.custom_kpi_values.key is 'The custom KPI (api.custom_kpis.key). Never NULL.';
+comment on column api.custom_kpi_values.value is 'NULL when the week had no data for it, or the value was outside its valid range.';
+grant select on api.custom_kpi_values to authenticated;
+
+create view api.custom_kpi_rollups with (security_invoker = true) as
+select r.period, r.period_start, r.key, r.weeks, r.avg, r.min, r.max, r.last
+from kpi.custom_kpi_rollups r;
+comment on view api.custom_kpi_rollups is
+  $$Monthly and quarterly rollups of the active tenant's custom KPIs: one row per period (month or quarter), period_start and key. A week counts in the month and quarter of its Thursday.
+Example: GET /custom_kpi_rollups?period=eq.month&period_start=gte.2026-01-01&order=period_start,key$$;
+comment on column api.custom_kpi_rollups.period is 'month or quarter. Never NULL.';
+comment on column api.custom_kpi_rollups.period_start is 'First day of the month or quarter. Never NULL.';
+comment on column api.custom_kpi_rollups.key is 'Never NULL.';
+comment on column api.custom_kpi_rollups.weeks is 'Weeks of the period with a row (a value or NULL). Never NULL.';
+comment on column api.custom_kpi_rollups.avg is 'Mean of the weeks'' values (NULLs ignored), to 6 decimal places.';
+comment on column api.custom_kpi_rollups.last is 'The latest week''s value.';
+grant select on api.custom_kpi_rollups to authenticated;
+
+-- The CSV export: custom=true adds a column custom.<key> per active custom KPI.
+drop function api.kpi_history_csv(text, text, text, text);
+CREATE FUNCTION api.kpi_history_csv(weeks text DEFAULT NULL::text, "from" text DEFAULT NULL::text, "to" text DEFAULT NULL::text, period text DEFAULT NULL::text, custom text DEFAULT NULL::text) RETURNS api."text/csv"
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  period_name text := coalesce(lower(btrim(period)), 'week');
+  with_custom text := coalesce(lower(btrim(custom)), 'false');
+  tenant uuid;
+  custom_keys text[] := '{}';
+  week_count integer;
+  from_date date;
+  to_date date;
+  tenant_slug text;
+  rows_json json[];
+  body text;
+  failed_sqlstate text;
+  failed_message text;
+  failed_detail text;
+begin
+  if period_name not in ('week', 'month', 'quarter') then
+    perform kpi_api.raise_http_error('INVALID_INPUT', format('period must be week, month or quarter, got %s', left(period, 40)));
+  end if;
+  if period_name <> 'week' and weeks is not null then
+    perform kpi_api.raise_http_error('INVALID_INPUT', 'weeks applies to period=week; choose months and quarters with from and to');
+  end if;
+  if with_custom not in ('true', 'false') then
+    perform kpi_api.raise_http_error('INVALID_INPUT', format('custom must be true or false, got %s', left(custom, 40)));
+  end if;
+  if with_custom = 'true' and period_name <> 'week' then
+    perform kpi_api.raise_http_error('INVALID_INPUT', 'custom applies to period=week; read monthly and quarterly custom KPIs from /custom_kpi_rollups');
+  end if;
+  week_count := coalesce(kpi_api.integer_argument('weeks', weeks, 1, 1000), 52);
+  from_date := kpi_api.date_argument('from', "from");
+  to_date := kpi_api.date_argument('to', "to");
+  if from_date > to_date then
+    perform kpi_api.raise_http_error('INVALID_INPUT', '"from" is after "to"');
+  end if;
+  -- Through row-level security, like the rows: the active tenant or an error. A token may grant
+  -- an id that is no tenant (deleted, or never created): no file is named after nobody.
+  select t.id, t.slug into tenant, tenant_slug from kpi.tenants t where t.id = (select kpi_api.current_tenant_id());
+  if tenant_slug is null then
+    perform kpi_api.raise_http_error('UNKNOWN_TENANT', 'the active tenant does not exist');
+  end if;
+
+  -- The rows as JSON, oldest first; a row is in range when its first day (as_of, period_start) is
+  -- in [from, to]. Then one statement turns them into lines, whatever their view.
+  if period_name = 'week' then
+    -- The latest `weeks` weeks in the range.
+    select array_agg(row_to_json(latest) order by latest.as_of) into rows_json
+    from (
+      select e.* from api.kpi_history_export e
+      where (from_date is null or e.as_of >= from_date) and (to_date is null or e.as_of <= to_date)
+      order by e.as_of desc
+      limit week_count
+    ) latest;
+  elsif period_name = 'month' then
+    select array_agg(row_to_json(m) order by m.period_start) into rows_json
+    from api.kpi_history_monthly m
+    where (from_date is null or m.period_start >= from_date) and (to_date is null or m.period_start <= to_date);
+  else
+    select array_agg(row_to_json(q) order by q.period_start) into rows_json
+    from api.kpi_history_quarterly q
+    where (from_date is null or q.period_start >= from_date) and (to_date is null or q.period_start <= to_date);
+  end if;
+  if with_custom = 'true' then
+    -- One column per active custom KPI, by key, after the built-in ones.
+    select coalesce(array_agg(d.key order by d.key), '{}') into custom_keys
+    from kpi.custom_kpis d where d.tenant_id = tenant and d.active;
+  end if;
+  select string_agg((select string_agg(kpi_api.csv_field(f.value), ',') from json_each_text(r.line) f)
+                    || coalesce((select string_agg(',' || coalesce(v.value::text, ''), '' order by k.n)
+                                 from unnest(custom_keys) with ordinality k(key, n)
+                                 left join kpi.custom_kpi_values v
+                                   on v.tenant_id = tenant and v.key = k.key and v.as_of = (r.line ->> 'as_of')::date), '')
+                    || E'\r\n', '' order by r.n) into body
+  from unnest(rows_json) with ordinality r(line, n);
+
+  -- The weekly file keeps the name it always had, so links and scripts that expect it still work.
+  perform set_config('response.headers', json_build_array(json_build_object(
+    'Content-Disposition',
+    format('attachment; filename="kpi-history-%s-%s%s.csv"', tenant_slug,
+           case when period_name = 'week' then '' else period_name || '-' end,
+           to_char(now() at time zone 'UTC', 'YYYY-MM-DD'))))::text, true);
+  return rtrim(kpi_api.csv_header(case period_name when 'week' then 'api.kpi_history_export'::regclass
+                                                   when 'month' then 'api.kpi_history_monthly'::regclass
+                                                   else 'api.kpi_history_quarterly'::regclass end), E'\r\n')
+         || coalesce((select string_agg(',' || kpi_api.csv_field('custom.' || k), '') from unnest(custom_keys) k), '')
+         || E'\r\n' || coalesce(body, '');
+exception when others then
+  get stacked diagnostics failed_sqlstate = returned_sqlstate, failed_message = message_text,
+                          failed_detail = pg_exception_detail;
+  perform kpi_api.raise_caught_error(failed_sqlstate, failed_message, failed_detail);
+  return null;
+end
+$$;
+
+comment on function api.kpi_history_csv(text, text, text, text, text) is
+  $$CSV (RFC 4180: header row, CRLF, quoted where needed) of the active tenant's history, oldest first. period=week (default): the latest `weeks` weeks (1..1000, default 52) with as_of in [from, to], columns of api.kpi_history_export, file kpi-history-<tenant>-<date>.csv; custom=true adds a column custom.<key> per active custom KPI (by key). period=month|quarter: every period with period_start in [from, to] (YYYY-MM-DD), columns of api.kpi_history_monthly|quarterly, file kpi-history-<tenant>-<period>-<date>.csv. Sets Content-Disposition: attachment.
+Errors: INVALID_INPUT 400 (weeks, from, to, period, custom; weeks or custom with a month or quarter), FORBIDDEN 403, TENANT_REQUIRED 400, UNKNOWN_TENANT 404.
+Example: GET /rpc/kpi_history_csv?weeks=12&custom=true with Accept: text/csv$$;
+grant execute on function api.kpi_history_csv(text, text, text, text, text) to authenticated;
+
+notify pgrst, 'reload schema';
+
+-- migrate:down
+
+drop function api.kpi_history_csv(text, text, text, text, text);
+CREATE FUNCTION api.kpi_history_csv(weeks text DEFAULT NULL::text, "from" text DEFAULT NULL::text, "to" text DEFAULT NULL::text, period text DEFAULT NULL::text) RETURNS api."text/csv"
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  period_name text := coalesce(lower(btrim(period)), 'week');
+  week_count integer;
+  from_date date;
+  to_date date;
+  tenant_slug text;
+  rows_json json[];
+  body text;
+  failed_sqlstate text;
+  failed_message text;
+  failed_detail text;
+begin
+  if period_name not in ('week', 'month', 'quarter') then
+    perform kpi_api.raise_http_error('INVALID_INPUT', format('period must be week, month or quarter, got %s', left(period, 40)));
+  end if;
+  if period_name <> 'week' and weeks is not null then
+    perform kpi_api.raise_http_error('INVALID_INPUT', 'weeks applies to period=week; choose months and quarters with from and to');
+  end if;
+  week_count := coalesce(kpi_api.integer_argument('weeks', weeks, 1, 1000), 52);
+  from_date := kpi_api.date_argument('from', "from");
+  to_date := kpi_api.date_argument('to', "to");
+  if from_date > to_date then
+    perform kpi_api.raise_http_error('INVALID_INPUT', '"from" is after "to"');
+  end if;
+  -- Through row-level security, like the rows: the active tenant or an error. A token may grant
+  -- an id that is no tenant (deleted, or never created): no file is named after nobody.
+  select t.slug into tenant_slug from kpi.tenants t where t.id = (select kpi_api.current_tenant_id());
+  if tenant_slug is null then
+    perform kpi_api.raise_http_error('UNKNOWN_TENANT', 'the active tenant does not exist');
+  end if;
+
+  -- The rows as JSON, oldest first; a row is in range when its first day (as_of, period_start) is
+  -- in [from, to]. Then one statement turns them into lines, whatever their view.
+  if period_name = 'week' then
+    -- The latest `weeks` weeks in the range.
+    select array_agg(row_to_json(latest) order by latest.as_of) into rows_json
+    from (
+      select e.* from api.kpi_history_export e
+      where (from_date is null or e.as_of >= from_date) and (to_date is null or e.as_of <= to_date)
+      order by e.as_of desc
+      limit week_count
+    ) latest;
+  elsif period_name = 'month' then
+    select array_agg(row_to_json(m) order by m.period_start) into rows_json
+    from api.kpi_history_monthly m
+    where (from_date is null or m.period_start >= from_date) and (to_date is null or m.period_start <= to_date);
+  else
+    select array_agg(row_to_json(q) order by q.period_start) into rows_json
+    from api.kpi_history_quarterly q
+    where (from_date is null or q.period_start >= from_date) and (to_date is null or q.period_start <= to_date);
+  end if;
+  select string_agg((select string_agg(kpi_api.csv_field(f.value), ',') from json_each_text(r.line) f) || E'\r\n', ''
+                    order by r.n) into body
+  from unnest(rows_json) with ordinality r(line, n);
+
+  -- The weekly file keeps the name it always had, so links and scripts that expect it still work.
+  perform set_config('response.headers', json_build_array(json_build_object(
+    'Content-Disposition',
+    format('attachment; filename="kpi-history-%s-%s%s.csv"', tenant_slug,
+           case when period_name = 'week' then '' else period_name || '-' end,
+           to_char(now() at time zone 'UTC', 'YYYY-MM-DD'))))::text, true);
+  return kpi_api.csv_header(case period_name when 'week' then 'api.kpi_history_export'::regclass
+                                             when 'month' then 'api.kpi_history_monthly'::regclass
+                                             else 'api.kpi_history_quarterly'::regclass end)
+         || coalesce(body, '');
+exception when others then
+  get stacked diagnostics failed_sqlstate = returned_sqlstate, failed_message = message_text,
+                          failed_detail = pg_exception_detail;
+  perform kpi_api.raise_caught_error(failed_sqlstate, failed_message, failed_detail);
+  return null;
+end
+$$;
+
+comment on function api.kpi_history_csv(text, text, text, text) is
+  $$CSV (RFC 4180: header row, CRLF, quoted where needed) of the active tenant's history, oldest first. period=week (default): the latest `weeks` weeks (1..1000, default 52) with as_of in [from, to], columns of api.kpi_history_export, file kpi-history-<tenant>-<date>.csv. period=month|quarter: every period with period_start in [from, to] (YYYY-MM-DD), columns of api.kpi_history_monthly|quarterly, file kpi-history-<tenant>-<period>-<date>.csv. Sets Content-Disposition: attachment.
+Errors: INVALID_INPUT 400 (weeks, from, to, period; weeks with a month or quarter), FORBIDDEN 403, TENANT_REQUIRED 400, UNKNOWN_TENANT 404.
+Example: GET /rpc/kpi_history_csv?period=month&from=2026-01-01 with Accept: text/csv$$;
+grant execute on function api.kpi_history_csv(text, text, text, text) to authenticated;
+
+drop view api.custom_kpi_rollups;
+drop view api.custom_kpi_values;
+drop view api.custom_kpis;
+drop view kpi.custom_kpi_rollups;
+
+CREATE OR REPLACE FUNCTION kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to date, p_latest_only boolean, p_stale_only boolean DEFAULT false) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    SET plan_cache_mode TO 'force_custom_plan'
+    SET enable_memoize TO 'off'
+    SET jit TO 'off'
+    AS $$
+declare
+  stats jsonb;
+begin
+  with consumed as (
+    -- The change records there are when this run starts (incremental mode); the same statement
+    -- deletes exactly these at the end.
+    select s.id, s.tenant_ids, s.from_weeks from kpi.source_changes s where p_stale_only
+  ),
+  stale as (
+    select c.tenant_id, min(c.from_week) as from_week
+    from consumed s cross join lateral unnest(s.tenant_ids, s.from_weeks) as c (tenant_id, from_week)
+    group by c.tenant_id
+  ),
+  avi as (
+    -- Every tenant with its latest report, or NULLs when it has none (those are reported).
+    select t.id as tenant_id, t.slug, latest.week_start, latest.aiv_pct, latest.ati_pct, latest.crs_pct,
+           latest.elasticity_usd_per_point,
+           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
+                              rs.last_cleanup_as_of) as horizon
+    from kpi.tenants t
+    join kpi.plans p on p.plan = t.plan
+    cross join kpi.retention_state rs
+    left join lateral (
+      select r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
+      from kpi.avi_reports r
+      where r.tenant_id = t.id
+      order by r.week_start desc
+      limit 1
+    ) latest on true
+    where p_latest_only and (p_tenant_id is null or t.id = p_tenant_id)
+    union all
+    select r.tenant_id, null, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point,
+           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
+                              rs.last_cleanup_as_of)
+    from kpi.avi_reports r
+    join kpi.tenants t on t.id = r.tenant_id
+    join kpi.plans p on p.plan = t.plan
+    cross join kpi.retention_state rs
+    where not p_latest_only and not p_stale_only
+      and (p_tenant_id is null or r.tenant_id = p_tenant_id)
+      and r.week_start >= coalesce(p_from, '-infinity'::date)
+      and r.week_start <= coalesce(p_to, 'infinity'::date)
+    union all
+    -- Incremental: the recorded tenants' weeks from the earliest one that may have changed.
+    select r.tenant_id, null, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point,
+           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
+                              rs.last_cleanup_as_of)
+    from stale s
+    join kpi.tenants t on t.id = s.tenant_id
+    join kpi.plans p on p.plan = t.plan
+    cross join kpi.retention_state rs
+    join kpi.avi_reports r on r.tenant_id = s.tenant_id and r.week_start >= s.from_week
+    where p_stale_only
+  ),
+  computed as materialized (
+    select a.tenant_id,
+           a.week_start as as_of,
+           a.aiv_pct, a.ati_pct, a.crs_pct, a.elasticity_usd_per_point,
+           coalesce(vli.integrity_pct, 100) as vli_integrity_pct,
+           vli.integrity_pct is null as vli_is_fallback,
+           kpi.hrp_pct(clarity.hrp) as hrp_pct,
+           kpi.hrp_is_invalid(clarity.hrp) as hrp_is_invalid,
+           clarity.hrp,
+           clarity.measured_at
+    from avi a
+    left join lateral (
+      select v.integrity_pct
+      from kpi.vli_audits v
+      where v.tenant_id = a.tenant_id and v.audited_at < kpi.week_end(a.week_start)
+      order by v.audited_at desc, v.id desc
+      limit 1
+    ) vli on true
+    left join lateral (
+      select c.hrp, c.measured_at
+      from kpi.clarity_reports c
+      where c.tenant_id = a.tenant_id and c.measured_at < kpi.week_end(a.week_start)
+      order by c.measured_at desc, c.id desc
+      limit 1
+    ) clarity on true
+    where a.week_start is not null and kpi.week_end(a.week_start) > a.horizon
+  ),
+  written as (
+    insert into kpi.kpi_history as h (
+      tenant_id, as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point,
+      vli_integrity_pct, vli_is_fallback, hrp_pct)
+    select c.tenant_id, c.as_of, c.aiv_pct, c.ati_pct, c.crs_pct, c.elasticity_usd_per_point,
+           c.vli_integrity_pct, c.vli_is_fallback, c.hrp_pct
+    from computed c
+    -- The row already there, by an index probe (a lateral LIMIT 1 keeps the planner from hashing
+    -- the whole history instead, which it prefers once the table is large).
+    left join lateral (
+      select o.aiv_pct, o.ati_pct, o.crs_pct, o.elasticity_usd_per_point, o.vli_integrity_pct, o.vli_is_fallback, o.hrp_pct
+      from kpi.kpi_history o
+      where o.tenant_id = c.tenant_id and o.as_of = c.as_of
+      limit 1
+    ) existing on true
+    where existing is null
+       or (existing.aiv_pct, existing.ati_pct, existing.crs_pct, existing.elasticity_usd_per_point,
+           existing.vli_integrity_pct, existing.vli_is_fallback, existing.hrp_pct)
+          is distinct from
+          (c.aiv_pct, c.ati_pct, c.crs_pct, c.elasticity_usd_per_point, c.vli_integrity_pct, c.vli_is_fallback, c.hrp_pct)
+    -- One order for every writer, so concurrent runs lock shared rows in the same order.
+    order by c.tenant_id, c.as_of
+    on conflict (tenant_id, as_of) do update set
+      aiv_pct = excluded.aiv_pct,
+      ati_pct = excluded.ati_pct,
+      crs_pct = excluded.crs_pct,
+      elasticity_usd_per_point = excluded.elasticity_usd_per_point,
+      vli_integrity_pct = excluded.vli_integrity_pct,
+      vli_is_fallback = excluded.vli_is_fallback,
+      hrp_pct = excluded.hrp_pct,
+      updated_at = now()
+    where (h.aiv_pct, h.ati_pct, h.crs_pct, h.elasticity_usd_per_point,
+           h.vli_integrity_pct, h.vli_is_fallback, h.hrp_pct)
+          is distinct from
+          (excluded.aiv_pct, excluded.ati_pct, excluded.crs_pct, excluded.elasticity_usd_per_point,
+           excluded.vli_integrity_pct, excluded.vli_is_fallback, excluded.hrp_pct)
+    returning h.tenant_id, h.as_of
+  ),
+  removed as (
+    -- Only the records this run read: one committed since (or still uncommitted) is another row,
+    -- kept for the next run.
+    delete from kpi.source_changes s using consumed c where s.id = c.id
+    returning 1
+  ),
+  no_avi as (
+    -- NO_AVI: tenants without any report — from the reports themselves when every tenant is
+    -- read, else from the list the triggers keep.
+    select a.tenant_id, a.slug from avi a where a.week_start is null and p_latest_only
+    union all
+    -- (The slug by one probe per such tenant: a join would scan every tenant.)
+    select w.tenant_id, (select t.slug from kpi.tenants t where t.id = w.tenant_id) from kpi.tenants_without_avi w
+    where p_stale_only and p_tenant_id is null
+  )
+  select jsonb_build_object(
+           -- A tenant whose latest week is final (kept by retention) counts as ok: its row stands.
+           'ok', case when p_latest_only then (select count(*) from avi where week_start is not null)
+                      when p_stale_only then (select c.tenants from kpi.tenant_count c) - (select count(*) from no_avi)
+                      else (select count(distinct tenant_id) from avi where week_start is not null) end,
+           'total', case when p_latest_only then (select count(*) from avi)
+                         when p_stale_only then (select c.tenants from kpi.tenant_count c)
+                         else (select count(distinct tenant_id) from avi) end,
+           'tenants_considered', case when p_stale_only then (select count(*) from stale s where exists (select from kpi.tenants t where t.id = s.tenant_id))
+                                      else (select count(distinct tenant_id) from avi) end,
+           'records_consumed', (select count(*) from removed),
+           'weeks', (select count(*) from computed),
+           -- History weeks left as they are because their sources are (or may be) gone: the
+           -- latest week of a tenant that stopped reporting long ago, or, for a backfill, every
+           -- history week in the range that ends at or before its tenant's horizon.
+           'weeks_kept', case when p_latest_only or p_stale_only
+             then (select count(*) from avi where week_start is not null and kpi.week_end(week_start) <= horizon)
+             else (select count(*)
+                   from kpi.tenants t
+                   join kpi.plans p on p.plan = t.plan
+                   cross join kpi.retention_state rs
+                   cross join lateral (select kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days),
+                                                                 t.sources_purged_before, rs.last_cleanup_as_of) as horizon) x
+                   join kpi.kpi_history h on h.tenant_id = t.id
+                    and h.as_of >= coalesce(p_from, '-infinity'::date) and h.as_of <= coalesce(p_to, 'infinity'::date)
+                    and kpi.week_end(h.as_of) <= x.horizon
+                   where (p_tenant_id is null or t.id = p_tenant_id) and x.horizon > '-infinity'::timestamptz) end,
+           'rows_written', (select count(*) from written),
+           -- In an all-tenant run of every latest week, the first rows written (a full run's
+           -- reconciliation reports them: the change records should have covered them).
+           'written_sample', case when p_latest_only and p_tenant_id is null then coalesce((
+             select jsonb_agg(jsonb_build_object('tenant_id', w.tenant_id, 'as_of', w.as_of) order by w.tenant_id, w.as_of)
+             from (select tenant_id, as_of from written order by tenant_id, as_of limit 100) w), '[]'::jsonb) end,
+           'as_of', (select max(week_start) from avi),
+           'no_avi', coalesce((
+             select jsonb_agg(jsonb_build_object('tenant_id', tenant_id, 'slug', slug) order by tenant_id)
+             from no_avi), '[]'::jsonb),
+           'warnings', coalesce((
+             select jsonb_agg(jsonb_build_object(
+                      'tenant_id', tenant_id,
+                      'as_of', as_of,
+                      'code', 'INVALID_CLARITY',
+                      'message', format('clarity report measured at %s has hrp %s; expected a number from 0 to 1, so hrp_pct is NULL',
+                                        to_char(measured_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), hrp::text))
+                    order by tenant_id, as_of)
+             from computed where hrp_is_invalid), '[]'::jsonb))
+  into stats;
+  return stats;
+end
+$$;
+
+drop function kpi.custom_value_change_data(kpi.custom_kpi_values);
+drop table kpi.custom_kpi_values;
+delete from kpi.kpi_changes where entity = 'custom_value';
+alter table kpi.kpi_changes drop constraint kpi_changes_entity;
+alter table kpi.kpi_changes add constraint kpi_changes_entity check (entity in ('history', 'anomaly'));
+drop function kpi.log_custom_value_changes();
+drop function kpi.derive_pending_custom_kpis(uuid, uuid[], date[]);
+drop function kpi.write_custom_kpi_values(uuid[], date[], text[]);
+drop table kpi.custom_kpis;
+drop function kpi.forget_changed_custom_kpis();
+drop function kpi.validate_custom_kpi();
+drop function kpi.raise_request_error(text, text);
+drop function kpi_api.is_tenant_admin();
+drop table kpi.custom_kpi_settings;
+delete from kpi.table_distribution where table_name in ('custom_kpis', 'custom_kpi_values', 'custom_kpi_settings');
+delete from kpi.error_codes where code = 'INVALID_CUSTOM';
+
+notify pgrst, 'reload schema';

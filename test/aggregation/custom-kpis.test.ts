@@ -1,0 +1,300 @@
+// Custom KPIs computed by the fill: each source and aggregate against values worked out by hand,
+// JSON that is missing or not a number, a combine dividing by zero, a valid range, a changed or
+// deleted definition re-derived, the limit, and every fill path (single tenant, all tenants,
+// incremental, backfill) writing the same values, idempotently.
+import { describe, expect, it } from 'vitest';
+import { useTestDatabase } from '../helpers/database.js';
+import { insertAvi, insertClarity, insertVli, tenantFactory } from '../fixtures/sources.js';
+
+const db = useTestDatabase();
+const newTenant = tenantFactory(() => db.sql, 'custom');
+
+const W1 = '2024-01-01';
+const W2 = '2024-01-08';
+const W3 = '2024-01-15';
+
+/**
+ * Three weeks of AVI (AIV 10, 11, 12; ATI 20, 21, 22). Clarity: one report in week 1 (p95 5),
+ * three in week 2 (p95 100 and 300, then "slow"; toxicity 0.1, 0.5, 0.3), one at the first
+ * instant of week 3 (p95 1000, no toxicity). VLI: 80 and 90 in week 2 only.
+ */
+async function tenantWithSources(): Promise<string> {
+  const tenant = await newTenant();
+  for (const [i, week] of [W1, W2, W3].entries()) {
+    await insertAvi(db.sql, tenant, { weekStart: week, aivPct: 10 + i, atiPct: 20 + i });
+  }
+  await insertClarity(db.sql, tenant, '2024-01-07T23:59:59Z', { latency: { p95_ms: 5 } });
+  await insertClarity(db.sql, tenant, '2024-01-08T00:00:00Z', { latency: { p95_ms: 100 }, toxicity: 0.1, hrp: 0.2 });
+  await insertClarity(db.sql, tenant, '2024-01-10T12:00:00Z', { latency: { p95_ms: 300 }, toxicity: 0.5 });
+  await insertClarity(db.sql, tenant, '2024-01-14T23:59:59Z', { latency: { p95_ms: 'slow' }, toxicity: 0.3 });
+  await insertClarity(db.sql, tenant, '2024-01-15T00:00:00Z', { latency: { p95_ms: 1000 } });
+  await insertVli(db.sql, tenant, '2024-01-09T00:00:00Z', 80);
+  await insertVli(db.sql, tenant, '2024-01-11T00:00:00Z', 90);
+  return tenant;
+}
+
+interface Definition {
+  key: string;
+  source?: string;
+  path?: string[];
+  field?: string;
+  aggregate?: string;
+  combine?: string;
+  left_kpi?: string;
+  right_kpi?: string;
+  valid_min?: number;
+  valid_max?: number;
+}
+
+async function define(tenant: string, d: Definition): Promise<void> {
+  await db.sql`
+    insert into kpi.custom_kpis (tenant_id, key, label, source, path, field, aggregate, combine, left_kpi, right_kpi, valid_min, valid_max)
+    values (${tenant}, ${d.key}, ${d.key}, ${d.source ?? null}, ${d.path ?? null}, ${d.field ?? null}, ${d.aggregate ?? null},
+            ${d.combine ?? null}, ${d.left_kpi ?? null}, ${d.right_kpi ?? null}, ${d.valid_min ?? null}, ${d.valid_max ?? null})`;
+}
+
+/** key → [week 1, week 2, week 3] values (null: stored NULL; undefined: no row). */
+async function values(tenant: string): Promise<Record<string, (number | null | undefined)[]>> {
+  const rows = await db.sql<{ key: string; as_of: string; value: string | null }[]>`
+    select key, as_of::text, value::text from kpi.custom_kpi_values where tenant_id = ${tenant} order by key, as_of`;
+  const result: Record<string, (number | null | undefined)[]> = {};
+  for (const row of rows) {
+    const slot = (result[row.key] ??= [undefined, undefined, undefined]);
+    slot[[W1, W2, W3].indexOf(row.as_of)] = row.value === null ? null : Number(row.value);
+  }
+  return result;
+}
+
+type Result = { rows_written?: number; custom_values_written?: number; warnings: { code: string; as_of: string; kpi?: string; message: string }[] };
+const fillOne = async (tenant: string) => (await db.sql<[{ r: Result }]>`select kpi.fill_kpi_history(${tenant}) as r`)[0].r;
+const backfill = async (tenant: string) => (await db.sql<[{ r: Result }]>`select kpi.backfill_kpi_history(${tenant}) as r`)[0].r;
+
+const SOURCE_KPIS: Definition[] = [
+  { key: 'p95_avg', source: 'clarity', path: ['latency', 'p95_ms'], aggregate: 'avg' },
+  { key: 'p95_latest', source: 'clarity', path: ['latency', 'p95_ms'], aggregate: 'latest' },
+  { key: 'p95_count', source: 'clarity', path: ['latency', 'p95_ms'], aggregate: 'count' },
+  { key: 'p95_sum', source: 'clarity', path: ['latency', 'p95_ms'], aggregate: 'sum' },
+  { key: 'tox_max', source: 'clarity', path: ['toxicity'], aggregate: 'max' },
+  { key: 'tox_min', source: 'clarity', path: ['toxicity'], aggregate: 'min' },
+  { key: 'vli_avg', source: 'vli', field: 'integrity_pct', aggregate: 'avg' },
+  { key: 'vli_latest', source: 'vli', field: 'integrity_pct', aggregate: 'latest' },
+  { key: 'vli_count', source: 'vli', field: 'integrity_pct', aggregate: 'count' },
+  { key: 'aiv_latest', source: 'avi', field: 'aiv_pct', aggregate: 'latest' },
+  { key: 'ati_count', source: 'avi', field: 'ati_pct', aggregate: 'count' },
+];
+
+describe('each source and aggregate, by hand', () => {
+  it('computes every week of every definition', async () => {
+    const tenant = await tenantWithSources();
+    for (const d of SOURCE_KPIS) await define(tenant, d);
+    await backfill(tenant);
+    expect(await values(tenant)).toEqual({
+      // Week 2: 100 and 300 ("slow" is no number); the report at 00:00 of week 3 is week 3's.
+      p95_avg: [5, 200, 1000],
+      p95_latest: [5, 300, 1000],
+      p95_count: [1, 2, 1],
+      p95_sum: [5, 400, 1000],
+      // A missing key is no value: NULL, not 0.
+      tox_max: [null, 0.5, null],
+      tox_min: [null, 0.1, null],
+      vli_avg: [null, 85, null],
+      vli_latest: [null, 90, null],
+      vli_count: [0, 2, 0],
+      aiv_latest: [10, 11, 12],
+      ati_count: [1, 1, 1],
+    });
+  });
+
+  it('a string where a number was expected is left out, with an INVALID_CUSTOM warning', async () => {
+    const tenant = await tenantWithSources();
+    await define(tenant, SOURCE_KPIS[0]!);
+    const result = await backfill(tenant);
+    expect(result.warnings.filter((w) => w.code === 'INVALID_CUSTOM')).toEqual([
+      expect.objectContaining({ as_of: W2, kpi: 'p95_avg', message: expect.stringContaining('1 clarity value(s) that week were not numbers') }),
+    ]);
+  });
+});
+
+describe('combines and valid ranges', () => {
+  it('difference and ratio of built-in and custom KPIs; dividing by zero is NULL', async () => {
+    const tenant = await tenantWithSources();
+    await define(tenant, SOURCE_KPIS[0]!); // p95_avg
+    await define(tenant, SOURCE_KPIS[8]!); // vli_count
+    await define(tenant, { key: 'aiv_minus_ati', combine: 'difference', left_kpi: 'aiv_pct', right_kpi: 'ati_pct' });
+    await define(tenant, { key: 'p95_per_audit', combine: 'ratio', left_kpi: 'p95_avg', right_kpi: 'vli_count' });
+    await backfill(tenant);
+    const v = await values(tenant);
+    expect(v.aiv_minus_ati).toEqual([-10, -10, -10]);
+    expect(v.p95_per_audit).toEqual([null, 100, null]);
+  });
+
+  it('a value outside [valid_min, valid_max] is stored as NULL with a warning naming the KPI and week', async () => {
+    const tenant = await tenantWithSources();
+    await define(tenant, { key: 'p95_capped', source: 'clarity', path: ['latency', 'p95_ms'], aggregate: 'max', valid_min: 10, valid_max: 500 });
+    const result = await backfill(tenant);
+    expect((await values(tenant)).p95_capped).toEqual([null, 300, null]);
+    const outOfRange = result.warnings.filter((w) => w.message.includes('outside its valid range'));
+    expect(outOfRange.map((w) => [w.as_of, w.kpi])).toEqual([[W1, 'p95_capped'], [W3, 'p95_capped']]);
+  });
+});
+
+describe('every fill path, idempotent', () => {
+  it('the daily fill computes the latest week; a second run writes nothing', async () => {
+    const tenant = await tenantWithSources();
+    await db.sql`select kpi.backfill_kpi_history(${tenant})`;
+    await define(tenant, SOURCE_KPIS[0]!);
+    // A new definition: the daily fill derives it over every week, not only the latest.
+    await fillOne(tenant);
+    expect((await values(tenant)).p95_avg).toEqual([5, 200, 1000]);
+    const before = await db.sql`select key, as_of, value, updated_at from kpi.custom_kpi_values where tenant_id = ${tenant} order by 1, 2`;
+    for (let i = 0; i < 3; i++) await fillOne(tenant);
+    await db.sql`select kpi.fill_all_kpi_history(full => true)`;
+    expect(await db.sql`select key, as_of, value, updated_at from kpi.custom_kpi_values where tenant_id = ${tenant} order by 1, 2`).toEqual(before);
+  });
+
+  it('the incremental run follows a new clarity report into its week', async () => {
+    const tenant = await tenantWithSources();
+    await define(tenant, SOURCE_KPIS[3]!); // p95_sum
+    await db.sql`select kpi.fill_all_kpi_history(full => true)`;
+    await db.sql`select kpi.backfill_kpi_history(${tenant})`;
+    expect((await values(tenant)).p95_sum).toEqual([5, 400, 1000]);
+    await insertClarity(db.sql, tenant, '2024-01-12T00:00:00Z', { latency: { p95_ms: 50 } });
+    const run = (await db.sql<[{ r: Record<string, unknown> }]>`select kpi.fill_all_kpi_history() as r`)[0].r;
+    expect(run.mode).toBe('incremental');
+    expect((await values(tenant)).p95_sum).toEqual([5, 450, 1000]);
+  });
+});
+
+describe('definitions change, and the history follows', () => {
+  it('a changed definition drops its values at once and the next run re-derives every week, with the combines on it', async () => {
+    const tenant = await tenantWithSources();
+    await define(tenant, SOURCE_KPIS[0]!); // p95_avg
+    await define(tenant, SOURCE_KPIS[8]!); // vli_count
+    await define(tenant, { key: 'p95_per_audit', combine: 'ratio', left_kpi: 'p95_avg', right_kpi: 'vli_count' });
+    await backfill(tenant);
+    await db.sql`update kpi.custom_kpis set aggregate = 'max' where tenant_id = ${tenant} and key = 'p95_avg'`;
+    const now = await values(tenant);
+    expect(now.p95_avg).toBeUndefined();
+    expect(now.p95_per_audit).toBeUndefined();
+    expect(now.vli_count).toEqual([0, 2, 0]);
+    await fillOne(tenant);
+    const after = await values(tenant);
+    expect(after.p95_avg).toEqual([5, 300, 1000]);
+    expect(after.p95_per_audit).toEqual([null, 150, null]);
+  });
+
+  it('a label change keeps the values; a deactivated KPI loses them; a deleted one leaves nothing', async () => {
+    const tenant = await tenantWithSources();
+    await define(tenant, SOURCE_KPIS[9]!); // aiv_latest
+    await define(tenant, SOURCE_KPIS[10]!); // ati_count
+    await backfill(tenant);
+    await db.sql`update kpi.custom_kpis set label = 'AIV (latest)' where tenant_id = ${tenant} and key = 'aiv_latest'`;
+    expect((await values(tenant)).aiv_latest).toEqual([10, 11, 12]);
+    await db.sql`update kpi.custom_kpis set active = false where tenant_id = ${tenant} and key = 'aiv_latest'`;
+    await fillOne(tenant);
+    expect((await values(tenant)).aiv_latest).toBeUndefined();
+    await db.sql`delete from kpi.custom_kpis where tenant_id = ${tenant} and key = 'ati_count'`;
+    expect(await values(tenant)).toEqual({});
+    expect(await db.sql`select from kpi.custom_kpi_values where tenant_id = ${tenant}`).toHaveLength(0);
+  });
+
+  it('a KPI another combines cannot be deleted, deactivated or turned into a combine', async () => {
+    const tenant = await tenantWithSources();
+    await define(tenant, SOURCE_KPIS[0]!);
+    await define(tenant, { key: 'double', combine: 'difference', left_kpi: 'p95_avg', right_kpi: 'aiv_pct' });
+    for (const statement of [
+      db.sql`delete from kpi.custom_kpis where tenant_id = ${tenant} and key = 'p95_avg'`,
+      db.sql`update kpi.custom_kpis set active = false where tenant_id = ${tenant} and key = 'p95_avg'`,
+    ]) {
+      await expect(statement).rejects.toMatchObject({ code: 'KH400', message: expect.stringContaining('combined in double') });
+    }
+    // One level deep: a combine of a combine is refused, so there can be no cycle.
+    await expect(define(tenant, { key: 'deeper', combine: 'ratio', left_kpi: 'double', right_kpi: 'aiv_pct' })).rejects.toMatchObject({
+      code: 'KH400',
+      message: expect.stringMatching(/^left_kpi: double is neither/),
+    });
+  });
+});
+
+describe('validation names the field', () => {
+  const bad: [string, Partial<Definition> & { label?: string }, string][] = [
+    ['bad key', { key: 'P95 latency' }, 'key:'],
+    ['built-in key', { key: 'aiv_pct' }, 'key: aiv_pct is a built-in KPI'],
+    ['unknown source', { source: 'sql' }, 'source:'],
+    ['no aggregate', { aggregate: undefined }, 'aggregate:'],
+    ['unknown aggregate', { aggregate: 'median' }, 'aggregate:'],
+    ['clarity without a path', { path: undefined }, 'path:'],
+    ['an empty path key', { path: ['latency', ''] }, 'path:'],
+    ['avi with an unknown column', { source: 'avi', path: undefined, field: 'revenue' }, 'field:'],
+    ['both a source and a combine', { combine: 'difference', left_kpi: 'aiv_pct', right_kpi: 'ati_pct' }, 'source:'],
+    ['a combine of an unknown KPI', { source: undefined, path: undefined, aggregate: undefined, combine: 'ratio', left_kpi: 'nope', right_kpi: 'aiv_pct' }, 'left_kpi:'],
+    ['an unknown combine', { source: undefined, path: undefined, aggregate: undefined, combine: 'product', left_kpi: 'aiv_pct', right_kpi: 'ati_pct' }, 'combine:'],
+    ['an empty range', { valid_min: 5, valid_max: 1 }, 'valid_min:'],
+  ];
+  it.each(bad)('%s → INVALID_INPUT (KH400) naming the field', async (_what, change, field) => {
+    const tenant = await newTenant();
+    const definition = { key: 'p95', source: 'clarity', path: ['latency', 'p95_ms'], aggregate: 'avg', ...change } as Definition;
+    const error = await define(tenant, definition).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'KH400' });
+    expect((error as Error).message.startsWith(field)).toBe(true);
+    expect(await db.sql`select from kpi.custom_kpis where tenant_id = ${tenant}`).toHaveLength(0);
+  });
+
+  it('a key defined twice → INVALID_INPUT naming key', async () => {
+    const tenant = await newTenant();
+    await define(tenant, SOURCE_KPIS[0]!);
+    await expect(define(tenant, SOURCE_KPIS[0]!)).rejects.toMatchObject({ code: 'KH400', message: 'key: p95_avg is already defined' });
+  });
+
+  it('the limit of active KPIs per tenant, configurable', async () => {
+    const tenant = await newTenant();
+    await db.sql`update kpi.custom_kpi_settings set max_active_per_tenant = 2`;
+    try {
+      await define(tenant, SOURCE_KPIS[0]!);
+      await define(tenant, SOURCE_KPIS[1]!);
+      await expect(define(tenant, SOURCE_KPIS[2]!)).rejects.toMatchObject({ code: 'KH400', message: expect.stringMatching(/^active: this tenant has 2 active/) });
+      // An inactive one does not count; activating it again does.
+      await db.sql`insert into kpi.custom_kpis (tenant_id, key, label, source, path, aggregate, active)
+                   values (${tenant}, 'spare', 'spare', 'clarity', '{x}', 'sum', false)`;
+      await expect(db.sql`update kpi.custom_kpis set active = true where tenant_id = ${tenant} and key = 'spare'`).rejects.toMatchObject({ code: 'KH400' });
+      await db.sql`update kpi.custom_kpi_settings set max_active_per_tenant = 20`;
+      await db.sql`update kpi.custom_kpis set active = true where tenant_id = ${tenant} and key = 'spare'`;
+    } finally {
+      await db.sql`update kpi.custom_kpi_settings set max_active_per_tenant = 20`;
+    }
+  });
+});
+
+describe('rollups and the change feed cover custom KPIs', () => {
+  it('months as rows (period, key, avg, min, max, last)', async () => {
+    const tenant = await tenantWithSources();
+    await define(tenant, SOURCE_KPIS[0]!);
+    await backfill(tenant);
+    const rows = await db.sql`
+      select period, period_start::text, key, weeks, avg::float, min::float, max::float, last::float
+      from kpi.custom_kpi_rollups where tenant_id = ${tenant} order by period, period_start`;
+    // Weeks of 2024-01-01, 08 and 15 all have their Thursday in January.
+    expect(rows).toEqual([
+      { period: 'month', period_start: '2024-01-01', key: 'p95_avg', weeks: 3, avg: 401.666667, min: 5, max: 1000, last: 1000 },
+      { period: 'quarter', period_start: '2024-01-01', key: 'p95_avg', weeks: 3, avg: 401.666667, min: 5, max: 1000, last: 1000 },
+    ]);
+  });
+
+  it('each insert, update and delete of a value is in the feed, with its key', async () => {
+    const tenant = await tenantWithSources();
+    await define(tenant, SOURCE_KPIS[3]!); // p95_sum
+    await backfill(tenant);
+    await insertClarity(db.sql, tenant, '2024-01-12T00:00:00Z', { latency: { p95_ms: 50 } });
+    await backfill(tenant);
+    await db.sql`delete from kpi.custom_kpis where tenant_id = ${tenant}`;
+    const changes = await db.sql<{ op: string; as_of: string; kpi: string; value: string | null }[]>`
+      select op, as_of::text, kpi, data ->> 'value' as value from kpi.kpi_changes
+      where tenant_id = ${tenant} and entity = 'custom_value' order by txid, seq`;
+    expect(changes.map((c) => [c.op, c.as_of, c.value === null ? null : Number(c.value)])).toEqual([
+      ['insert', W1, 5], ['insert', W2, 400], ['insert', W3, 1000],
+      ['update', W2, 450],
+      ['delete', W1, null], ['delete', W2, null], ['delete', W3, null],
+    ]);
+    expect(new Set(changes.map((c) => c.kpi))).toEqual(new Set(['p95_sum']));
+  });
+});
