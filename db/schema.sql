@@ -1174,7 +1174,7 @@ $$;
 --
 
 CREATE FUNCTION kpi.log_custom_value_changes() RETURNS trigger
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 begin

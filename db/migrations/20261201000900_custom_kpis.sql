@@ -733,8 +733,11 @@ language sql stable parallel safe
 return jsonb_build_object('as_of', v.as_of, 'key', v.key, 'value', v.value,
                           'updated_at', (to_json(v.updated_at at time zone 'UTC') #>> '{}') || '+00:00');
 
+-- Security definer: a tenant admin's delete of a definition removes its values (the cascade),
+-- and the log of that is written whoever deleted.
 create function kpi.log_custom_value_changes() returns trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
 begin

@@ -10,10 +10,11 @@ const db = useTestDatabase();
 describe('privilege matrix', () => {
   it('anon and authenticated may use exactly these api objects', async () => {
     const rows = await db.sql`
-      select r.role, c.relname::text as object, 'select' as privilege
+      select r.role, c.relname::text as object, w.privilege
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
       cross join (values ('anon'), ('authenticated')) r(role)
-      where n.nspname = 'api' and has_table_privilege(r.role, c.oid, 'select')
+      cross join (values ('select'), ('insert'), ('update'), ('delete'), ('truncate')) w(privilege)
+      where n.nspname = 'api' and has_table_privilege(r.role, c.oid, w.privilege)
       union all
       select r.role, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', 'execute'
       from pg_proc p join pg_namespace n on n.oid = p.pronamespace
@@ -25,9 +26,16 @@ describe('privilege matrix', () => {
       'anon execute kpi_history_health()',
       'authenticated execute kpi_history_cron(json)',
       'authenticated execute kpi_history_changes(after text)',
-      'authenticated execute kpi_history_csv(weeks text, "from" text, "to" text, period text)',
+      'authenticated execute kpi_history_csv(weeks text, "from" text, "to" text, period text, custom text)',
       'authenticated execute kpi_history_health()',
       'authenticated select active_tenant',
+      // Tenant admins write definitions through the view (row-level security decides who).
+      'authenticated delete custom_kpis',
+      'authenticated insert custom_kpis',
+      'authenticated select custom_kpis',
+      'authenticated update custom_kpis',
+      'authenticated select custom_kpi_rollups',
+      'authenticated select custom_kpi_values',
       'authenticated select kpi_anomalies',
       'authenticated select kpi_history',
       'authenticated select kpi_history_export',
@@ -58,6 +66,10 @@ describe('privilege matrix', () => {
       'anon kpi_api.request_header',
       'anon kpi_api.run_cron',
       'authenticated kpi.change_feed_settings',
+      'authenticated kpi.custom_kpi_rollups',
+      'authenticated kpi.custom_kpi_settings',
+      'authenticated kpi.custom_kpi_values',
+      'authenticated kpi.custom_kpis',
       'authenticated kpi.kpi_anomalies',
       'authenticated kpi.kpi_changes',
       'authenticated kpi.kpi_history',
@@ -71,6 +83,7 @@ describe('privilege matrix', () => {
       'authenticated kpi_api.date_argument',
       'authenticated kpi_api.health',
       'authenticated kpi_api.integer_argument',
+      'authenticated kpi_api.is_tenant_admin',
       'authenticated kpi_api.raise_caught_error',
       'authenticated kpi_api.raise_http_error',
       'authenticated kpi_api.request_claims',
@@ -120,7 +133,7 @@ describe('object properties', () => {
     const relations = await db.sql`
       select c.relname, c.relkind, c.reloptions from pg_class c join pg_namespace n on n.oid = c.relnamespace
       where n.nspname = 'api' order by 1`;
-    expect(relations.map((r) => r.relname)).toEqual(['active_tenant', 'kpi_anomalies', 'kpi_history', 'kpi_history_export', 'kpi_history_monthly', 'kpi_history_quarterly']);
+    expect(relations.map((r) => r.relname)).toEqual(['active_tenant', 'custom_kpi_rollups', 'custom_kpi_values', 'custom_kpis', 'kpi_anomalies', 'kpi_history', 'kpi_history_export', 'kpi_history_monthly', 'kpi_history_quarterly']);
     for (const view of relations) {
       expect(view.relkind).toBe('v');
       expect(view.reloptions).toContain('security_invoker=true');
@@ -153,7 +166,7 @@ describe('object properties', () => {
       union all
       select p.proname, obj_description(p.oid, 'pg_proc')
       from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'api'`;
-    expect(rows.length).toBe(10);
+    expect(rows.length).toBe(13);
     for (const row of rows) expect(row.comment, row.name).toMatch(/Example: (GET|POST) \//);
   });
 });

@@ -6,7 +6,7 @@ import { useTestDatabase } from '../helpers/database.js';
 import { dbmate, projectRoot } from '../helpers/dbmate.js';
 
 const db = useTestDatabase();
-const MIGRATIONS = ['20261201000800', '20261201000700', '20261201000600', '20261201000500', '20261201000400', '20261201000300'];
+const MIGRATIONS = ['20261201000900', '20261201000800', '20261201000700', '20261201000600', '20261201000500', '20261201000400', '20261201000300'];
 
 const snapshot = async () => ({
   tenants: await db.sql`select id, slug, name from kpi.tenants order by id`,
