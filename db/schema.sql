@@ -1361,11 +1361,14 @@ CREATE FUNCTION kpi.rescore_all_anomalies(p_tenant_id uuid DEFAULT NULL::uuid) R
     LANGUAGE sql
     SET search_path TO ''
     AS $$
-  -- Each tenant's first and last week: rescore_anomalies covers every week between.
-  select kpi.rescore_anomalies(array_agg(h.tenant_id), array_agg(w.as_of))
-  from (select k.tenant_id, min(k.as_of) as first_week, max(k.as_of) as last_week from kpi.kpi_history k
-        where p_tenant_id is null or k.tenant_id = p_tenant_id group by k.tenant_id) h
-  cross join lateral (values (h.first_week), (h.last_week)) w (as_of)
+  -- Each tenant's first and last week: the rescoring covers every week between.
+  select kpi.rescore_anomalies(x.tenant_ids, x.weeks) + kpi.rescore_custom_anomalies(x.tenant_ids, x.weeks)
+  from (
+    select array_agg(h.tenant_id) as tenant_ids, array_agg(w.as_of) as weeks
+    from (select k.tenant_id, min(k.as_of) as first_week, max(k.as_of) as last_week from kpi.kpi_history k
+          where p_tenant_id is null or k.tenant_id = p_tenant_id group by k.tenant_id) h
+    cross join lateral (values (h.first_week), (h.last_week)) w (as_of)
+  ) x
 $$;
 
 
@@ -1519,6 +1522,8 @@ begin
     delete from kpi.kpi_anomalies a
     using targets t
     where a.tenant_id = t.tenant_id and a.as_of = t.as_of
+      -- Built-in KPIs only: custom KPIs' anomalies are kpi.rescore_custom_anomalies's.
+      and exists (select from kpi.anomaly_rules d where d.kpi = a.kpi)
       and not exists (select from found f where f.tenant_id = a.tenant_id and f.as_of = a.as_of and f.kpi = a.kpi)
     returning 1
   ),
@@ -1551,6 +1556,138 @@ $$;
 --
 
 COMMENT ON FUNCTION kpi.rescore_anomalies(p_tenant_ids uuid[], p_weeks date[]) IS 'Re-scores the given (tenant, week) pairs and the 12 weeks after each, so that kpi_anomalies equals a from-scratch detection for them; enqueues an alert per new or changed anomaly. Returns how many anomalies it inserted or changed. Example: select kpi.rescore_anomalies(array[''<tenant uuid>''::uuid], array[''2026-01-05''::date]);';
+
+
+--
+-- Name: rescore_custom_anomalies(uuid[], date[]); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.rescore_custom_anomalies(p_tenant_ids uuid[], p_weeks date[]) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+declare
+  changed integer;
+begin
+  with given as (
+    select g.tenant_id, min(g.as_of) as first_week, max(g.as_of) as last_week
+    from unnest(p_tenant_ids, p_weeks) as g (tenant_id, as_of)
+    group by g.tenant_id
+  ),
+  targets as materialized (
+    select v.tenant_id, v.as_of, v.key, v.value
+    from given g
+    cross join lateral (
+      select v.* from kpi.custom_kpi_values v
+      where v.tenant_id = g.tenant_id and v.as_of >= g.first_week and v.as_of <= g.last_week + 84
+      offset 0 -- index range scans, never a hash of every value
+    ) v
+  ),
+  -- The cheap gate first, as for built-in KPIs: count, least and greatest of the baseline.
+  candidates as materialized (
+    select t.tenant_id, t.as_of, t.key, t.value, r.threshold, r.min_delta, r.min_delta_of_median
+    from targets t
+    cross join lateral (
+      select count(b.value) as n, min(b.value) as lo, max(b.value) as hi from kpi.custom_kpi_values b
+      where b.tenant_id = t.tenant_id and b.key = t.key and b.as_of >= t.as_of - 84 and b.as_of < t.as_of
+    ) b
+    join kpi.anomaly_rules d on d.kpi = 'custom'
+    left join kpi.tenant_anomaly_rules o on o.tenant_id = t.tenant_id and o.kpi = 'custom'
+    cross join lateral (
+      select coalesce(o.enabled, true) as enabled, coalesce(o.threshold, d.threshold) as threshold,
+             coalesce(o.min_delta, d.min_delta, 0) as min_delta,
+             coalesce(o.min_delta_of_median, d.min_delta_of_median, 0) as min_delta_of_median
+    ) r
+    cross join lateral (
+      select greatest(r.min_delta, case when sign(b.lo) = sign(b.hi) then r.min_delta_of_median * least(abs(b.lo), abs(b.hi)) else 0 end)
+             as least_delta
+    ) q
+    where t.value is not null and b.n >= 8 and r.enabled
+      and not (b.hi - q.least_delta < t.value and t.value < b.lo + q.least_delta)
+  ),
+  medians as (
+    select c.tenant_id, c.as_of, c.key, c.value, c.threshold, s.sorted, cardinality(s.sorted) as n,
+           round((s.sorted[(cardinality(s.sorted) + 1) / 2] + s.sorted[(cardinality(s.sorted) + 2) / 2]) / 2, 4) as median,
+           c.min_delta, c.min_delta_of_median
+    from candidates c
+    cross join lateral (
+      select array_agg(b.value order by b.value) as sorted from kpi.custom_kpi_values b
+      where b.tenant_id = c.tenant_id and b.key = c.key and b.as_of >= c.as_of - 84 and b.as_of < c.as_of and b.value is not null
+    ) s
+  ),
+  found as (
+    select m.tenant_id, m.as_of, m.key, m.value, m.n, m.median, s.mad, m.threshold, z.score
+    from medians m
+    cross join lateral (
+      select round((percentile_cont(0.5) within group (order by abs(v - m.median)::float8))::numeric, 4) as mad,
+             avg(abs(v - m.median)) as mean_ad
+      from unnest(m.sorted) as v
+    ) s
+    -- The modified z-score of kpi.rescore_anomalies, term for term.
+    cross join lateral (
+      select case when s.mad > 0 then 0.6745 * (m.value - m.median)::float8 / s.mad::float8
+                  when s.mean_ad > 0 then (m.value - m.median)::float8 / (1.253314 * s.mean_ad::float8)
+                  when m.value > m.median then 'Infinity'::float8
+                  when m.value < m.median then '-Infinity'::float8
+                  else 0 end as score
+    ) z
+    where abs(m.value - m.median) >= greatest(m.min_delta, m.min_delta_of_median * abs(m.median))
+      and abs(z.score) > m.threshold
+  ),
+  upserted as (
+    insert into kpi.kpi_anomalies as a (tenant_id, as_of, kpi, value, baseline_median, baseline_mad, baseline_weeks,
+                                        score, direction, threshold, run_id)
+    select f.tenant_id, f.as_of, f.key, f.value, f.median, f.mad, f.n, f.score,
+           case when f.value > f.median then 'up' else 'down' end, f.threshold,
+           (select max(r.id) from kpi.kpi_runs r where r.backend_pid = pg_backend_pid() and r.status = 'running')
+    from found f
+    order by f.tenant_id, f.as_of, f.key
+    on conflict (tenant_id, as_of, kpi) do update set
+      value = excluded.value, baseline_median = excluded.baseline_median, baseline_mad = excluded.baseline_mad,
+      baseline_weeks = excluded.baseline_weeks, score = excluded.score, direction = excluded.direction,
+      threshold = excluded.threshold, detected_at = now(), run_id = excluded.run_id
+    where (a.value, a.baseline_median, a.baseline_mad, a.baseline_weeks, a.score, a.direction, a.threshold)
+          is distinct from
+          (excluded.value, excluded.baseline_median, excluded.baseline_mad, excluded.baseline_weeks, excluded.score,
+           excluded.direction, excluded.threshold)
+    returning a.tenant_id, a.as_of, a.kpi, a.value, a.baseline_median, a.baseline_mad, a.score, a.direction,
+              a.threshold, a.detected_at
+  ),
+  removed as (
+    delete from kpi.kpi_anomalies a
+    using targets t
+    where a.tenant_id = t.tenant_id and a.as_of = t.as_of and a.kpi = t.key
+      and not exists (select from found f where f.tenant_id = a.tenant_id and f.as_of = a.as_of and f.key = a.kpi)
+    returning 1
+  ),
+  alerted as (
+    insert into kpi.alerts (tenant_id, as_of, kpi, payload, status, finished_at)
+    select u.tenant_id, u.as_of, u.kpi,
+           jsonb_build_object(
+             'tenant', jsonb_build_object('id', u.tenant_id, 'slug', (select t.slug from kpi.tenants t where t.id = u.tenant_id)),
+             'as_of', u.as_of, 'kpi', u.kpi, 'value', u.value, 'baseline_median', u.baseline_median,
+             'baseline_mad', u.baseline_mad, 'score', u.score, 'threshold', u.threshold, 'direction', u.direction,
+             'detected_at', kpi.utc_iso(u.detected_at)),
+           case when u.as_of < (now() at time zone 'UTC')::date - s.max_alert_age then 'suppressed' else 'pending' end,
+           case when u.as_of < (now() at time zone 'UTC')::date - s.max_alert_age then now() end
+    from upserted u
+    cross join kpi.alert_settings s
+    order by u.tenant_id, u.as_of, u.kpi
+    returning 1
+  )
+  select count(*) from upserted into changed;
+  perform set_config('kpi.anomalies_changed', (kpi.anomalies_changed() + changed)::text, true);
+  return changed;
+end
+$$;
+
+
+--
+-- Name: FUNCTION rescore_custom_anomalies(p_tenant_ids uuid[], p_weeks date[]); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.rescore_custom_anomalies(p_tenant_ids uuid[], p_weeks date[]) IS 'Re-scores the custom KPI values of the given (tenant, week) pairs and the 12 weeks after each, as kpi.rescore_anomalies does for built-in KPIs. Returns how many anomalies it inserted or changed.';
 
 
 --
@@ -1671,6 +1808,27 @@ $$;
 --
 
 COMMENT ON PROCEDURE kpi.run_source_cleanup(IN batch_size integer) IS 'Deletes source reports older than each tenant''s retention (plan or override), in batches of batch_size rows, each its own transaction; never the rows the history still needs. Logged in kpi.kpi_runs (kind cleanup, details.deleted). Run daily by pg_cron. Example: call kpi.run_source_cleanup();';
+
+
+--
+-- Name: score_written_custom_values(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.score_written_custom_values() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  if tg_op = 'DELETE' then
+    delete from kpi.kpi_anomalies a using old_rows o
+    where a.tenant_id = o.tenant_id and a.as_of = o.as_of and a.kpi = o.key;
+  else
+    perform kpi.rescore_custom_anomalies(array_agg(w.tenant_id), array_agg(w.as_of))
+    from (select distinct tenant_id, as_of from new_rows) w having count(*) > 0;
+  end if;
+  return null;
+end
+$$;
 
 
 --
@@ -1974,6 +2132,10 @@ begin
   end if;
   if new.key = any (built_in) then
     perform kpi.raise_request_error('INVALID_INPUT', format('key: %s is a built-in KPI', new.key));
+  end if;
+  if new.key = 'custom' then
+    -- The anomaly rule of every custom KPI is named so.
+    perform kpi.raise_request_error('INVALID_INPUT', 'key: custom is reserved');
   end if;
   if tg_op = 'INSERT' and exists (select from kpi.custom_kpis d where d.tenant_id = new.tenant_id and d.key = new.key) then
     perform kpi.raise_request_error('INVALID_INPUT', format('key: %s is already defined', new.key));
@@ -3293,7 +3455,7 @@ Example: GET /kpi_anomalies?as_of=gte.2026-01-01&order=as_of.desc,kpi';
 -- Name: COLUMN kpi_anomalies.kpi; Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON COLUMN api.kpi_anomalies.kpi IS 'One of aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, hrp_pct.';
+COMMENT ON COLUMN api.kpi_anomalies.kpi IS 'One of aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, hrp_pct, or a custom KPI''s key.';
 
 
 --
@@ -4172,7 +4334,7 @@ CREATE TABLE kpi.anomaly_rules (
     threshold numeric NOT NULL,
     min_delta numeric,
     min_delta_of_median numeric,
-    CONSTRAINT anomaly_rules_kpi CHECK ((kpi = ANY (ARRAY['aiv_pct'::text, 'ati_pct'::text, 'crs_pct'::text, 'elasticity_usd_per_point'::text, 'vli_integrity_pct'::text, 'hrp_pct'::text]))),
+    CONSTRAINT anomaly_rules_kpi CHECK ((kpi = ANY (ARRAY['aiv_pct'::text, 'ati_pct'::text, 'crs_pct'::text, 'elasticity_usd_per_point'::text, 'vli_integrity_pct'::text, 'hrp_pct'::text, 'custom'::text]))),
     CONSTRAINT anomaly_rules_min_delta_not_negative CHECK (((min_delta >= (0)::numeric) AND (min_delta_of_median >= (0)::numeric))),
     CONSTRAINT anomaly_rules_some_min_delta CHECK (((min_delta IS NOT NULL) OR (min_delta_of_median IS NOT NULL))),
     CONSTRAINT anomaly_rules_threshold_positive CHECK ((threshold > (0)::numeric))
@@ -5190,6 +5352,27 @@ CREATE TRIGGER custom_kpi_values_logged_update AFTER UPDATE ON kpi.custom_kpi_va
 
 
 --
+-- Name: custom_kpi_values custom_kpi_values_scored_delete; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER custom_kpi_values_scored_delete AFTER DELETE ON kpi.custom_kpi_values REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_custom_values();
+
+
+--
+-- Name: custom_kpi_values custom_kpi_values_scored_insert; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER custom_kpi_values_scored_insert AFTER INSERT ON kpi.custom_kpi_values REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_custom_values();
+
+
+--
+-- Name: custom_kpi_values custom_kpi_values_scored_update; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER custom_kpi_values_scored_update AFTER UPDATE ON kpi.custom_kpi_values REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_custom_values();
+
+
+--
 -- Name: custom_kpis custom_kpis_forget_changed; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
@@ -5425,14 +5608,6 @@ ALTER TABLE ONLY kpi.custom_kpi_values
 
 ALTER TABLE ONLY kpi.custom_kpis
     ADD CONSTRAINT custom_kpis_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES kpi.tenants(id) ON DELETE CASCADE;
-
-
---
--- Name: kpi_anomalies kpi_anomalies_kpi_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
---
-
-ALTER TABLE ONLY kpi.kpi_anomalies
-    ADD CONSTRAINT kpi_anomalies_kpi_fkey FOREIGN KEY (kpi) REFERENCES kpi.anomaly_rules(kpi);
 
 
 --

@@ -220,6 +220,7 @@ describe('validation names the field', () => {
   const bad: [string, Partial<Definition> & { label?: string }, string][] = [
     ['bad key', { key: 'P95 latency' }, 'key:'],
     ['built-in key', { key: 'aiv_pct' }, 'key: aiv_pct is a built-in KPI'],
+    ['the name of their anomaly rule', { key: 'custom' }, 'key: custom is reserved'],
     ['unknown source', { source: 'sql' }, 'source:'],
     ['no aggregate', { aggregate: undefined }, 'aggregate:'],
     ['unknown aggregate', { aggregate: 'median' }, 'aggregate:'],
@@ -296,5 +297,33 @@ describe('rollups and the change feed cover custom KPIs', () => {
       ['delete', W1, null], ['delete', W2, null], ['delete', W3, null],
     ]);
     expect(new Set(changes.map((c) => c.kpi))).toEqual(new Set(['p95_sum']));
+  });
+});
+
+describe('anomaly detection covers custom KPIs', () => {
+  it('a week far from its previous 12 is an anomaly named by the key, with an alert; deleting the KPI removes both', async () => {
+    const tenant = await newTenant();
+    const weeks = Array.from({ length: 13 }, (_, w) => new Date(Date.UTC(2024, 0, 1 + 7 * w)).toISOString().slice(0, 10));
+    for (const [w, week] of weeks.entries()) {
+      await insertAvi(db.sql, tenant, { weekStart: week, aivPct: 50 });
+      await insertClarity(db.sql, tenant, `${week}T12:00:00Z`, { latency: { p95_ms: w === 12 ? 1000 : 100 + (w % 3) } });
+    }
+    await define(tenant, { key: 'p95', source: 'clarity', path: ['latency', 'p95_ms'], aggregate: 'avg' });
+    await backfill(tenant);
+    const anomalies = () => db.sql`select as_of::text, kpi, value::float, baseline_median::float, direction from kpi.kpi_anomalies where tenant_id = ${tenant}`;
+    // Median of 100, 101, 102 repeated: 101; the built-in KPIs are steady, so nothing else.
+    expect(await anomalies()).toEqual([{ as_of: weeks[12], kpi: 'p95', value: 1000, baseline_median: 101, direction: 'up' }]);
+    expect(await db.sql`select kpi, payload ->> 'kpi' as payload_kpi from kpi.alerts where tenant_id = ${tenant}`).toEqual([{ kpi: 'p95', payload_kpi: 'p95' }]);
+    // Idempotent: a second run neither changes nor re-alerts.
+    await backfill(tenant);
+    expect(await db.sql`select count(*)::int as n from kpi.alerts where tenant_id = ${tenant}`).toEqual([{ n: 1 }]);
+    // A tenant rule for its custom KPIs: a threshold nothing reaches.
+    await db.sql`insert into kpi.tenant_anomaly_rules (tenant_id, kpi, threshold) values (${tenant}, 'custom', 1e9)`;
+    expect(await anomalies()).toEqual([]);
+    await db.sql`delete from kpi.tenant_anomaly_rules where tenant_id = ${tenant}`;
+    expect(await anomalies()).toHaveLength(1);
+    await db.sql`delete from kpi.custom_kpis where tenant_id = ${tenant}`;
+    expect(await anomalies()).toEqual([]);
+    expect(await db.sql`select from kpi.alerts where tenant_id = ${tenant}`).toHaveLength(0);
   });
 });
