@@ -1328,6 +1328,22 @@ $$;
 
 
 --
+-- Name: refuse_non_admin(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.refuse_non_admin() RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+begin
+  if coalesce(current_setting('request.method', true), '') <> '' and not kpi_api.is_tenant_admin() then
+    perform kpi.raise_request_error('FORBIDDEN', 'only an admin of the tenant (tenant_roles: "kpi_admin") may change its custom KPIs');
+  end if;
+end
+$$;
+
+
+--
 -- Name: rescore_after_rule_change(); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -2101,10 +2117,8 @@ declare
   operand text;
   used_by text;
 begin
-  if coalesce(current_setting('request.method', true), '') <> '' and not kpi_api.is_tenant_admin() then
-    perform kpi.raise_request_error('FORBIDDEN', 'only an admin of the tenant (tenant_roles: "kpi_admin") may change its custom KPIs');
-  end if;
   if tg_op = 'DELETE' then
+    perform kpi.refuse_non_admin();
     select string_agg(d.key, ', ' order by d.key) into used_by from kpi.custom_kpis d
     where d.tenant_id = old.tenant_id and d.combine is not null and old.key in (d.left_kpi, d.right_kpi) and d.key <> old.key;
     if used_by is not null then
@@ -2120,6 +2134,7 @@ begin
                            new.right_kpi, new.valid_min, new.valid_max, new.active, new.key, new.tenant_id, new.revision) then
     return new;
   end if;
+  perform kpi.refuse_non_admin();
   if new.tenant_id is null then
     perform kpi.raise_request_error('INVALID_INPUT', 'tenant_id: required');
   end if;

@@ -154,6 +154,20 @@ begin
 end
 $$;
 
+-- Inside an HTTP request, only a tenant admin changes definitions (the row-level security policies
+-- refuse the others too; this says why, with our code). The fill's own bookkeeping — marking what
+-- it derived, during a cron request too — is no change of a definition and never comes here.
+create function kpi.refuse_non_admin() returns void
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+  if coalesce(current_setting('request.method', true), '') <> '' and not kpi_api.is_tenant_admin() then
+    perform kpi.raise_request_error('FORBIDDEN', 'only an admin of the tenant (tenant_roles: "kpi_admin") may change its custom KPIs');
+  end if;
+end
+$$;
+
 -- Every field checked in turn, each error naming its field; then the limit and the references.
 -- Security definer: it reads the tenant's other definitions and the limit whoever writes.
 create function kpi.validate_custom_kpi() returns trigger
@@ -167,10 +181,8 @@ declare
   operand text;
   used_by text;
 begin
-  if coalesce(current_setting('request.method', true), '') <> '' and not kpi_api.is_tenant_admin() then
-    perform kpi.raise_request_error('FORBIDDEN', 'only an admin of the tenant (tenant_roles: "kpi_admin") may change its custom KPIs');
-  end if;
   if tg_op = 'DELETE' then
+    perform kpi.refuse_non_admin();
     select string_agg(d.key, ', ' order by d.key) into used_by from kpi.custom_kpis d
     where d.tenant_id = old.tenant_id and d.combine is not null and old.key in (d.left_kpi, d.right_kpi) and d.key <> old.key;
     if used_by is not null then
@@ -186,6 +198,7 @@ begin
                            new.right_kpi, new.valid_min, new.valid_max, new.active, new.key, new.tenant_id, new.revision) then
     return new;
   end if;
+  perform kpi.refuse_non_admin();
   if new.tenant_id is null then
     perform kpi.raise_request_error('INVALID_INPUT', 'tenant_id: required');
   end if;
@@ -1760,6 +1773,7 @@ drop function kpi.write_custom_kpi_values(uuid[], date[], text[]);
 drop table kpi.custom_kpis;
 drop function kpi.forget_changed_custom_kpis();
 drop function kpi.validate_custom_kpi();
+drop function kpi.refuse_non_admin();
 drop function kpi.raise_request_error(text, text);
 drop function kpi_api.is_tenant_admin();
 drop table kpi.custom_kpi_settings;

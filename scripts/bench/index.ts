@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import postgres from 'postgres';
 import { measureDetection } from './anomalies.js';
 import { measureCleanup } from './cleanup.js';
+import { measureCustomKpis } from './custom-kpis.js';
 import { runCurve } from './curve.js';
 import { benchDatabase, prepare, resetToGenerated } from './database.js';
 import { measureFills, type FillResult } from './fills.js';
@@ -61,6 +62,10 @@ async function main(): Promise<void> {
     const floor = fills.floor.ms;
     const { unchanged, fullRerun, onePercent } = fills;
     const changedTenants = onePercent.changedTenants;
+
+    // 4b. Five custom KPIs per tenant: defining them, deriving them, and the full fill with them
+    // against the same fill without them (removed afterwards).
+    const customKpis = await measureCustomKpis(sql, repeat);
 
     // 5a. What the change tracking costs a bulk write: 100,000 source rows (or one per tenant at
     // small scales) in one statement and in statements of 100, with and without the tracking
@@ -190,6 +195,7 @@ async function main(): Promise<void> {
       },
       backfill: { ms: backfill.ms, rowsWritten: backfill.result.rows_written, floorMs: backfillFloor.ms, ratio: backfill.ms / backfillFloor.ms },
       anomalies,
+      customKpis,
       stream,
       reads: { history, csv: distribution(csvMs), ownerNoRls: owner, rlsRatioP50: history.p50 / owner.p50, rollups },
       cleanup,

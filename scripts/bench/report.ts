@@ -1,6 +1,7 @@
 // Prints the benchmark's figures as a table, each target marked met or not met.
 import type { Distribution } from './measure.js';
 import type { DetectionCost } from './anomalies.js';
+import type { CustomKpiCost } from './custom-kpis.js';
 import type { RollupReads } from './rollup-reads.js';
 import type { StreamLoad } from './stream.js';
 
@@ -34,6 +35,7 @@ export interface Report {
   backfill: { ms: number; rowsWritten: number; floorMs: number; ratio: number };
   /** The daily fill of a new week for every tenant, with anomaly detection and without. */
   anomalies: DetectionCost;
+  customKpis: CustomKpiCost;
   /** Commit-to-event latency of the change stream, and the worker's memory. */
   stream: StreamLoad;
   reads: { history: Distribution; csv: Distribution; ownerNoRls: Distribution; rlsRatioP50: number; rollups: RollupReads };
@@ -88,6 +90,16 @@ export function printReport(r: Report): void {
       `anomalies: daily fill, a new week for all ${r.scale.tenants} tenants`,
       `${ms(r.anomalies.withMs)} with detection, ${ms(r.anomalies.withoutMs)} without; ${r.anomalies.rowsWritten} rows, ${r.anomalies.anomalies} anomalies`,
       target(r.anomalies.ratio <= 1.3, `${x(r.anomalies.ratio)} ≤ 1.3×`),
+    ],
+    [
+      `custom KPIs: defining ${r.customKpis.definitions} (5 per tenant)`,
+      `${ms(r.customKpis.defineMs)}; the first run derives them: ${ms(r.customKpis.derive.ms)}, ${r.customKpis.derive.valuesWritten} values`,
+      '',
+    ],
+    [
+      '  full fill with them / without',
+      `${ms(r.customKpis.withMs)} with (${r.customKpis.valuesWritten} values), ${ms(r.customKpis.withoutMs)} without`,
+      target(r.customKpis.ratio <= 1.5, `${x(r.customKpis.ratio)} ≤ 1.5×`),
     ],
     [
       `history via the API path (${r.reads.history.samples} tenants, RLS)`,

@@ -13,8 +13,10 @@ import {
   type CsvQuery,
   type CustomKpiChange,
   type CustomKpiDefinition,
+  type CustomKpiRollupRow,
   type CustomKpiRow,
   type CustomKpiValueRow,
+  type CustomRollupsQuery,
   type CustomValuesQuery,
   type FillAllResult,
   type FillResult,
@@ -270,6 +272,21 @@ export function createKpiHistoryClient(options: KpiHistoryClientOptions) {
       if (query.to) request = request.lte('as_of', query.to);
       if (query.keys) request = request.in('key', query.keys);
       return unwrap(await request, 'custom values');
+    },
+
+    /** The active tenant's custom KPIs by month or quarter, oldest first, by period_start range and keys. */
+    async customRollups(query: CustomRollupsQuery): Promise<CustomKpiRollupRow[]> {
+      let request = client
+        .from('custom_kpi_rollups')
+        .select('*')
+        .eq('period', query.period)
+        .order('period_start')
+        .order('key')
+        .limit(query.limit ?? 1000);
+      if (query.from) request = request.gte('period_start', query.from);
+      if (query.to) request = request.lte('period_start', query.to);
+      if (query.keys) request = request.in('key', query.keys);
+      return unwrap(await request, `custom ${query.period}ly rollups`);
     },
 
     /** The CSV export (RFC 4180) as text. */

@@ -46,6 +46,18 @@ export type CustomKpiValueChange = CustomKpiValueRow & { updated_at: string };
 /** A custom KPI's month or quarter (GET /custom_kpi_rollups). */
 export type CustomKpiRollupRow = Database['api']['Views']['custom_kpi_rollups']['Row'];
 
+export interface CustomRollupsQuery {
+  period: RollupPeriod;
+  /** Earliest period_start, YYYY-MM-DD (inclusive). */
+  from?: string;
+  /** Latest period_start, YYYY-MM-DD (inclusive). */
+  to?: string;
+  /** Only these custom KPIs (keys). */
+  keys?: string[];
+  /** Rows to return, oldest period first (default 1000). */
+  limit?: number;
+}
+
 export interface CustomValuesQuery {
   /** Earliest week (as_of), YYYY-MM-DD (inclusive). */
   from?: string;

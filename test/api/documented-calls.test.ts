@@ -29,6 +29,7 @@ beforeAll(async () => {
   ctx = {
     token: await mintToken({ secret: TEST_JWT_SECRET, tenantIds: [ACME] }),
     hooliToken: await mintToken({ secret: TEST_JWT_SECRET, tenantIds: [HOOLI] }),
+    adminToken: await mintToken({ secret: TEST_JWT_SECRET, tenantIds: [ACME], admin: true }),
     cronSecret: CRON_SECRET,
     today: new Date().toISOString().slice(0, 10),
   };
@@ -49,7 +50,7 @@ describe('the README’s HTTP calls', () => {
   it('every curl call in the README and docs/ is one of them, so the docs and these tests cannot drift', () => {
     const documents = ['README.md', ...listDocs()].map((file) => readFileSync(`${projectRoot}${file}`, 'utf8'));
     const curls = documents.flatMap((text) =>
-      [...text.matchAll(/curl\b([^\n]*?)"?localhost:3000(\/[^\s"]*)"?/g)].map((m) => `${/-X POST/.test(m[1]!) ? 'POST' : 'GET'} ${m[2]}`),
+      [...text.matchAll(/curl\b([^\n]*?)"?localhost:3000(\/[^\s"]*)"?/g)].map((m) => `${/-X (POST|PATCH|DELETE)/.exec(m[1]!)?.[1] ?? 'GET'} ${m[2]}`),
     );
     expect(curls.length).toBeGreaterThanOrEqual(5);
     const tested = new Set(DOCUMENTED_CALLS.map((call) => `${call.method} ${call.url}`));
@@ -65,6 +66,9 @@ describe('the SDK’s calls (browser entry, through the replay’s fetch)', () =
   it('reached every endpoint the API has', () => {
     expect([...pathsHit].sort()).toEqual([
       '/active_tenant',
+      '/custom_kpi_rollups',
+      '/custom_kpi_values',
+      '/custom_kpis',
       '/kpi_anomalies',
       '/kpi_history',
       '/kpi_history_monthly',

@@ -32,7 +32,7 @@ it('npm run bench -- --quick runs every measurement and writes its JSON', () => 
   expect(result.stdout).toContain('full fill / floor');
   const report = JSON.parse(readFileSync(json, 'utf8'));
   expect(Object.keys(report).sort()).toEqual(
-    ['anomalies', 'backfill', 'cleanup', 'floor', 'fullFill', 'fullRerun', 'generationMs', 'machine', 'onePercent', 'perTenant', 'reads', 'scale', 'sourceWrites', 'stream', 'unchanged'].sort(),
+    ['anomalies', 'backfill', 'cleanup', 'customKpis', 'floor', 'fullFill', 'fullRerun', 'generationMs', 'machine', 'onePercent', 'perTenant', 'reads', 'scale', 'sourceWrites', 'stream', 'unchanged'].sort(),
   );
   expect(report.scale).toMatchObject({ tenants: 2000, weeks: 8, quick: true });
   expect(report.fullFill.rowsWritten).toBe(1960); // every tenant but the 2 % without reports
@@ -40,6 +40,11 @@ it('npm run bench -- --quick runs every measurement and writes its JSON', () => 
   expect(report.unchanged.tenantsConsidered).toBe(0); // the incremental run read no tenant
   // The Monday measured for detection: a new week for every tenant with reports, scored.
   expect(report.anomalies).toMatchObject({ rowsWritten: 1960, withMs: expect.any(Number), withoutMs: expect.any(Number) });
+  // Five custom KPIs for each of the 2,000 tenants: derived over the history there was, then
+  // computed with the latest week of each of the 1,960 tenants with reports.
+  expect(report.customKpis).toMatchObject({ definitions: 10_000, valuesWritten: 1960 * 5 });
+  expect(report.customKpis.derive.valuesWritten).toBe((1960 + report.onePercent.changedTenants) * 5);
+  expect(report.customKpis.ratio).toBeGreaterThan(0);
   expect(report.reads.rollups.monthly.samples).toBe(100);
   // Every one of the 20 writes reached all 10 clients of its tenant.
   expect(report.stream).toMatchObject({ clients: 100, tenants: 10, writes: 20, latency: { samples: 200 } });

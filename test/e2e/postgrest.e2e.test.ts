@@ -22,6 +22,7 @@ describe.skipIf(missing.length > 0)(`PostgREST at ${POSTGREST_URL ?? '(none)'}${
   const context = async (): Promise<CallContext> => ({
     token: await mintToken({ secret: PGRST_JWT_SECRET!, tenantIds: [ACME] }),
     hooliToken: await mintToken({ secret: PGRST_JWT_SECRET!, tenantIds: [HOOLI] }),
+    adminToken: await mintToken({ secret: PGRST_JWT_SECRET!, tenantIds: [ACME], admin: true }),
     cronSecret: CRON_SECRET!,
     today: new Date().toISOString().slice(0, 10),
   });

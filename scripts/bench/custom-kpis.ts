@@ -1,0 +1,85 @@
+// What custom KPIs cost the fill: every tenant defines five (mixed sources and aggregates, one
+// combine), the first run derives them over every week the history has, and then the full fill
+// (cold: an empty history) runs with them and without them — each variant in a transaction rolled
+// back afterwards, the two taking turns. The definitions are removed at the end, so the later
+// measurements run on the data they always ran on.
+import type postgres from 'postgres';
+import { median, timed } from './measure.js';
+
+export interface CustomKpiCost {
+  definitions: number;
+  defineMs: number;
+  /** The first run after defining: every definition derived over the history's weeks. */
+  derive: { ms: number; valuesWritten: number };
+  /** The cold full fill: values written with the KPIs, and the medians of both variants. */
+  valuesWritten: number;
+  withMs: number;
+  withoutMs: number;
+  /** with / without: the target is ≤ 1.5. */
+  ratio: number;
+}
+
+class Rollback extends Error {
+  constructor(readonly ms: number, readonly result: { custom_values_written?: number }) {
+    super('rollback');
+  }
+}
+
+export async function measureCustomKpis(sql: postgres.Sql, repeat: number): Promise<CustomKpiCost> {
+  const define = await timed(
+    () => sql`
+      insert into kpi.custom_kpis (tenant_id, key, label, source, path, field, aggregate, combine, left_kpi, right_kpi)
+      select t.id, d.key, d.label, d.source, d.path::text[], d.field, d.aggregate, d.combine, d.left_kpi, d.right_kpi
+      from kpi.tenants t
+      cross join (values
+        ('worst_hrp', 'Worst HRP of the week', 'clarity', '{hrp}', null, 'max', null, null, null),
+        ('clarity_reports', 'Clarity reports', 'clarity', '{tokens_sampled}', null, 'count', null, null, null),
+        ('integrity_avg', 'Mean audited integrity', 'vli', null, 'integrity_pct', 'avg', null, null, null),
+        ('aiv_latest', 'AIV', 'avi', null, 'aiv_pct', 'latest', null, null, null),
+        ('aiv_minus_ati', 'AIV − ATI', null, null, null, null, 'difference', 'aiv_pct', 'ati_pct')
+      ) d (key, label, source, path, field, aggregate, combine, left_kpi, right_kpi)
+      order by t.id, d.key`,
+  );
+  const [{ definitions }] = await sql<[{ definitions: number }]>`select count(*)::int as definitions from kpi.custom_kpis`;
+  const derive = await timed(async () => (await sql<[{ r: { custom_values_written?: number } }]>`select kpi.fill_all_kpi_history() as r`)[0].r);
+
+  const run = async (withCustom: boolean) => {
+    try {
+      await sql.begin(async (tx) => {
+        await tx`truncate kpi.kpi_history, kpi.custom_kpi_values, kpi.kpi_anomalies, kpi.alerts`;
+        if (!withCustom) {
+          // Inactive without the triggers (their values are gone with the truncate anyway).
+          await tx`alter table kpi.custom_kpis disable trigger user`;
+          await tx`update kpi.custom_kpis set active = false`;
+        }
+        const fill = await timed(async () => (await tx<[{ r: Rollback['result'] }]>`select kpi.fill_all_kpi_history(full => true) as r`)[0].r);
+        throw new Rollback(fill.ms, fill.result);
+      });
+    } catch (error) {
+      if (error instanceof Rollback) return error;
+      throw error;
+    }
+    throw new Error('unreachable');
+  };
+  const withMs: number[] = [];
+  const withoutMs: number[] = [];
+  let valuesWritten = 0;
+  for (let i = 0; i < repeat; i++) {
+    for (const withCustom of i % 2 === 0 ? [true, false] : [false, true]) {
+      const result = await run(withCustom);
+      (withCustom ? withMs : withoutMs).push(result.ms);
+      if (withCustom) valuesWritten = result.result.custom_values_written ?? 0;
+    }
+  }
+  await sql`truncate kpi.custom_kpis cascade`;
+  const [withMedian, withoutMedian] = [median(withMs), median(withoutMs)];
+  return {
+    definitions,
+    defineMs: define.ms,
+    derive: { ms: derive.ms, valuesWritten: derive.result.custom_values_written ?? 0 },
+    valuesWritten,
+    withMs: withMedian,
+    withoutMs: withoutMedian,
+    ratio: withMedian / withoutMedian,
+  };
+}
