@@ -695,17 +695,16 @@ $$;
 
 
 --
--- Name: derive_pending_custom_kpis(uuid, uuid[], date[]); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: derive_pending_custom_kpis(uuid); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.derive_pending_custom_kpis(p_tenant_id uuid, p_done_tenants uuid[], p_done_weeks date[]) RETURNS jsonb
+CREATE FUNCTION kpi.derive_pending_custom_kpis(p_tenant_id uuid) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
 declare
   pending_tenants uuid[];
   pending_weeks date[];
-  pending_keys text[];
   -- The pending definitions with the revision read now.
   derived_keys jsonb;
   stats jsonb;
@@ -717,19 +716,18 @@ begin
   if derived_keys is null then
     return jsonb_build_object('kpis_derived', 0, 'values', 0, 'rows_written', 0, 'warnings', '[]'::jsonb);
   end if;
-  -- (The three arrays from one aggregate pass, so that they stay aligned.)
-  select array_agg(p.tenant_id), array_agg(h.as_of), array_agg(p.key)
-  into pending_tenants, pending_weeks, pending_keys
-  from jsonb_to_recordset(derived_keys) as p (tenant_id uuid, key text, revision integer)
+  -- Every kept week of the tenants concerned. (Both arrays from one aggregate pass, so that they
+  -- stay aligned.)
+  select array_agg(h.tenant_id), array_agg(h.as_of)
+  into pending_tenants, pending_weeks
+  from (select distinct p.tenant_id from jsonb_to_recordset(derived_keys) as p (tenant_id uuid)) p
   join kpi.tenants t on t.id = p.tenant_id
   join kpi.plans pl on pl.plan = t.plan
   cross join kpi.retention_state rs
   join kpi.kpi_history h on h.tenant_id = p.tenant_id
   where kpi.week_end(h.as_of) > kpi.source_horizon(coalesce(t.source_retention_days, pl.source_retention_days),
-                                                  t.sources_purged_before, rs.last_cleanup_as_of)
-    and not exists (select from unnest(p_done_tenants, p_done_weeks) as d (tenant_id, as_of)
-                    where d.tenant_id = h.tenant_id and d.as_of = h.as_of);
-  stats := kpi.write_custom_kpi_values(coalesce(pending_tenants, '{}'), coalesce(pending_weeks, '{}'), coalesce(pending_keys, '{}'));
+                                                  t.sources_purged_before, rs.last_cleanup_as_of);
+  stats := kpi.write_custom_kpi_values(coalesce(pending_tenants, '{}'), coalesce(pending_weeks, '{}'), true);
   -- Derived as of the revision read at the start: a change committed since stays pending.
   update kpi.custom_kpis d set derived_revision = p.revision
   from jsonb_to_recordset(derived_keys) as p (tenant_id uuid, key text, revision integer)
@@ -740,10 +738,10 @@ $$;
 
 
 --
--- Name: FUNCTION derive_pending_custom_kpis(p_tenant_id uuid, p_done_tenants uuid[], p_done_weeks date[]); Type: COMMENT; Schema: kpi; Owner: -
+-- Name: FUNCTION derive_pending_custom_kpis(p_tenant_id uuid); Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON FUNCTION kpi.derive_pending_custom_kpis(p_tenant_id uuid, p_done_tenants uuid[], p_done_weeks date[]) IS 'Derives the custom KPIs not derived yet (new, changed or re-activated definitions) over every history week whose sources are kept, except the (tenant, week) pairs given (already computed by the calling run).';
+COMMENT ON FUNCTION kpi.derive_pending_custom_kpis(p_tenant_id uuid) IS 'Derives the custom KPIs not derived yet (new, changed or re-activated definitions) of one tenant (or all) over every history week whose sources are kept.';
 
 
 --
@@ -942,23 +940,29 @@ CREATE FUNCTION kpi.forget_changed_custom_kpis() RETURNS trigger
     SET search_path TO ''
     AS $$
 begin
-  -- (A statement trigger fires for no rows too: the update of the combines below among them.)
-  if not exists (select from new_rows n join old_rows o using (tenant_id, key) where n.revision <> o.revision) then
-    return null;
-  end if;
-  with changed as (
-    select n.tenant_id, n.key from new_rows n join old_rows o using (tenant_id, key)
-    where n.revision <> o.revision
-  ),
-  combines as (
+  with combines as (
     update kpi.custom_kpis d set derived_revision = null
-    from changed c
-    where d.tenant_id = c.tenant_id and d.combine is not null and c.key in (d.left_kpi, d.right_kpi)
+    where d.tenant_id = new.tenant_id and d.combine is not null and new.key in (d.left_kpi, d.right_kpi)
     returning d.tenant_id, d.key
   )
   delete from kpi.custom_kpi_values v
-  using (select tenant_id, key from changed union select tenant_id, key from combines) f
+  using (select new.tenant_id, new.key union select tenant_id, key from combines) f (tenant_id, key)
   where v.tenant_id = f.tenant_id and v.key = f.key;
+  return null;
+end
+$$;
+
+
+--
+-- Name: forget_deleted_custom_kpis(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.forget_deleted_custom_kpis() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  delete from kpi.custom_kpi_values v using old_rows o where v.tenant_id = o.tenant_id and v.key = o.key;
   return null;
 end
 $$;
@@ -1594,10 +1598,11 @@ begin
   targets as materialized (
     select v.tenant_id, v.as_of, v.key, v.value
     from given g
+    join kpi.custom_kpis d on d.tenant_id = g.tenant_id and d.active
     cross join lateral (
       select v.* from kpi.custom_kpi_values v
-      where v.tenant_id = g.tenant_id and v.as_of >= g.first_week and v.as_of <= g.last_week + 84
-      offset 0 -- index range scans, never a hash of every value
+      where v.tenant_id = g.tenant_id and v.key = d.key and v.as_of >= g.first_week and v.as_of <= g.last_week + 84
+      offset 0 -- a primary-key range scan per KPI, never a hash of every value
     ) v
   ),
   -- The cheap gate first, as for built-in KPIs: count, least and greatest of the baseline.
@@ -2126,14 +2131,6 @@ begin
     end if;
     return old;
   end if;
-  -- Only derived_revision changed (the fill marking what it derived): nothing to check.
-  if tg_op = 'UPDATE' and (old.label, old.unit, old.source, old.path, old.field, old.aggregate, old.combine, old.left_kpi,
-                           old.right_kpi, old.valid_min, old.valid_max, old.active, old.key, old.tenant_id, old.revision)
-                          is not distinct from
-                          (new.label, new.unit, new.source, new.path, new.field, new.aggregate, new.combine, new.left_kpi,
-                           new.right_kpi, new.valid_min, new.valid_max, new.active, new.key, new.tenant_id, new.revision) then
-    return new;
-  end if;
   perform kpi.refuse_non_admin();
   if new.tenant_id is null then
     perform kpi.raise_request_error('INVALID_INPUT', 'tenant_id: required');
@@ -2226,8 +2223,10 @@ begin
     end if;
   end if;
   if new.active and (tg_op = 'INSERT' or not old.active) then
-    -- One writer per tenant at a time, so two concurrent inserts cannot both pass the count.
-    perform pg_advisory_xact_lock(hashtextextended('kpi.custom_kpis:' || new.tenant_id::text, 0));
+    -- One writer per tenant at a time, so two concurrent inserts cannot both pass the count: the
+    -- tenant's row, locked (a row lock lives in the row, so a bulk definition of every tenant's
+    -- KPIs takes no lock-table slot per tenant; NO KEY UPDATE leaves writers of sources alone).
+    perform from kpi.tenants t where t.id = new.tenant_id for no key update;
     select s.max_active_per_tenant into limit_active from kpi.custom_kpi_settings s;
     if (select count(*) from kpi.custom_kpis d where d.tenant_id = new.tenant_id and d.active and d.key <> new.key) >= limit_active then
       perform kpi.raise_request_error('INVALID_INPUT',
@@ -2257,10 +2256,10 @@ CREATE FUNCTION kpi.week_end(week_start date) RETURNS timestamp with time zone
 
 
 --
--- Name: write_custom_kpi_values(uuid[], date[], text[]); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: write_custom_kpi_values(uuid[], date[], boolean); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[], p_keys text[]) RETURNS jsonb
+CREATE FUNCTION kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[], p_pending_only boolean) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     SET plan_cache_mode TO 'force_custom_plan'
@@ -2269,103 +2268,102 @@ CREATE FUNCTION kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[],
 declare
   stats jsonb;
 begin
-  with targets as materialized (
-    select distinct t.tenant_id, t.as_of, t.key from unnest(p_tenant_ids, p_weeks, p_keys) as t (tenant_id, as_of, key)
-  ),
-  weeks as materialized (
+  with weeks as (
     select h.tenant_id, h.as_of, h.aiv_pct, h.ati_pct, h.crs_pct, h.elasticity_usd_per_point, h.vli_integrity_pct, h.hrp_pct,
            kpi.week_end(h.as_of - 7) as starts, kpi.week_end(h.as_of) as ends
-    from (select distinct tenant_id, as_of from targets) w
+    from unnest(p_tenant_ids, p_weeks) as w (tenant_id, as_of)
     cross join lateral (
       select h.* from kpi.kpi_history h where h.tenant_id = w.tenant_id and h.as_of = w.as_of
       offset 0 -- an index probe per week, never a hash of the whole history
     ) h
   ),
-  -- Source KPIs: the aggregate over the week's rows (Monday 00:00 UTC to the next Monday). An
-  -- AVI report is the week's own, one value. A clarity value counts when it is a JSON number;
-  -- anything else but a missing key or null is counted as not a number (a warning).
-  sourced as materialized (
-    select w.tenant_id, w.as_of, d.key, d.valid_min, d.valid_max,
-           case when d.source = 'avi' then
-                  case when d.aggregate = 'count' then 1
-                       else case d.field when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct
-                                         when 'crs_pct' then w.crs_pct else w.elasticity_usd_per_point end end
-                else a.value end as value,
-           coalesce(a.not_numbers, 0) as not_numbers
+  computed as materialized (
+    select w.tenant_id, w.as_of, v.key, v.value, v.computed, v.out_of_range, v.not_numbers
     from weeks w
-    join kpi.custom_kpis d on d.tenant_id = w.tenant_id and d.active and d.source is not null
-    left join lateral (
-      select case d.aggregate
-               when 'latest' then (array_agg(s.value order by s.at desc, s.id desc) filter (where s.value is not null))[1]
-               when 'avg' then avg(s.value)
-               when 'min' then min(s.value)
-               when 'max' then max(s.value)
-               when 'sum' then sum(s.value)
-               else count(s.value) end as value,
-             count(*) filter (where s.not_number) as not_numbers
-      from (
-        select c.measured_at as at, c.id,
-               case when jsonb_typeof(c.metrics #> d.path) = 'number' then (c.metrics #> d.path)::numeric end as value,
-               coalesce(jsonb_typeof(c.metrics #> d.path) not in ('number', 'null'), false) as not_number
-        from kpi.clarity_reports c
-        where d.source = 'clarity' and c.tenant_id = w.tenant_id and c.measured_at >= w.starts and c.measured_at < w.ends
-        union all
-        select v.audited_at, v.id, v.integrity_pct, false
-        from kpi.vli_audits v
-        where d.source = 'vli' and v.tenant_id = w.tenant_id and v.audited_at >= w.starts and v.audited_at < w.ends
-      ) s
-    ) a on d.source <> 'avi'
-  ),
-  checked as materialized (
-    select s.tenant_id, s.as_of, s.key,
-           case when s.value < s.valid_min or s.value > s.valid_max then null else s.value end as value,
-           s.value as computed, s.value < s.valid_min or s.value > s.valid_max as out_of_range, s.not_numbers
-    from sourced s
-  ),
-  -- Combines: two weekly values, built-in (the history row) or custom (just computed).
-  combined as (
-    select w.tenant_id, w.as_of, d.key, x.value as computed,
-           x.value < d.valid_min or x.value > d.valid_max as out_of_range
-    from weeks w
-    join kpi.custom_kpis d on d.tenant_id = w.tenant_id and d.active and d.combine is not null
-    left join checked l on l.tenant_id = w.tenant_id and l.as_of = w.as_of and l.key = d.left_kpi
-    left join checked r on r.tenant_id = w.tenant_id and r.as_of = w.as_of and r.key = d.right_kpi
     cross join lateral (
-      select case d.left_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
-                             when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
-                             when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
-                             else l.value end as left_value,
-             case d.right_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
-                              when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
-                              when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
-                              else r.value end as right_value
-    ) o
-    cross join lateral (
-      select case d.combine when 'difference' then o.left_value - o.right_value
-                            else o.left_value / nullif(o.right_value, 0) end as value
-    ) x
-  ),
-  all_values as (
-    select c.tenant_id, c.as_of, c.key, round(c.value, 6) as value, c.computed, c.out_of_range, c.not_numbers from checked c
-    union all
-    select c.tenant_id, c.as_of, c.key, case when c.out_of_range then null else round(c.computed, 6) end, c.computed,
-           c.out_of_range, 0
-    from combined c
-  ),
-  wanted as materialized (
-    select v.* from all_values v
-    where exists (select from targets t where t.tenant_id = v.tenant_id and t.as_of = v.as_of and (t.key is null or t.key = v.key))
+      -- Source KPIs: the aggregate over the week's rows (Monday 00:00 UTC to the next Monday).
+      -- An AVI report is the week's own, one value. A clarity value counts when it is a JSON
+      -- number; anything else but a missing key or null is counted as not a number (a warning).
+      with sourced as (
+        select d.key, d.valid_min, d.valid_max, d.derived_revision is distinct from d.revision as pending,
+               case when d.source = 'avi' then
+                      case when d.aggregate = 'count' then 1
+                           else case d.field when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct
+                                             when 'crs_pct' then w.crs_pct else w.elasticity_usd_per_point end end
+                    else a.value end as value,
+               coalesce(a.not_numbers, 0) as not_numbers
+        from kpi.custom_kpis d
+        left join lateral (
+          select case d.aggregate
+                   when 'latest' then (array_agg(s.value order by s.at desc, s.id desc) filter (where s.value is not null))[1]
+                   when 'avg' then avg(s.value)
+                   when 'min' then min(s.value)
+                   when 'max' then max(s.value)
+                   when 'sum' then sum(s.value)
+                   else count(s.value) end as value,
+                 count(*) filter (where s.not_number) as not_numbers
+          from (
+            select c.measured_at as at, c.id,
+                   case when jsonb_typeof(c.metrics #> d.path) = 'number' then (c.metrics #> d.path)::numeric end as value,
+                   coalesce(jsonb_typeof(c.metrics #> d.path) not in ('number', 'null'), false) as not_number
+            from kpi.clarity_reports c
+            where d.source = 'clarity' and c.tenant_id = w.tenant_id and c.measured_at >= w.starts and c.measured_at < w.ends
+            union all
+            select v.audited_at, v.id, v.integrity_pct, false
+            from kpi.vli_audits v
+            where d.source = 'vli' and v.tenant_id = w.tenant_id and v.audited_at >= w.starts and v.audited_at < w.ends
+          ) s
+        ) a on d.source <> 'avi'
+        where d.tenant_id = w.tenant_id and d.active and d.source is not null
+      ),
+      checked as (
+        select s.key, s.pending, s.not_numbers, s.value as computed,
+               coalesce(s.value < s.valid_min or s.value > s.valid_max, false) as out_of_range
+        from sourced s
+      )
+      select c.key, c.pending, c.computed, c.out_of_range, c.not_numbers,
+             case when c.out_of_range then null else round(c.computed, 6) end as value
+      from checked c
+      union all
+      -- Combines: two weekly values, built-in (the history row) or custom (just computed, after
+      -- its valid range).
+      select d.key, d.derived_revision is distinct from d.revision, x.value, x.out_of_range, 0,
+             case when x.out_of_range then null else round(x.value, 6) end
+      from kpi.custom_kpis d
+      cross join lateral (
+        select case d.left_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
+                               when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
+                               when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
+                               else (select case when not c.out_of_range then c.computed end from checked c where c.key = d.left_kpi) end as left_value,
+               case d.right_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
+                                when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
+                                when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
+                                else (select case when not c.out_of_range then c.computed end from checked c where c.key = d.right_kpi) end as right_value
+      ) o
+      cross join lateral (
+        select r.value, coalesce(r.value < d.valid_min or r.value > d.valid_max, false) as out_of_range
+        from (select case d.combine when 'difference' then o.left_value - o.right_value
+                                    else o.left_value / nullif(o.right_value, 0) end as value) r
+      ) x
+      where d.tenant_id = w.tenant_id and d.active and d.combine is not null
+    ) v
+    where not p_pending_only or v.pending
   ),
   written as (
     insert into kpi.custom_kpi_values as cv (tenant_id, key, as_of, value)
     select v.tenant_id, v.key, v.as_of, v.value
-    from wanted v
+    from computed v
     -- The value there, by an index probe: an unchanged value is neither written nor locked.
     left join lateral (
       select o.value from kpi.custom_kpi_values o
       where o.tenant_id = v.tenant_id and o.key = v.key and o.as_of = v.as_of
       limit 1
     ) existing on true
+    -- Its definition, locked against a concurrent delete (which then waits for this transaction
+    -- and removes what it wrote); one deleted meanwhile is skipped.
+    cross join lateral (
+      select from kpi.custom_kpis d where d.tenant_id = v.tenant_id and d.key = v.key for key share
+    ) defined
     where existing is null or existing.value is distinct from v.value
     order by v.tenant_id, v.key, v.as_of
     on conflict (tenant_id, key, as_of) do update set value = excluded.value, updated_at = now()
@@ -2373,7 +2371,7 @@ begin
     returning 1
   )
   select jsonb_build_object(
-           'values', (select count(*) from wanted),
+           'values', (select count(*) from computed),
            'rows_written', (select count(*) from written),
            'warnings', coalesce((
              select jsonb_agg(jsonb_build_object(
@@ -2383,7 +2381,7 @@ begin
                                       else format('custom KPI %s: %s clarity value(s) that week were not numbers and were left out',
                                                   v.key, v.not_numbers) end)
                     order by v.tenant_id, v.as_of, v.key)
-             from wanted v where v.out_of_range or v.not_numbers > 0), '[]'::jsonb))
+             from computed v where v.out_of_range or v.not_numbers > 0), '[]'::jsonb))
   into stats;
   return stats;
 end
@@ -2391,10 +2389,10 @@ $$;
 
 
 --
--- Name: FUNCTION write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[], p_keys text[]); Type: COMMENT; Schema: kpi; Owner: -
+-- Name: FUNCTION write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[], p_pending_only boolean); Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON FUNCTION kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[], p_keys text[]) IS 'Computes and writes the custom KPI values of the given (tenant, week, key) triples (a NULL key: every active KPI of the tenant) for weeks that have a history row. Returns {values, rows_written, warnings}. Called by every fill; idempotent.';
+COMMENT ON FUNCTION kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[], p_pending_only boolean) IS 'Computes and writes the custom KPI values of the given (tenant, week) pairs that have a history row: every active KPI of the tenant, or (p_pending_only) those not derived yet. Returns {values, rows_written, warnings}. Called by every fill; idempotent.';
 
 
 --
@@ -2600,12 +2598,16 @@ begin
   -- (Both arrays from one aggregate pass, so that they stay aligned.)
   from (select array_agg(c.tenant_id) as tenant_ids, array_agg(c.as_of) as weeks from computed c where has_custom) w;
   if has_custom then
-    custom := kpi.write_custom_kpi_values(coalesce(computed_tenants, '{}'), coalesce(computed_weeks, '{}'), null);
-    derived := kpi.derive_pending_custom_kpis(p_tenant_id, coalesce(computed_tenants, '{}'), coalesce(computed_weeks, '{}'));
+    -- Pending definitions first, over every week; the run's own weeks then find their values.
+    derived := kpi.derive_pending_custom_kpis(p_tenant_id);
+    custom := kpi.write_custom_kpi_values(coalesce(computed_tenants, '{}'), coalesce(computed_weeks, '{}'), false);
     stats := stats || jsonb_build_object(
       'custom_values_written', (custom ->> 'rows_written')::bigint + (derived ->> 'rows_written')::bigint,
       'custom_kpis_derived', (derived ->> 'kpis_derived')::integer,
-      'warnings', (stats -> 'warnings') || (custom -> 'warnings') || (derived -> 'warnings'));
+      -- (A pending KPI's warning for one of the run's weeks is in both: once is enough.)
+      'warnings', (stats -> 'warnings') || (
+        select coalesce(jsonb_agg(w.warning order by w.warning ->> 'tenant_id', w.warning ->> 'as_of', w.warning ->> 'kpi'), '[]'::jsonb)
+        from (select distinct x.warning from jsonb_array_elements((derived -> 'warnings') || (custom -> 'warnings')) as x (warning)) w));
   end if;
   return stats;
 end
@@ -5248,13 +5250,6 @@ CREATE INDEX api_denials_denied_at_idx ON kpi.api_denials USING btree (denied_at
 
 
 --
--- Name: custom_kpi_values_week; Type: INDEX; Schema: kpi; Owner: -
---
-
-CREATE INDEX custom_kpi_values_week ON kpi.custom_kpi_values USING btree (tenant_id, as_of);
-
-
---
 -- Name: custom_kpis_pending; Type: INDEX; Schema: kpi; Owner: -
 --
 
@@ -5391,14 +5386,28 @@ CREATE TRIGGER custom_kpi_values_scored_update AFTER UPDATE ON kpi.custom_kpi_va
 -- Name: custom_kpis custom_kpis_forget_changed; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER custom_kpis_forget_changed AFTER UPDATE ON kpi.custom_kpis REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.forget_changed_custom_kpis();
+CREATE TRIGGER custom_kpis_forget_changed AFTER UPDATE ON kpi.custom_kpis FOR EACH ROW WHEN ((old.revision IS DISTINCT FROM new.revision)) EXECUTE FUNCTION kpi.forget_changed_custom_kpis();
+
+
+--
+-- Name: custom_kpis custom_kpis_forget_deleted; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER custom_kpis_forget_deleted AFTER DELETE ON kpi.custom_kpis REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.forget_deleted_custom_kpis();
 
 
 --
 -- Name: custom_kpis custom_kpis_validate; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER custom_kpis_validate BEFORE INSERT OR DELETE OR UPDATE ON kpi.custom_kpis FOR EACH ROW EXECUTE FUNCTION kpi.validate_custom_kpi();
+CREATE TRIGGER custom_kpis_validate BEFORE INSERT OR DELETE ON kpi.custom_kpis FOR EACH ROW EXECUTE FUNCTION kpi.validate_custom_kpi();
+
+
+--
+-- Name: custom_kpis custom_kpis_validate_update; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER custom_kpis_validate_update BEFORE UPDATE ON kpi.custom_kpis FOR EACH ROW WHEN ((((((((((((((((old.tenant_id IS DISTINCT FROM new.tenant_id) OR (old.key IS DISTINCT FROM new.key)) OR (old.label IS DISTINCT FROM new.label)) OR (old.unit IS DISTINCT FROM new.unit)) OR (old.source IS DISTINCT FROM new.source)) OR (old.path IS DISTINCT FROM new.path)) OR (old.field IS DISTINCT FROM new.field)) OR (old.aggregate IS DISTINCT FROM new.aggregate)) OR (old.combine IS DISTINCT FROM new.combine)) OR (old.left_kpi IS DISTINCT FROM new.left_kpi)) OR (old.right_kpi IS DISTINCT FROM new.right_kpi)) OR (old.valid_min IS DISTINCT FROM new.valid_min)) OR (old.valid_max IS DISTINCT FROM new.valid_max)) OR (old.active IS DISTINCT FROM new.active)) OR (old.revision IS DISTINCT FROM new.revision))) EXECUTE FUNCTION kpi.validate_custom_kpi();
 
 
 --
@@ -5599,22 +5608,6 @@ ALTER TABLE ONLY kpi.avi_reports
 
 ALTER TABLE ONLY kpi.clarity_reports
     ADD CONSTRAINT clarity_reports_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES kpi.tenants(id) ON DELETE CASCADE;
-
-
---
--- Name: custom_kpi_values custom_kpi_values_tenant_id_as_of_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
---
-
-ALTER TABLE ONLY kpi.custom_kpi_values
-    ADD CONSTRAINT custom_kpi_values_tenant_id_as_of_fkey FOREIGN KEY (tenant_id, as_of) REFERENCES kpi.kpi_history(tenant_id, as_of) ON DELETE CASCADE;
-
-
---
--- Name: custom_kpi_values custom_kpi_values_tenant_id_key_fkey; Type: FK CONSTRAINT; Schema: kpi; Owner: -
---
-
-ALTER TABLE ONLY kpi.custom_kpi_values
-    ADD CONSTRAINT custom_kpi_values_tenant_id_key_fkey FOREIGN KEY (tenant_id, key) REFERENCES kpi.custom_kpis(tenant_id, key) ON DELETE CASCADE;
 
 
 --

@@ -73,14 +73,13 @@ create table kpi.custom_kpi_values (
   as_of date not null,
   value numeric,
   updated_at timestamptz not null default now(),
-  primary key (tenant_id, key, as_of),
-  foreign key (tenant_id, key) references kpi.custom_kpis (tenant_id, key) on delete cascade,
-  foreign key (tenant_id, as_of) references kpi.kpi_history (tenant_id, as_of) on delete cascade
+  -- No foreign keys: checking one per value written (a query and a row lock each) cost more than
+  -- computing the value. The writing statement locks the definitions it writes values for, once
+  -- each, and a definition's delete removes its values (kpi.forget_deleted_custom_kpis).
+  primary key (tenant_id, key, as_of)
 );
 comment on table kpi.custom_kpi_values is
   'One value per tenant, week of kpi_history and active custom KPI, written by the fill with the week''s history row (NULL: no data that week, or outside the valid range). Rounded to 6 decimal places.';
--- The history row's cascade, and reads of a week's values.
-create index custom_kpi_values_week on kpi.custom_kpi_values (tenant_id, as_of);
 
 do $$
 declare
@@ -190,14 +189,6 @@ begin
     end if;
     return old;
   end if;
-  -- Only derived_revision changed (the fill marking what it derived): nothing to check.
-  if tg_op = 'UPDATE' and (old.label, old.unit, old.source, old.path, old.field, old.aggregate, old.combine, old.left_kpi,
-                           old.right_kpi, old.valid_min, old.valid_max, old.active, old.key, old.tenant_id, old.revision)
-                          is not distinct from
-                          (new.label, new.unit, new.source, new.path, new.field, new.aggregate, new.combine, new.left_kpi,
-                           new.right_kpi, new.valid_min, new.valid_max, new.active, new.key, new.tenant_id, new.revision) then
-    return new;
-  end if;
   perform kpi.refuse_non_admin();
   if new.tenant_id is null then
     perform kpi.raise_request_error('INVALID_INPUT', 'tenant_id: required');
@@ -290,8 +281,10 @@ begin
     end if;
   end if;
   if new.active and (tg_op = 'INSERT' or not old.active) then
-    -- One writer per tenant at a time, so two concurrent inserts cannot both pass the count.
-    perform pg_advisory_xact_lock(hashtextextended('kpi.custom_kpis:' || new.tenant_id::text, 0));
+    -- One writer per tenant at a time, so two concurrent inserts cannot both pass the count: the
+    -- tenant's row, locked (a row lock lives in the row, so a bulk definition of every tenant's
+    -- KPIs takes no lock-table slot per tenant; NO KEY UPDATE leaves writers of sources alone).
+    perform from kpi.tenants t where t.id = new.tenant_id for no key update;
     select s.max_active_per_tenant into limit_active from kpi.custom_kpi_settings s;
     if (select count(*) from kpi.custom_kpis d where d.tenant_id = new.tenant_id and d.active and d.key <> new.key) >= limit_active then
       perform kpi.raise_request_error('INVALID_INPUT',
@@ -309,8 +302,18 @@ begin
   return new;
 end
 $$;
-create trigger custom_kpis_validate before insert or update or delete on kpi.custom_kpis
+create trigger custom_kpis_validate before insert or delete on kpi.custom_kpis
   for each row execute function kpi.validate_custom_kpi();
+-- An update that changes no definition field (the fill marking what it derived) is not checked:
+-- the WHEN clause skips the call.
+create trigger custom_kpis_validate_update before update on kpi.custom_kpis
+  for each row
+  when ((old.tenant_id, old.key, old.label, old.unit, old.source, old.path, old.field, old.aggregate, old.combine,
+         old.left_kpi, old.right_kpi, old.valid_min, old.valid_max, old.active, old.revision)
+        is distinct from
+        (new.tenant_id, new.key, new.label, new.unit, new.source, new.path, new.field, new.aggregate, new.combine,
+         new.left_kpi, new.right_kpi, new.valid_min, new.valid_max, new.active, new.revision))
+  execute function kpi.validate_custom_kpi();
 
 -- A changed or deactivated definition: its values (and those of the combines built on it) go
 -- now, in the same transaction; the next run derives the active ones again over every week.
@@ -320,38 +323,48 @@ security definer
 set search_path = ''
 as $$
 begin
-  -- (A statement trigger fires for no rows too: the update of the combines below among them.)
-  if not exists (select from new_rows n join old_rows o using (tenant_id, key) where n.revision <> o.revision) then
-    return null;
-  end if;
-  with changed as (
-    select n.tenant_id, n.key from new_rows n join old_rows o using (tenant_id, key)
-    where n.revision <> o.revision
-  ),
-  combines as (
+  with combines as (
     update kpi.custom_kpis d set derived_revision = null
-    from changed c
-    where d.tenant_id = c.tenant_id and d.combine is not null and c.key in (d.left_kpi, d.right_kpi)
+    where d.tenant_id = new.tenant_id and d.combine is not null and new.key in (d.left_kpi, d.right_kpi)
     returning d.tenant_id, d.key
   )
   delete from kpi.custom_kpi_values v
-  using (select tenant_id, key from changed union select tenant_id, key from combines) f
+  using (select new.tenant_id, new.key union select tenant_id, key from combines) f (tenant_id, key)
   where v.tenant_id = f.tenant_id and v.key = f.key;
   return null;
 end
 $$;
+-- Row by row, and only for a changed revision (the WHEN clause costs no call): the fill marking
+-- thousands of definitions derived never gets here.
 create trigger custom_kpis_forget_changed after update on kpi.custom_kpis
-  referencing old table as old_rows new table as new_rows
-  for each statement execute function kpi.forget_changed_custom_kpis();
+  for each row when (old.revision is distinct from new.revision)
+  execute function kpi.forget_changed_custom_kpis();
+
+-- A deleted definition (by an admin, or with its tenant) takes its values along.
+create function kpi.forget_deleted_custom_kpis() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  delete from kpi.custom_kpi_values v using old_rows o where v.tenant_id = o.tenant_id and v.key = o.key;
+  return null;
+end
+$$;
+create trigger custom_kpis_forget_deleted after delete on kpi.custom_kpis
+  referencing old table as old_rows
+  for each statement execute function kpi.forget_deleted_custom_kpis();
 
 -- ============================================================================================
 -- Computation
 -- ============================================================================================
 
--- The values of the given (tenant, week, key) triples — a NULL key: every active KPI of that
--- tenant — from the week's sources and its history row, written where they differ. One
--- statement for any number of weeks: each week's sources are read by index range scans.
-create function kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[], p_keys text[]) returns jsonb
+-- The custom values of the given (tenant, week) pairs — every active KPI of the tenant, or with
+-- p_pending_only those not derived yet — from the week's sources and its history row, written
+-- where they differ. One statement for any number of weeks; everything after the list of weeks is
+-- computed within one week (a lateral subquery), so no step joins two large intermediate results
+-- and no misestimated row count can make the plan quadratic.
+create function kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[], p_pending_only boolean) returns jsonb
 language plpgsql
 set search_path = ''
 set plan_cache_mode = 'force_custom_plan'
@@ -360,103 +373,102 @@ as $$
 declare
   stats jsonb;
 begin
-  with targets as materialized (
-    select distinct t.tenant_id, t.as_of, t.key from unnest(p_tenant_ids, p_weeks, p_keys) as t (tenant_id, as_of, key)
-  ),
-  weeks as materialized (
+  with weeks as (
     select h.tenant_id, h.as_of, h.aiv_pct, h.ati_pct, h.crs_pct, h.elasticity_usd_per_point, h.vli_integrity_pct, h.hrp_pct,
            kpi.week_end(h.as_of - 7) as starts, kpi.week_end(h.as_of) as ends
-    from (select distinct tenant_id, as_of from targets) w
+    from unnest(p_tenant_ids, p_weeks) as w (tenant_id, as_of)
     cross join lateral (
       select h.* from kpi.kpi_history h where h.tenant_id = w.tenant_id and h.as_of = w.as_of
       offset 0 -- an index probe per week, never a hash of the whole history
     ) h
   ),
-  -- Source KPIs: the aggregate over the week's rows (Monday 00:00 UTC to the next Monday). An
-  -- AVI report is the week's own, one value. A clarity value counts when it is a JSON number;
-  -- anything else but a missing key or null is counted as not a number (a warning).
-  sourced as materialized (
-    select w.tenant_id, w.as_of, d.key, d.valid_min, d.valid_max,
-           case when d.source = 'avi' then
-                  case when d.aggregate = 'count' then 1
-                       else case d.field when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct
-                                         when 'crs_pct' then w.crs_pct else w.elasticity_usd_per_point end end
-                else a.value end as value,
-           coalesce(a.not_numbers, 0) as not_numbers
+  computed as materialized (
+    select w.tenant_id, w.as_of, v.key, v.value, v.computed, v.out_of_range, v.not_numbers
     from weeks w
-    join kpi.custom_kpis d on d.tenant_id = w.tenant_id and d.active and d.source is not null
-    left join lateral (
-      select case d.aggregate
-               when 'latest' then (array_agg(s.value order by s.at desc, s.id desc) filter (where s.value is not null))[1]
-               when 'avg' then avg(s.value)
-               when 'min' then min(s.value)
-               when 'max' then max(s.value)
-               when 'sum' then sum(s.value)
-               else count(s.value) end as value,
-             count(*) filter (where s.not_number) as not_numbers
-      from (
-        select c.measured_at as at, c.id,
-               case when jsonb_typeof(c.metrics #> d.path) = 'number' then (c.metrics #> d.path)::numeric end as value,
-               coalesce(jsonb_typeof(c.metrics #> d.path) not in ('number', 'null'), false) as not_number
-        from kpi.clarity_reports c
-        where d.source = 'clarity' and c.tenant_id = w.tenant_id and c.measured_at >= w.starts and c.measured_at < w.ends
-        union all
-        select v.audited_at, v.id, v.integrity_pct, false
-        from kpi.vli_audits v
-        where d.source = 'vli' and v.tenant_id = w.tenant_id and v.audited_at >= w.starts and v.audited_at < w.ends
-      ) s
-    ) a on d.source <> 'avi'
-  ),
-  checked as materialized (
-    select s.tenant_id, s.as_of, s.key,
-           case when s.value < s.valid_min or s.value > s.valid_max then null else s.value end as value,
-           s.value as computed, s.value < s.valid_min or s.value > s.valid_max as out_of_range, s.not_numbers
-    from sourced s
-  ),
-  -- Combines: two weekly values, built-in (the history row) or custom (just computed).
-  combined as (
-    select w.tenant_id, w.as_of, d.key, x.value as computed,
-           x.value < d.valid_min or x.value > d.valid_max as out_of_range
-    from weeks w
-    join kpi.custom_kpis d on d.tenant_id = w.tenant_id and d.active and d.combine is not null
-    left join checked l on l.tenant_id = w.tenant_id and l.as_of = w.as_of and l.key = d.left_kpi
-    left join checked r on r.tenant_id = w.tenant_id and r.as_of = w.as_of and r.key = d.right_kpi
     cross join lateral (
-      select case d.left_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
-                             when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
-                             when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
-                             else l.value end as left_value,
-             case d.right_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
-                              when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
-                              when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
-                              else r.value end as right_value
-    ) o
-    cross join lateral (
-      select case d.combine when 'difference' then o.left_value - o.right_value
-                            else o.left_value / nullif(o.right_value, 0) end as value
-    ) x
-  ),
-  all_values as (
-    select c.tenant_id, c.as_of, c.key, round(c.value, 6) as value, c.computed, c.out_of_range, c.not_numbers from checked c
-    union all
-    select c.tenant_id, c.as_of, c.key, case when c.out_of_range then null else round(c.computed, 6) end, c.computed,
-           c.out_of_range, 0
-    from combined c
-  ),
-  wanted as materialized (
-    select v.* from all_values v
-    where exists (select from targets t where t.tenant_id = v.tenant_id and t.as_of = v.as_of and (t.key is null or t.key = v.key))
+      -- Source KPIs: the aggregate over the week's rows (Monday 00:00 UTC to the next Monday).
+      -- An AVI report is the week's own, one value. A clarity value counts when it is a JSON
+      -- number; anything else but a missing key or null is counted as not a number (a warning).
+      with sourced as (
+        select d.key, d.valid_min, d.valid_max, d.derived_revision is distinct from d.revision as pending,
+               case when d.source = 'avi' then
+                      case when d.aggregate = 'count' then 1
+                           else case d.field when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct
+                                             when 'crs_pct' then w.crs_pct else w.elasticity_usd_per_point end end
+                    else a.value end as value,
+               coalesce(a.not_numbers, 0) as not_numbers
+        from kpi.custom_kpis d
+        left join lateral (
+          select case d.aggregate
+                   when 'latest' then (array_agg(s.value order by s.at desc, s.id desc) filter (where s.value is not null))[1]
+                   when 'avg' then avg(s.value)
+                   when 'min' then min(s.value)
+                   when 'max' then max(s.value)
+                   when 'sum' then sum(s.value)
+                   else count(s.value) end as value,
+                 count(*) filter (where s.not_number) as not_numbers
+          from (
+            select c.measured_at as at, c.id,
+                   case when jsonb_typeof(c.metrics #> d.path) = 'number' then (c.metrics #> d.path)::numeric end as value,
+                   coalesce(jsonb_typeof(c.metrics #> d.path) not in ('number', 'null'), false) as not_number
+            from kpi.clarity_reports c
+            where d.source = 'clarity' and c.tenant_id = w.tenant_id and c.measured_at >= w.starts and c.measured_at < w.ends
+            union all
+            select v.audited_at, v.id, v.integrity_pct, false
+            from kpi.vli_audits v
+            where d.source = 'vli' and v.tenant_id = w.tenant_id and v.audited_at >= w.starts and v.audited_at < w.ends
+          ) s
+        ) a on d.source <> 'avi'
+        where d.tenant_id = w.tenant_id and d.active and d.source is not null
+      ),
+      checked as (
+        select s.key, s.pending, s.not_numbers, s.value as computed,
+               coalesce(s.value < s.valid_min or s.value > s.valid_max, false) as out_of_range
+        from sourced s
+      )
+      select c.key, c.pending, c.computed, c.out_of_range, c.not_numbers,
+             case when c.out_of_range then null else round(c.computed, 6) end as value
+      from checked c
+      union all
+      -- Combines: two weekly values, built-in (the history row) or custom (just computed, after
+      -- its valid range).
+      select d.key, d.derived_revision is distinct from d.revision, x.value, x.out_of_range, 0,
+             case when x.out_of_range then null else round(x.value, 6) end
+      from kpi.custom_kpis d
+      cross join lateral (
+        select case d.left_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
+                               when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
+                               when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
+                               else (select case when not c.out_of_range then c.computed end from checked c where c.key = d.left_kpi) end as left_value,
+               case d.right_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
+                                when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
+                                when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
+                                else (select case when not c.out_of_range then c.computed end from checked c where c.key = d.right_kpi) end as right_value
+      ) o
+      cross join lateral (
+        select r.value, coalesce(r.value < d.valid_min or r.value > d.valid_max, false) as out_of_range
+        from (select case d.combine when 'difference' then o.left_value - o.right_value
+                                    else o.left_value / nullif(o.right_value, 0) end as value) r
+      ) x
+      where d.tenant_id = w.tenant_id and d.active and d.combine is not null
+    ) v
+    where not p_pending_only or v.pending
   ),
   written as (
     insert into kpi.custom_kpi_values as cv (tenant_id, key, as_of, value)
     select v.tenant_id, v.key, v.as_of, v.value
-    from wanted v
+    from computed v
     -- The value there, by an index probe: an unchanged value is neither written nor locked.
     left join lateral (
       select o.value from kpi.custom_kpi_values o
       where o.tenant_id = v.tenant_id and o.key = v.key and o.as_of = v.as_of
       limit 1
     ) existing on true
+    -- Its definition, locked against a concurrent delete (which then waits for this transaction
+    -- and removes what it wrote); one deleted meanwhile is skipped.
+    cross join lateral (
+      select from kpi.custom_kpis d where d.tenant_id = v.tenant_id and d.key = v.key for key share
+    ) defined
     where existing is null or existing.value is distinct from v.value
     order by v.tenant_id, v.key, v.as_of
     on conflict (tenant_id, key, as_of) do update set value = excluded.value, updated_at = now()
@@ -464,7 +476,7 @@ begin
     returning 1
   )
   select jsonb_build_object(
-           'values', (select count(*) from wanted),
+           'values', (select count(*) from computed),
            'rows_written', (select count(*) from written),
            'warnings', coalesce((
              select jsonb_agg(jsonb_build_object(
@@ -474,24 +486,24 @@ begin
                                       else format('custom KPI %s: %s clarity value(s) that week were not numbers and were left out',
                                                   v.key, v.not_numbers) end)
                     order by v.tenant_id, v.as_of, v.key)
-             from wanted v where v.out_of_range or v.not_numbers > 0), '[]'::jsonb))
+             from computed v where v.out_of_range or v.not_numbers > 0), '[]'::jsonb))
   into stats;
   return stats;
 end
 $$;
-comment on function kpi.write_custom_kpi_values(uuid[], date[], text[]) is
-  'Computes and writes the custom KPI values of the given (tenant, week, key) triples (a NULL key: every active KPI of the tenant) for weeks that have a history row. Returns {values, rows_written, warnings}. Called by every fill; idempotent.';
+comment on function kpi.write_custom_kpi_values(uuid[], date[], boolean) is
+  'Computes and writes the custom KPI values of the given (tenant, week) pairs that have a history row: every active KPI of the tenant, or (p_pending_only) those not derived yet. Returns {values, rows_written, warnings}. Called by every fill; idempotent.';
 
 -- Definitions not yet derived (new, changed, re-activated): every history week whose sources are
--- still kept (retention), except the weeks this run has just computed anyway.
-create function kpi.derive_pending_custom_kpis(p_tenant_id uuid, p_done_tenants uuid[], p_done_weeks date[]) returns jsonb
+-- still kept (retention). Runs before the run's own weeks are computed, which then find these
+-- values written and unchanged.
+create function kpi.derive_pending_custom_kpis(p_tenant_id uuid) returns jsonb
 language plpgsql
 set search_path = ''
 as $$
 declare
   pending_tenants uuid[];
   pending_weeks date[];
-  pending_keys text[];
   -- The pending definitions with the revision read now.
   derived_keys jsonb;
   stats jsonb;
@@ -503,19 +515,18 @@ begin
   if derived_keys is null then
     return jsonb_build_object('kpis_derived', 0, 'values', 0, 'rows_written', 0, 'warnings', '[]'::jsonb);
   end if;
-  -- (The three arrays from one aggregate pass, so that they stay aligned.)
-  select array_agg(p.tenant_id), array_agg(h.as_of), array_agg(p.key)
-  into pending_tenants, pending_weeks, pending_keys
-  from jsonb_to_recordset(derived_keys) as p (tenant_id uuid, key text, revision integer)
+  -- Every kept week of the tenants concerned. (Both arrays from one aggregate pass, so that they
+  -- stay aligned.)
+  select array_agg(h.tenant_id), array_agg(h.as_of)
+  into pending_tenants, pending_weeks
+  from (select distinct p.tenant_id from jsonb_to_recordset(derived_keys) as p (tenant_id uuid)) p
   join kpi.tenants t on t.id = p.tenant_id
   join kpi.plans pl on pl.plan = t.plan
   cross join kpi.retention_state rs
   join kpi.kpi_history h on h.tenant_id = p.tenant_id
   where kpi.week_end(h.as_of) > kpi.source_horizon(coalesce(t.source_retention_days, pl.source_retention_days),
-                                                  t.sources_purged_before, rs.last_cleanup_as_of)
-    and not exists (select from unnest(p_done_tenants, p_done_weeks) as d (tenant_id, as_of)
-                    where d.tenant_id = h.tenant_id and d.as_of = h.as_of);
-  stats := kpi.write_custom_kpi_values(coalesce(pending_tenants, '{}'), coalesce(pending_weeks, '{}'), coalesce(pending_keys, '{}'));
+                                                  t.sources_purged_before, rs.last_cleanup_as_of);
+  stats := kpi.write_custom_kpi_values(coalesce(pending_tenants, '{}'), coalesce(pending_weeks, '{}'), true);
   -- Derived as of the revision read at the start: a change committed since stays pending.
   update kpi.custom_kpis d set derived_revision = p.revision
   from jsonb_to_recordset(derived_keys) as p (tenant_id uuid, key text, revision integer)
@@ -523,8 +534,8 @@ begin
   return stats || jsonb_build_object('kpis_derived', jsonb_array_length(derived_keys));
 end
 $$;
-comment on function kpi.derive_pending_custom_kpis(uuid, uuid[], date[]) is
-  'Derives the custom KPIs not derived yet (new, changed or re-activated definitions) over every history week whose sources are kept, except the (tenant, week) pairs given (already computed by the calling run).';
+comment on function kpi.derive_pending_custom_kpis(uuid) is
+  'Derives the custom KPIs not derived yet (new, changed or re-activated definitions) of one tenant (or all) over every history week whose sources are kept.';
 
 -- Every fill computes the custom values of the weeks it computes, in its own transaction.
 CREATE OR REPLACE FUNCTION kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to date, p_latest_only boolean, p_stale_only boolean DEFAULT false) RETURNS jsonb
@@ -726,12 +737,16 @@ begin
   -- (Both arrays from one aggregate pass, so that they stay aligned.)
   from (select array_agg(c.tenant_id) as tenant_ids, array_agg(c.as_of) as weeks from computed c where has_custom) w;
   if has_custom then
-    custom := kpi.write_custom_kpi_values(coalesce(computed_tenants, '{}'), coalesce(computed_weeks, '{}'), null);
-    derived := kpi.derive_pending_custom_kpis(p_tenant_id, coalesce(computed_tenants, '{}'), coalesce(computed_weeks, '{}'));
+    -- Pending definitions first, over every week; the run's own weeks then find their values.
+    derived := kpi.derive_pending_custom_kpis(p_tenant_id);
+    custom := kpi.write_custom_kpi_values(coalesce(computed_tenants, '{}'), coalesce(computed_weeks, '{}'), false);
     stats := stats || jsonb_build_object(
       'custom_values_written', (custom ->> 'rows_written')::bigint + (derived ->> 'rows_written')::bigint,
       'custom_kpis_derived', (derived ->> 'kpis_derived')::integer,
-      'warnings', (stats -> 'warnings') || (custom -> 'warnings') || (derived -> 'warnings'));
+      -- (A pending KPI's warning for one of the run's weeks is in both: once is enough.)
+      'warnings', (stats -> 'warnings') || (
+        select coalesce(jsonb_agg(w.warning order by w.warning ->> 'tenant_id', w.warning ->> 'as_of', w.warning ->> 'kpi'), '[]'::jsonb)
+        from (select distinct x.warning from jsonb_array_elements((derived -> 'warnings') || (custom -> 'warnings')) as x (warning)) w));
   end if;
   return stats;
 end
@@ -1152,10 +1167,11 @@ begin
   targets as materialized (
     select v.tenant_id, v.as_of, v.key, v.value
     from given g
+    join kpi.custom_kpis d on d.tenant_id = g.tenant_id and d.active
     cross join lateral (
       select v.* from kpi.custom_kpi_values v
-      where v.tenant_id = g.tenant_id and v.as_of >= g.first_week and v.as_of <= g.last_week + 84
-      offset 0 -- index range scans, never a hash of every value
+      where v.tenant_id = g.tenant_id and v.key = d.key and v.as_of >= g.first_week and v.as_of <= g.last_week + 84
+      offset 0 -- a primary-key range scan per KPI, never a hash of every value
     ) v
   ),
   -- The cheap gate first, as for built-in KPIs: count, least and greatest of the baseline.
@@ -1766,12 +1782,13 @@ delete from kpi.kpi_changes where entity = 'custom_value';
 alter table kpi.kpi_changes drop constraint kpi_changes_entity;
 alter table kpi.kpi_changes add constraint kpi_changes_entity check (entity in ('history', 'anomaly'));
 drop function kpi.log_custom_value_changes();
-drop function kpi.derive_pending_custom_kpis(uuid, uuid[], date[]);
+drop function kpi.derive_pending_custom_kpis(uuid);
 drop function kpi.score_written_custom_values();
 drop function kpi.rescore_custom_anomalies(uuid[], date[]);
-drop function kpi.write_custom_kpi_values(uuid[], date[], text[]);
+drop function kpi.write_custom_kpi_values(uuid[], date[], boolean);
 drop table kpi.custom_kpis;
 drop function kpi.forget_changed_custom_kpis();
+drop function kpi.forget_deleted_custom_kpis();
 drop function kpi.validate_custom_kpi();
 drop function kpi.refuse_non_admin();
 drop function kpi.raise_request_error(text, text);
