@@ -221,10 +221,10 @@ begin
     from kpi.custom_kpis d where d.tenant_id = tenant and d.active;
   end if;
   select string_agg((select string_agg(kpi_api.csv_field(f.value), ',') from json_each_text(r.line) f)
-                    || coalesce((select string_agg(',' || coalesce(v.value::text, ''), '' order by k.n)
+                    || coalesce((select string_agg(',' || coalesce(w.kpi_values ->> k.key, ''), '' order by k.n)
                                  from unnest(custom_keys) with ordinality k(key, n)
-                                 left join kpi.custom_kpi_values v
-                                   on v.tenant_id = tenant and v.key = k.key and v.as_of = (r.line ->> 'as_of')::date), '')
+                                 left join kpi.custom_kpi_weeks w
+                                   on w.tenant_id = tenant and w.as_of = (r.line ->> 'as_of')::date), '')
                     || E'\r\n', '' order by r.n) into body
   from unnest(rows_json) with ordinality r(line, n);
 
@@ -574,34 +574,34 @@ $$;
 
 
 --
--- Name: custom_kpi_values; Type: TABLE; Schema: kpi; Owner: -
+-- Name: custom_kpi_weeks; Type: TABLE; Schema: kpi; Owner: -
 --
 
-CREATE TABLE kpi.custom_kpi_values (
+CREATE TABLE kpi.custom_kpi_weeks (
     tenant_id uuid NOT NULL,
-    key text NOT NULL,
     as_of date NOT NULL,
-    value numeric,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL
+    kpi_values jsonb NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT custom_kpi_weeks_values_object CHECK ((jsonb_typeof(kpi_values) = 'object'::text))
 );
 
-ALTER TABLE ONLY kpi.custom_kpi_values FORCE ROW LEVEL SECURITY;
+ALTER TABLE ONLY kpi.custom_kpi_weeks FORCE ROW LEVEL SECURITY;
 
 
 --
--- Name: TABLE custom_kpi_values; Type: COMMENT; Schema: kpi; Owner: -
+-- Name: TABLE custom_kpi_weeks; Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON TABLE kpi.custom_kpi_values IS 'One value per tenant, week of kpi_history and active custom KPI, written by the fill with the week''s history row (NULL: no data that week, or outside the valid range). Rounded to 6 decimal places.';
+COMMENT ON TABLE kpi.custom_kpi_weeks IS 'The custom KPI values of each tenant''s history week, {key: value}, written by the fill with the week''s history row. Read a value per row through kpi.custom_kpi_values.';
 
 
 --
--- Name: custom_value_change_data(kpi.custom_kpi_values); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: custom_values_change_data(kpi.custom_kpi_weeks); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.custom_value_change_data(v kpi.custom_kpi_values) RETURNS jsonb
+CREATE FUNCTION kpi.custom_values_change_data(w kpi.custom_kpi_weeks) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN jsonb_build_object('as_of', (v).as_of, 'key', (v).key, 'value', (v).value, 'updated_at', ((to_json(((v).updated_at AT TIME ZONE 'UTC'::text)) #>> '{}'::text[]) || '+00:00'::text));
+    RETURN jsonb_build_object('as_of', (w).as_of, 'values', (w).kpi_values, 'updated_at', ((to_json(((w).updated_at AT TIME ZONE 'UTC'::text)) #>> '{}'::text[]) || '+00:00'::text));
 
 
 --
@@ -727,7 +727,7 @@ begin
   join kpi.kpi_history h on h.tenant_id = p.tenant_id
   where kpi.week_end(h.as_of) > kpi.source_horizon(coalesce(t.source_retention_days, pl.source_retention_days),
                                                   t.sources_purged_before, rs.last_cleanup_as_of);
-  stats := kpi.write_custom_kpi_values(coalesce(pending_tenants, '{}'), coalesce(pending_weeks, '{}'), true);
+  stats := kpi.write_custom_kpi_values(coalesce(pending_tenants, '{}'), coalesce(pending_weeks, '{}'));
   -- Derived as of the revision read at the start: a change committed since stays pending.
   update kpi.custom_kpis d set derived_revision = p.revision
   from jsonb_to_recordset(derived_keys) as p (tenant_id uuid, key text, revision integer)
@@ -939,30 +939,67 @@ CREATE FUNCTION kpi.forget_changed_custom_kpis() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
+declare
+  combines text[];
 begin
-  with combines as (
+  with marked as (
     update kpi.custom_kpis d set derived_revision = null
-    where d.tenant_id = new.tenant_id and d.combine is not null and new.key in (d.left_kpi, d.right_kpi)
-    returning d.tenant_id, d.key
+    where d.tenant_id = new.tenant_id and d.combine is not null and new.key in (d.left_kpi, d.right_kpi) and d.key <> new.key
+    returning d.key
   )
-  delete from kpi.custom_kpi_values v
-  using (select new.tenant_id, new.key union select tenant_id, key from combines) f (tenant_id, key)
-  where v.tenant_id = f.tenant_id and v.key = f.key;
+  select array_agg(key) into combines from marked;
+  perform kpi.forget_custom_kpi_values(new.tenant_id, array[new.key] || coalesce(combines, '{}'));
   return null;
 end
 $$;
 
 
 --
--- Name: forget_deleted_custom_kpis(); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: forget_custom_kpi_values(uuid, text[]); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.forget_deleted_custom_kpis() RETURNS trigger
+CREATE FUNCTION kpi.forget_custom_kpi_values(p_tenant_id uuid, p_keys text[]) RETURNS void
+    LANGUAGE sql
+    SET search_path TO ''
+    BEGIN ATOMIC
+ DELETE FROM kpi.custom_kpi_weeks w
+   WHERE ((w.tenant_id = forget_custom_kpi_values.p_tenant_id) AND ((w.kpi_values - forget_custom_kpi_values.p_keys) = '{}'::jsonb));
+ UPDATE kpi.custom_kpi_weeks w SET kpi_values = (w.kpi_values - forget_custom_kpi_values.p_keys), updated_at = now()
+   WHERE ((w.tenant_id = forget_custom_kpi_values.p_tenant_id) AND (w.kpi_values ?| forget_custom_kpi_values.p_keys));
+ DELETE FROM kpi.kpi_anomalies a
+   WHERE ((a.tenant_id = forget_custom_kpi_values.p_tenant_id) AND (a.kpi = ANY (forget_custom_kpi_values.p_keys)));
+END;
+
+
+--
+-- Name: forget_defined_custom_kpis(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.forget_defined_custom_kpis() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 begin
-  delete from kpi.custom_kpi_values v using old_rows o where v.tenant_id = o.tenant_id and v.key = o.key;
+  if tg_op = 'DELETE' then
+    perform kpi.forget_custom_kpi_values(o.tenant_id, array_agg(o.key)) from old_rows o group by o.tenant_id;
+  else
+    perform kpi.forget_custom_kpi_values(n.tenant_id, array_agg(n.key)) from new_rows n group by n.tenant_id;
+  end if;
+  return null;
+end
+$$;
+
+
+--
+-- Name: forget_deleted_tenants_custom_weeks(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.forget_deleted_tenants_custom_weeks() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  delete from kpi.custom_kpi_weeks w using old_tenants o where w.tenant_id = o.id;
   return null;
 end
 $$;
@@ -1183,12 +1220,12 @@ CREATE FUNCTION kpi.log_custom_value_changes() RETURNS trigger
     AS $$
 begin
   if tg_op = 'DELETE' then
-    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, kpi)
-    select o.tenant_id, 'custom_value', 'delete', o.as_of, o.key from old_rows o order by o.tenant_id, o.key, o.as_of;
+    insert into kpi.kpi_changes (tenant_id, entity, op, as_of)
+    select o.tenant_id, 'custom_values', 'delete', o.as_of from old_rows o order by o.tenant_id, o.as_of;
   else
-    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, kpi, data)
-    select n.tenant_id, 'custom_value', lower(tg_op), n.as_of, n.key, kpi.custom_value_change_data(n)
-    from new_rows n order by n.tenant_id, n.key, n.as_of;
+    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, data)
+    select n.tenant_id, 'custom_values', lower(tg_op), n.as_of, kpi.custom_values_change_data(n)
+    from new_rows n order by n.tenant_id, n.as_of;
   end if;
   perform pg_notify('kpi_changes', '');
   return null;
@@ -1595,24 +1632,40 @@ begin
     from unnest(p_tenant_ids, p_weeks) as g (tenant_id, as_of)
     group by g.tenant_id
   ),
-  targets as materialized (
-    select v.tenant_id, v.as_of, v.key, v.value
+  -- The weeks to score, with their tenant's active KPIs (one index range scan per tenant).
+  target_weeks as materialized (
+    select w.tenant_id, w.as_of, w.kpi_values, k.keys
     from given g
-    join kpi.custom_kpis d on d.tenant_id = g.tenant_id and d.active
+    cross join lateral (select array_agg(d.key) as keys from kpi.custom_kpis d where d.tenant_id = g.tenant_id and d.active) k
     cross join lateral (
-      select v.* from kpi.custom_kpi_values v
-      where v.tenant_id = g.tenant_id and v.key = d.key and v.as_of >= g.first_week and v.as_of <= g.last_week + 84
-      offset 0 -- a primary-key range scan per KPI, never a hash of every value
-    ) v
+      select w.* from kpi.custom_kpi_weeks w
+      where w.tenant_id = g.tenant_id and w.as_of >= g.first_week and w.as_of <= g.last_week + 84
+      offset 0 -- an index range scan per tenant, never a hash of every week
+    ) w
+    where k.keys is not null
   ),
-  -- The cheap gate first, as for built-in KPIs: count, least and greatest of the baseline.
+  targets as materialized (
+    select t.tenant_id, t.as_of, k.key from target_weeks t cross join lateral unnest(t.keys) as k (key)
+    where t.kpi_values ? k.key
+  ),
+  -- The cheap gate first, as for built-in KPIs: count, least and greatest of each KPI's baseline,
+  -- from one index range scan per week for all its KPIs.
+  baselines as (
+    select t.tenant_id, t.as_of, s.key, (t.kpi_values ->> s.key)::numeric as value, s.n, s.lo, s.hi
+    from target_weeks t
+    cross join lateral (
+      select e.key, count(e.v) as n, min(e.v) as lo, max(e.v) as hi
+      from kpi.custom_kpi_weeks b
+      cross join lateral (select x.key, (x.value #>> '{}')::numeric as v from jsonb_each(b.kpi_values) x) e
+      where b.tenant_id = t.tenant_id and b.as_of >= t.as_of - 84 and b.as_of < t.as_of and e.key = any (t.keys)
+      group by e.key
+    ) s
+    where t.kpi_values ? s.key
+  ),
   candidates as materialized (
     select t.tenant_id, t.as_of, t.key, t.value, r.threshold, r.min_delta, r.min_delta_of_median
-    from targets t
-    cross join lateral (
-      select count(b.value) as n, min(b.value) as lo, max(b.value) as hi from kpi.custom_kpi_values b
-      where b.tenant_id = t.tenant_id and b.key = t.key and b.as_of >= t.as_of - 84 and b.as_of < t.as_of
-    ) b
+    from baselines t
+    cross join lateral (select t.n, t.lo, t.hi) b
     join kpi.anomaly_rules d on d.kpi = 'custom'
     left join kpi.tenant_anomaly_rules o on o.tenant_id = t.tenant_id and o.kpi = 'custom'
     cross join lateral (
@@ -1633,8 +1686,9 @@ begin
            c.min_delta, c.min_delta_of_median
     from candidates c
     cross join lateral (
-      select array_agg(b.value order by b.value) as sorted from kpi.custom_kpi_values b
-      where b.tenant_id = c.tenant_id and b.key = c.key and b.as_of >= c.as_of - 84 and b.as_of < c.as_of and b.value is not null
+      select array_agg(x.v order by x.v) as sorted
+      from kpi.custom_kpi_weeks b cross join lateral (select (b.kpi_values ->> c.key)::numeric as v) x
+      where b.tenant_id = c.tenant_id and b.as_of >= c.as_of - 84 and b.as_of < c.as_of and x.v is not null
     ) s
   ),
   found as (
@@ -1842,10 +1896,9 @@ CREATE FUNCTION kpi.score_written_custom_values() RETURNS trigger
 begin
   if tg_op = 'DELETE' then
     delete from kpi.kpi_anomalies a using old_rows o
-    where a.tenant_id = o.tenant_id and a.as_of = o.as_of and a.kpi = o.key;
+    where a.tenant_id = o.tenant_id and a.as_of = o.as_of and not exists (select from kpi.anomaly_rules d where d.kpi = a.kpi);
   else
-    perform kpi.rescore_custom_anomalies(array_agg(w.tenant_id), array_agg(w.as_of))
-    from (select distinct tenant_id, as_of from new_rows) w having count(*) > 0;
+    perform kpi.rescore_custom_anomalies(array_agg(w.tenant_id), array_agg(w.as_of)) from new_rows w having count(*) > 0;
   end if;
   return null;
 end
@@ -2256,10 +2309,10 @@ CREATE FUNCTION kpi.week_end(week_start date) RETURNS timestamp with time zone
 
 
 --
--- Name: write_custom_kpi_values(uuid[], date[], boolean); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: write_custom_kpi_values(uuid[], date[]); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[], p_pending_only boolean) RETURNS jsonb
+CREATE FUNCTION kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[]) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     SET plan_cache_mode TO 'force_custom_plan'
@@ -2278,14 +2331,14 @@ begin
     ) h
   ),
   computed as materialized (
-    select w.tenant_id, w.as_of, v.key, v.value, v.computed, v.out_of_range, v.not_numbers
+    select w.tenant_id, w.as_of, m.kpi_values, m.problems
     from weeks w
     cross join lateral (
       -- Source KPIs: the aggregate over the week's rows (Monday 00:00 UTC to the next Monday).
       -- An AVI report is the week's own, one value. A clarity value counts when it is a JSON
       -- number; anything else but a missing key or null is counted as not a number (a warning).
       with sourced as (
-        select d.key, d.valid_min, d.valid_max, d.derived_revision is distinct from d.revision as pending,
+        select d.key, d.valid_min, d.valid_max,
                case when d.source = 'avi' then
                       case when d.aggregate = 'count' then 1
                            else case d.field when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct
@@ -2317,71 +2370,68 @@ begin
         where d.tenant_id = w.tenant_id and d.active and d.source is not null
       ),
       checked as (
-        select s.key, s.pending, s.not_numbers, s.value as computed,
+        select s.key, s.not_numbers, s.value as computed,
                coalesce(s.value < s.valid_min or s.value > s.valid_max, false) as out_of_range
         from sourced s
+      ),
+      all_values as (
+        select c.key, c.computed, c.out_of_range, c.not_numbers from checked c
+        union all
+        -- Combines: two weekly values, built-in (the history row) or custom (just computed,
+        -- after its valid range).
+        select d.key, x.value, x.out_of_range, 0
+        from kpi.custom_kpis d
+        cross join lateral (
+          select case d.left_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
+                                 when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
+                                 when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
+                                 else (select case when not c.out_of_range then c.computed end from checked c where c.key = d.left_kpi) end as left_value,
+                 case d.right_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
+                                  when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
+                                  when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
+                                  else (select case when not c.out_of_range then c.computed end from checked c where c.key = d.right_kpi) end as right_value
+        ) o
+        cross join lateral (
+          select r.value, coalesce(r.value < d.valid_min or r.value > d.valid_max, false) as out_of_range
+          from (select case d.combine when 'difference' then o.left_value - o.right_value
+                                      else o.left_value / nullif(o.right_value, 0) end as value) r
+        ) x
+        where d.tenant_id = w.tenant_id and d.active and d.combine is not null
       )
-      select c.key, c.pending, c.computed, c.out_of_range, c.not_numbers,
-             case when c.out_of_range then null else round(c.computed, 6) end as value
-      from checked c
-      union all
-      -- Combines: two weekly values, built-in (the history row) or custom (just computed, after
-      -- its valid range).
-      select d.key, d.derived_revision is distinct from d.revision, x.value, x.out_of_range, 0,
-             case when x.out_of_range then null else round(x.value, 6) end
-      from kpi.custom_kpis d
-      cross join lateral (
-        select case d.left_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
-                               when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
-                               when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
-                               else (select case when not c.out_of_range then c.computed end from checked c where c.key = d.left_kpi) end as left_value,
-               case d.right_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
-                                when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
-                                when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
-                                else (select case when not c.out_of_range then c.computed end from checked c where c.key = d.right_kpi) end as right_value
-      ) o
-      cross join lateral (
-        select r.value, coalesce(r.value < d.valid_min or r.value > d.valid_max, false) as out_of_range
-        from (select case d.combine when 'difference' then o.left_value - o.right_value
-                                    else o.left_value / nullif(o.right_value, 0) end as value) r
-      ) x
-      where d.tenant_id = w.tenant_id and d.active and d.combine is not null
-    ) v
-    where not p_pending_only or v.pending
+      select jsonb_object_agg(v.key, case when v.out_of_range then null else round(v.computed, 6) end) as kpi_values,
+             jsonb_agg(jsonb_build_object('kpi', v.key, 'computed', v.computed, 'out_of_range', v.out_of_range, 'not_numbers', v.not_numbers))
+               filter (where v.out_of_range or v.not_numbers > 0) as problems
+      from all_values v
+    ) m
+    where m.kpi_values is not null
   ),
   written as (
-    insert into kpi.custom_kpi_values as cv (tenant_id, key, as_of, value)
-    select v.tenant_id, v.key, v.as_of, v.value
-    from computed v
-    -- The value there, by an index probe: an unchanged value is neither written nor locked.
+    insert into kpi.custom_kpi_weeks as cw (tenant_id, as_of, kpi_values)
+    select c.tenant_id, c.as_of, c.kpi_values
+    from computed c
+    -- The week there, by an index probe: unchanged values are neither written nor locked.
     left join lateral (
-      select o.value from kpi.custom_kpi_values o
-      where o.tenant_id = v.tenant_id and o.key = v.key and o.as_of = v.as_of
-      limit 1
+      select o.kpi_values from kpi.custom_kpi_weeks o where o.tenant_id = c.tenant_id and o.as_of = c.as_of limit 1
     ) existing on true
-    -- Its definition, locked against a concurrent delete (which then waits for this transaction
-    -- and removes what it wrote); one deleted meanwhile is skipped.
-    cross join lateral (
-      select from kpi.custom_kpis d where d.tenant_id = v.tenant_id and d.key = v.key for key share
-    ) defined
-    where existing is null or existing.value is distinct from v.value
-    order by v.tenant_id, v.key, v.as_of
-    on conflict (tenant_id, key, as_of) do update set value = excluded.value, updated_at = now()
-    where cv.value is distinct from excluded.value
+    where existing is null or existing.kpi_values is distinct from c.kpi_values
+    order by c.tenant_id, c.as_of
+    on conflict (tenant_id, as_of) do update set kpi_values = excluded.kpi_values, updated_at = now()
+    where cw.kpi_values is distinct from excluded.kpi_values
     returning 1
   )
   select jsonb_build_object(
-           'values', (select count(*) from computed),
+           'values', (select coalesce(sum((select count(*) from jsonb_object_keys(c.kpi_values))), 0) from computed c),
            'rows_written', (select count(*) from written),
            'warnings', coalesce((
              select jsonb_agg(jsonb_build_object(
-                      'tenant_id', v.tenant_id, 'as_of', v.as_of, 'code', 'INVALID_CUSTOM', 'kpi', v.key,
-                      'message', case when v.out_of_range
-                                      then format('custom KPI %s computed %s, outside its valid range, so it is NULL', v.key, v.computed)
+                      'tenant_id', c.tenant_id, 'as_of', c.as_of, 'code', 'INVALID_CUSTOM', 'kpi', p ->> 'kpi',
+                      'message', case when (p ->> 'out_of_range')::boolean
+                                      then format('custom KPI %s computed %s, outside its valid range, so it is NULL', p ->> 'kpi', p ->> 'computed')
                                       else format('custom KPI %s: %s clarity value(s) that week were not numbers and were left out',
-                                                  v.key, v.not_numbers) end)
-                    order by v.tenant_id, v.as_of, v.key)
-             from computed v where v.out_of_range or v.not_numbers > 0), '[]'::jsonb))
+                                                  p ->> 'kpi', p ->> 'not_numbers') end)
+                    order by c.tenant_id, c.as_of, p ->> 'kpi')
+             from computed c cross join lateral jsonb_array_elements(c.problems) p
+             where c.problems is not null), '[]'::jsonb))
   into stats;
   return stats;
 end
@@ -2389,10 +2439,10 @@ $$;
 
 
 --
--- Name: FUNCTION write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[], p_pending_only boolean); Type: COMMENT; Schema: kpi; Owner: -
+-- Name: FUNCTION write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[]); Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON FUNCTION kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[], p_pending_only boolean) IS 'Computes and writes the custom KPI values of the given (tenant, week) pairs that have a history row: every active KPI of the tenant, or (p_pending_only) those not derived yet. Returns {values, rows_written, warnings}. Called by every fill; idempotent.';
+COMMENT ON FUNCTION kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[]) IS 'Computes and writes the custom KPI values of the given (tenant, week) pairs that have a history row, every active KPI of the tenant, one kpi.custom_kpi_weeks row per week. Returns {values, rows_written (weeks), warnings}. Called by every fill; idempotent.';
 
 
 --
@@ -2600,9 +2650,11 @@ begin
   if has_custom then
     -- Pending definitions first, over every week; the run's own weeks then find their values.
     derived := kpi.derive_pending_custom_kpis(p_tenant_id);
-    custom := kpi.write_custom_kpi_values(coalesce(computed_tenants, '{}'), coalesce(computed_weeks, '{}'), false);
+    custom := kpi.write_custom_kpi_values(coalesce(computed_tenants, '{}'), coalesce(computed_weeks, '{}'));
     stats := stats || jsonb_build_object(
-      'custom_values_written', (custom ->> 'rows_written')::bigint + (derived ->> 'rows_written')::bigint,
+      -- Weeks whose custom values were written (one row holds a week's values), and the values.
+      'custom_weeks_written', (custom ->> 'rows_written')::bigint + (derived ->> 'rows_written')::bigint,
+      'custom_values', (custom ->> 'values')::bigint + (derived ->> 'values')::bigint,
       'custom_kpis_derived', (derived ->> 'kpis_derived')::integer,
       -- (A pending KPI's warning for one of the run's weeks is in both: once is enough.)
       'warnings', (stats -> 'warnings') || (
@@ -3116,39 +3168,116 @@ Example: GET /active_tenant?select=slug,name';
 
 
 --
+-- Name: custom_kpis; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.custom_kpis (
+    tenant_id uuid DEFAULT kpi_api.current_tenant_id() NOT NULL,
+    key text NOT NULL,
+    label text NOT NULL,
+    unit text,
+    source text,
+    path text[],
+    field text,
+    aggregate text,
+    combine text,
+    left_kpi text,
+    right_kpi text,
+    valid_min numeric,
+    valid_max numeric,
+    active boolean DEFAULT true NOT NULL,
+    revision integer DEFAULT 1 NOT NULL,
+    derived_revision integer,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT custom_kpis_aggregate CHECK ((aggregate = ANY (ARRAY['latest'::text, 'avg'::text, 'min'::text, 'max'::text, 'sum'::text, 'count'::text]))),
+    CONSTRAINT custom_kpis_combine CHECK ((combine = ANY (ARRAY['difference'::text, 'ratio'::text]))),
+    CONSTRAINT custom_kpis_key CHECK ((key ~ '^[a-z][a-z0-9_]{0,39}$'::text)),
+    CONSTRAINT custom_kpis_label CHECK (((char_length(btrim(label)) >= 1) AND (char_length(btrim(label)) <= 100))),
+    CONSTRAINT custom_kpis_path CHECK (((path IS NULL) OR (((cardinality(path) >= 1) AND (cardinality(path) <= 8)) AND (array_position(path, NULL::text) IS NULL) AND (array_position(path, ''::text) IS NULL)))),
+    CONSTRAINT custom_kpis_shape CHECK ((((source IS NOT NULL) AND (aggregate IS NOT NULL) AND (combine IS NULL) AND (left_kpi IS NULL) AND (right_kpi IS NULL) AND
+CASE source
+    WHEN 'clarity'::text THEN ((path IS NOT NULL) AND (field IS NULL))
+    WHEN 'avi'::text THEN ((path IS NULL) AND (field = ANY (ARRAY['aiv_pct'::text, 'ati_pct'::text, 'crs_pct'::text, 'elasticity_usd_per_point'::text])))
+    ELSE ((path IS NULL) AND (field = 'integrity_pct'::text))
+END) OR ((combine IS NOT NULL) AND (left_kpi IS NOT NULL) AND (right_kpi IS NOT NULL) AND (source IS NULL) AND (path IS NULL) AND (field IS NULL) AND (aggregate IS NULL)))),
+    CONSTRAINT custom_kpis_source CHECK ((source = ANY (ARRAY['clarity'::text, 'avi'::text, 'vli'::text]))),
+    CONSTRAINT custom_kpis_unit CHECK (((unit IS NULL) OR (char_length(unit) <= 20))),
+    CONSTRAINT custom_kpis_valid_range CHECK (((valid_min IS NULL) OR (valid_max IS NULL) OR (valid_min <= valid_max)))
+);
+
+ALTER TABLE ONLY kpi.custom_kpis FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE custom_kpis; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.custom_kpis IS 'Custom KPI definitions per tenant: a source (clarity JSON path, avi or vli column) and a weekly aggregate, or a difference/ratio of two KPIs; values outside [valid_min, valid_max] are stored as NULL with an INVALID_CUSTOM warning. Managed by tenant admins through api.custom_kpis; computed by every fill into kpi.custom_kpi_values.';
+
+
+--
+-- Name: COLUMN custom_kpis.path; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.custom_kpis.path IS 'For source clarity: the keys leading to a number inside clarity_reports.metrics, e.g. {latency,p95_ms}.';
+
+
+--
+-- Name: COLUMN custom_kpis.field; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.custom_kpis.field IS 'For source avi: aiv_pct, ati_pct, crs_pct or elasticity_usd_per_point; for vli: integrity_pct.';
+
+
+--
+-- Name: custom_kpi_values; Type: VIEW; Schema: kpi; Owner: -
+--
+
+CREATE VIEW kpi.custom_kpi_values WITH (security_invoker='true') AS
+ SELECT w.tenant_id,
+    e.key,
+    w.as_of,
+    ((e.value #>> '{}'::text[]))::numeric AS value,
+    w.updated_at
+   FROM (kpi.custom_kpi_weeks w
+     CROSS JOIN LATERAL jsonb_each(w.kpi_values) e(key, value))
+  WHERE (EXISTS ( SELECT
+           FROM kpi.custom_kpis d
+          WHERE ((d.tenant_id = w.tenant_id) AND (d.key = e.key) AND d.active)));
+
+
+--
+-- Name: VIEW custom_kpi_values; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON VIEW kpi.custom_kpi_values IS 'One value per tenant, week of kpi_history and active custom KPI (NULL: no data that week, or outside the valid range), rounded to 6 decimal places.';
+
+
+--
 -- Name: custom_kpi_rollups; Type: VIEW; Schema: kpi; Owner: -
 --
 
 CREATE VIEW kpi.custom_kpi_rollups WITH (security_invoker='true') AS
- SELECT r.tenant_id,
-    r.period,
-    r.period_start,
-    r.key,
-    r.weeks,
-    r.avg,
-    r.min,
-    r.max,
-    l.value AS last,
-    r.last_week
-   FROM (( SELECT w.tenant_id,
-            w.period,
-            w.period_start,
-            w.key,
-            (count(*))::integer AS weeks,
-            round(avg(w.value), 6) AS avg,
-            min(w.value) AS min,
-            max(w.value) AS max,
-            max(w.as_of) AS last_week
-           FROM ( SELECT v.tenant_id,
-                    v.key,
-                    v.as_of,
-                    v.value,
-                    p.period,
-                    (date_trunc(p.period, ((v.as_of + 3))::timestamp without time zone))::date AS period_start
-                   FROM (kpi.custom_kpi_values v
-                     CROSS JOIN ( VALUES ('month'::text), ('quarter'::text)) p(period))) w
-          GROUP BY w.tenant_id, w.period, w.period_start, w.key) r
-     JOIN kpi.custom_kpi_values l ON (((l.tenant_id = r.tenant_id) AND (l.key = r.key) AND (l.as_of = r.last_week))));
+ SELECT w.tenant_id,
+    w.period,
+    w.period_start,
+    w.key,
+    (count(*))::integer AS weeks,
+    round(avg(w.value), 6) AS avg,
+    min(w.value) AS min,
+    max(w.value) AS max,
+    (array_agg(w.value ORDER BY w.as_of DESC))[1] AS last,
+    max(w.as_of) AS last_week
+   FROM ( SELECT v.tenant_id,
+            v.key,
+            v.as_of,
+            v.value,
+            p.period,
+            (date_trunc(p.period, ((v.as_of + 3))::timestamp without time zone))::date AS period_start
+           FROM (kpi.custom_kpi_values v
+             CROSS JOIN ( VALUES ('month'::text), ('quarter'::text)) p(period))) w
+  GROUP BY w.tenant_id, w.period, w.period_start, w.key;
 
 
 --
@@ -3262,69 +3391,6 @@ COMMENT ON COLUMN api.custom_kpi_values.key IS 'The custom KPI (api.custom_kpis.
 --
 
 COMMENT ON COLUMN api.custom_kpi_values.value IS 'NULL when the week had no data for it, or the value was outside its valid range.';
-
-
---
--- Name: custom_kpis; Type: TABLE; Schema: kpi; Owner: -
---
-
-CREATE TABLE kpi.custom_kpis (
-    tenant_id uuid DEFAULT kpi_api.current_tenant_id() NOT NULL,
-    key text NOT NULL,
-    label text NOT NULL,
-    unit text,
-    source text,
-    path text[],
-    field text,
-    aggregate text,
-    combine text,
-    left_kpi text,
-    right_kpi text,
-    valid_min numeric,
-    valid_max numeric,
-    active boolean DEFAULT true NOT NULL,
-    revision integer DEFAULT 1 NOT NULL,
-    derived_revision integer,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT custom_kpis_aggregate CHECK ((aggregate = ANY (ARRAY['latest'::text, 'avg'::text, 'min'::text, 'max'::text, 'sum'::text, 'count'::text]))),
-    CONSTRAINT custom_kpis_combine CHECK ((combine = ANY (ARRAY['difference'::text, 'ratio'::text]))),
-    CONSTRAINT custom_kpis_key CHECK ((key ~ '^[a-z][a-z0-9_]{0,39}$'::text)),
-    CONSTRAINT custom_kpis_label CHECK (((char_length(btrim(label)) >= 1) AND (char_length(btrim(label)) <= 100))),
-    CONSTRAINT custom_kpis_path CHECK (((path IS NULL) OR (((cardinality(path) >= 1) AND (cardinality(path) <= 8)) AND (array_position(path, NULL::text) IS NULL) AND (array_position(path, ''::text) IS NULL)))),
-    CONSTRAINT custom_kpis_shape CHECK ((((source IS NOT NULL) AND (aggregate IS NOT NULL) AND (combine IS NULL) AND (left_kpi IS NULL) AND (right_kpi IS NULL) AND
-CASE source
-    WHEN 'clarity'::text THEN ((path IS NOT NULL) AND (field IS NULL))
-    WHEN 'avi'::text THEN ((path IS NULL) AND (field = ANY (ARRAY['aiv_pct'::text, 'ati_pct'::text, 'crs_pct'::text, 'elasticity_usd_per_point'::text])))
-    ELSE ((path IS NULL) AND (field = 'integrity_pct'::text))
-END) OR ((combine IS NOT NULL) AND (left_kpi IS NOT NULL) AND (right_kpi IS NOT NULL) AND (source IS NULL) AND (path IS NULL) AND (field IS NULL) AND (aggregate IS NULL)))),
-    CONSTRAINT custom_kpis_source CHECK ((source = ANY (ARRAY['clarity'::text, 'avi'::text, 'vli'::text]))),
-    CONSTRAINT custom_kpis_unit CHECK (((unit IS NULL) OR (char_length(unit) <= 20))),
-    CONSTRAINT custom_kpis_valid_range CHECK (((valid_min IS NULL) OR (valid_max IS NULL) OR (valid_min <= valid_max)))
-);
-
-ALTER TABLE ONLY kpi.custom_kpis FORCE ROW LEVEL SECURITY;
-
-
---
--- Name: TABLE custom_kpis; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON TABLE kpi.custom_kpis IS 'Custom KPI definitions per tenant: a source (clarity JSON path, avi or vli column) and a weekly aggregate, or a difference/ratio of two KPIs; values outside [valid_min, valid_max] are stored as NULL with an INVALID_CUSTOM warning. Managed by tenant admins through api.custom_kpis; computed by every fill into kpi.custom_kpi_values.';
-
-
---
--- Name: COLUMN custom_kpis.path; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON COLUMN kpi.custom_kpis.path IS 'For source clarity: the keys leading to a number inside clarity_reports.metrics, e.g. {latency,p95_ms}.';
-
-
---
--- Name: COLUMN custom_kpis.field; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON COLUMN kpi.custom_kpis.field IS 'For source avi: aiv_pct, ati_pct, crs_pct or elasticity_usd_per_point; for vli: integrity_pct.';
 
 
 --
@@ -4626,7 +4692,7 @@ CREATE TABLE kpi.kpi_changes (
     kpi text,
     data jsonb,
     changed_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT kpi_changes_entity CHECK ((entity = ANY (ARRAY['history'::text, 'anomaly'::text, 'custom_value'::text]))),
+    CONSTRAINT kpi_changes_entity CHECK ((entity = ANY (ARRAY['history'::text, 'anomaly'::text, 'custom_values'::text]))),
     CONSTRAINT kpi_changes_op CHECK ((op = ANY (ARRAY['insert'::text, 'update'::text, 'delete'::text])))
 );
 
@@ -5062,11 +5128,11 @@ ALTER TABLE ONLY kpi.custom_kpi_settings
 
 
 --
--- Name: custom_kpi_values custom_kpi_values_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+-- Name: custom_kpi_weeks custom_kpi_weeks_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
 --
 
-ALTER TABLE ONLY kpi.custom_kpi_values
-    ADD CONSTRAINT custom_kpi_values_pkey PRIMARY KEY (tenant_id, key, as_of);
+ALTER TABLE ONLY kpi.custom_kpi_weeks
+    ADD CONSTRAINT custom_kpi_weeks_pkey PRIMARY KEY (tenant_id, as_of);
 
 
 --
@@ -5341,45 +5407,45 @@ CREATE TRIGGER clarity_reports_track_update AFTER UPDATE ON kpi.clarity_reports 
 
 
 --
--- Name: custom_kpi_values custom_kpi_values_logged_delete; Type: TRIGGER; Schema: kpi; Owner: -
+-- Name: custom_kpi_weeks custom_kpi_weeks_logged_delete; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER custom_kpi_values_logged_delete AFTER DELETE ON kpi.custom_kpi_values REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_custom_value_changes();
-
-
---
--- Name: custom_kpi_values custom_kpi_values_logged_insert; Type: TRIGGER; Schema: kpi; Owner: -
---
-
-CREATE TRIGGER custom_kpi_values_logged_insert AFTER INSERT ON kpi.custom_kpi_values REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_custom_value_changes();
+CREATE TRIGGER custom_kpi_weeks_logged_delete AFTER DELETE ON kpi.custom_kpi_weeks REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_custom_value_changes();
 
 
 --
--- Name: custom_kpi_values custom_kpi_values_logged_update; Type: TRIGGER; Schema: kpi; Owner: -
+-- Name: custom_kpi_weeks custom_kpi_weeks_logged_insert; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER custom_kpi_values_logged_update AFTER UPDATE ON kpi.custom_kpi_values REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_custom_value_changes();
-
-
---
--- Name: custom_kpi_values custom_kpi_values_scored_delete; Type: TRIGGER; Schema: kpi; Owner: -
---
-
-CREATE TRIGGER custom_kpi_values_scored_delete AFTER DELETE ON kpi.custom_kpi_values REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_custom_values();
+CREATE TRIGGER custom_kpi_weeks_logged_insert AFTER INSERT ON kpi.custom_kpi_weeks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_custom_value_changes();
 
 
 --
--- Name: custom_kpi_values custom_kpi_values_scored_insert; Type: TRIGGER; Schema: kpi; Owner: -
+-- Name: custom_kpi_weeks custom_kpi_weeks_logged_update; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER custom_kpi_values_scored_insert AFTER INSERT ON kpi.custom_kpi_values REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_custom_values();
+CREATE TRIGGER custom_kpi_weeks_logged_update AFTER UPDATE ON kpi.custom_kpi_weeks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_custom_value_changes();
 
 
 --
--- Name: custom_kpi_values custom_kpi_values_scored_update; Type: TRIGGER; Schema: kpi; Owner: -
+-- Name: custom_kpi_weeks custom_kpi_weeks_scored_delete; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER custom_kpi_values_scored_update AFTER UPDATE ON kpi.custom_kpi_values REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_custom_values();
+CREATE TRIGGER custom_kpi_weeks_scored_delete AFTER DELETE ON kpi.custom_kpi_weeks REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_custom_values();
+
+
+--
+-- Name: custom_kpi_weeks custom_kpi_weeks_scored_insert; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER custom_kpi_weeks_scored_insert AFTER INSERT ON kpi.custom_kpi_weeks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_custom_values();
+
+
+--
+-- Name: custom_kpi_weeks custom_kpi_weeks_scored_update; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER custom_kpi_weeks_scored_update AFTER UPDATE ON kpi.custom_kpi_weeks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_custom_values();
 
 
 --
@@ -5393,7 +5459,14 @@ CREATE TRIGGER custom_kpis_forget_changed AFTER UPDATE ON kpi.custom_kpis FOR EA
 -- Name: custom_kpis custom_kpis_forget_deleted; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER custom_kpis_forget_deleted AFTER DELETE ON kpi.custom_kpis REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.forget_deleted_custom_kpis();
+CREATE TRIGGER custom_kpis_forget_deleted AFTER DELETE ON kpi.custom_kpis REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.forget_defined_custom_kpis();
+
+
+--
+-- Name: custom_kpis custom_kpis_forget_inserted; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER custom_kpis_forget_inserted AFTER INSERT ON kpi.custom_kpis REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.forget_defined_custom_kpis();
 
 
 --
@@ -5499,6 +5572,13 @@ CREATE TRIGGER tenant_anomaly_rules_rescore_insert AFTER INSERT ON kpi.tenant_an
 --
 
 CREATE TRIGGER tenant_anomaly_rules_rescore_update AFTER UPDATE ON kpi.tenant_anomaly_rules REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new FOR EACH STATEMENT EXECUTE FUNCTION kpi.rescore_after_rule_change();
+
+
+--
+-- Name: tenants tenants_forget_custom_weeks; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER tenants_forget_custom_weeks AFTER DELETE ON kpi.tenants REFERENCING OLD TABLE AS old_tenants FOR EACH STATEMENT EXECUTE FUNCTION kpi.forget_deleted_tenants_custom_weeks();
 
 
 --
@@ -5709,10 +5789,10 @@ CREATE POLICY "Changes are visible to members of the active tenant" ON kpi.kpi_c
 
 
 --
--- Name: custom_kpi_values Custom KPI values are visible to members of the active tenant; Type: POLICY; Schema: kpi; Owner: -
+-- Name: custom_kpi_weeks Custom KPI values are visible to members of the active tenant; Type: POLICY; Schema: kpi; Owner: -
 --
 
-CREATE POLICY "Custom KPI values are visible to members of the active tenant" ON kpi.custom_kpi_values FOR SELECT TO authenticated USING ((tenant_id = ( SELECT kpi_api.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY "Custom KPI values are visible to members of the active tenant" ON kpi.custom_kpi_weeks FOR SELECT TO authenticated USING ((tenant_id = ( SELECT kpi_api.current_tenant_id() AS current_tenant_id)));
 
 
 --
@@ -5874,16 +5954,16 @@ CREATE POLICY "custom_kpi_settings are maintained by their owner" ON kpi.custom_
 
 
 --
--- Name: custom_kpi_values; Type: ROW SECURITY; Schema: kpi; Owner: -
+-- Name: custom_kpi_weeks; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
-ALTER TABLE kpi.custom_kpi_values ENABLE ROW LEVEL SECURITY;
+ALTER TABLE kpi.custom_kpi_weeks ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: custom_kpi_values custom_kpi_values are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+-- Name: custom_kpi_weeks custom_kpi_weeks are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
 --
 
-CREATE POLICY "custom_kpi_values are maintained by their owner" ON kpi.custom_kpi_values TO postgres USING (true) WITH CHECK (true);
+CREATE POLICY "custom_kpi_weeks are maintained by their owner" ON kpi.custom_kpi_weeks TO postgres USING (true) WITH CHECK (true);
 
 
 --

@@ -67,25 +67,37 @@ comment on column kpi.custom_kpis.field is 'For source avi: aiv_pct, ati_pct, cr
 -- The definitions a run still has to derive over every week (few, if any).
 create index custom_kpis_pending on kpi.custom_kpis (tenant_id) where derived_revision is distinct from revision;
 
-create table kpi.custom_kpi_values (
+-- A tenant's week holds all its custom values in one row: a fill then writes, logs and scores one
+-- row per week whatever the number of KPIs (measured: five rows a week made the full fill 4.1×
+-- as slow as without custom KPIs; see docs/performance.md). kpi.custom_kpi_values reads them as
+-- one row per tenant, week and KPI.
+create table kpi.custom_kpi_weeks (
   tenant_id uuid not null,
-  key text not null,
   as_of date not null,
-  value numeric,
+  -- {"<key>": value or null, …}: each active custom KPI of the tenant that week.
+  kpi_values jsonb not null,
   updated_at timestamptz not null default now(),
-  -- No foreign keys: checking one per value written (a query and a row lock each) cost more than
-  -- computing the value. The writing statement locks the definitions it writes values for, once
-  -- each, and a definition's delete removes its values (kpi.forget_deleted_custom_kpis).
-  primary key (tenant_id, key, as_of)
+  primary key (tenant_id, as_of),
+  constraint custom_kpi_weeks_values_object check (jsonb_typeof(kpi_values) = 'object')
 );
-comment on table kpi.custom_kpi_values is
-  'One value per tenant, week of kpi_history and active custom KPI, written by the fill with the week''s history row (NULL: no data that week, or outside the valid range). Rounded to 6 decimal places.';
+comment on table kpi.custom_kpi_weeks is
+  'The custom KPI values of each tenant''s history week, {key: value}, written by the fill with the week''s history row. Read a value per row through kpi.custom_kpi_values.';
+
+create view kpi.custom_kpi_values with (security_invoker = true) as
+select w.tenant_id, e.key, w.as_of, (e.value #>> '{}')::numeric as value, w.updated_at
+from kpi.custom_kpi_weeks w
+cross join lateral jsonb_each(w.kpi_values) e
+-- A key whose definition is gone is never shown (a fill that was writing the week while the
+-- definition was deleted may have put it back; the week's next write drops it).
+where exists (select from kpi.custom_kpis d where d.tenant_id = w.tenant_id and d.key = e.key and d.active);
+comment on view kpi.custom_kpi_values is
+  'One value per tenant, week of kpi_history and active custom KPI (NULL: no data that week, or outside the valid range), rounded to 6 decimal places.';
 
 do $$
 declare
   t text;
 begin
-  foreach t in array array['custom_kpi_settings', 'custom_kpis', 'custom_kpi_values'] loop
+  foreach t in array array['custom_kpi_settings', 'custom_kpis', 'custom_kpi_weeks'] loop
     execute format('alter table kpi.%I enable row level security', t);
     execute format('alter table kpi.%I force row level security', t);
     execute format('create policy %I on kpi.%I to postgres using (true) with check (true)', t || ' are maintained by their owner', t);
@@ -121,10 +133,10 @@ create policy "Admins of the active tenant change custom KPIs" on kpi.custom_kpi
 create policy "Admins of the active tenant delete custom KPIs" on kpi.custom_kpis
   for delete to authenticated
   using (tenant_id = (select kpi_api.current_tenant_id()));
-create policy "Custom KPI values are visible to members of the active tenant" on kpi.custom_kpi_values
+create policy "Custom KPI values are visible to members of the active tenant" on kpi.custom_kpi_weeks
   for select to authenticated using (tenant_id = (select kpi_api.current_tenant_id()));
 
-grant select on kpi.custom_kpis, kpi.custom_kpi_values, kpi.custom_kpi_settings to authenticated;
+grant select on kpi.custom_kpis, kpi.custom_kpi_weeks, kpi.custom_kpi_values, kpi.custom_kpi_settings to authenticated;
 create policy "The limit is readable by tenant members" on kpi.custom_kpi_settings for select to authenticated using (true);
 grant insert (key, label, unit, source, path, field, aggregate, combine, left_kpi, right_kpi, valid_min, valid_max, active),
       update (label, unit, source, path, field, aggregate, combine, left_kpi, right_kpi, valid_min, valid_max, active),
@@ -136,7 +148,7 @@ insert into kpi.error_codes (code, sqlstate, http_status, description) values
 
 insert into kpi.table_distribution (table_name, placement, distribution_column, colocate_with, why) values
   ('custom_kpis', 'distributed', 'tenant_id', 'tenants', 'tenant data: the definitions, read by the fill next to the sources'),
-  ('custom_kpi_values', 'distributed', 'tenant_id', 'tenants', 'tenant data, written with the history row of its week'),
+  ('custom_kpi_weeks', 'distributed', 'tenant_id', 'tenants', 'tenant data, written with the history row of its week'),
   ('custom_kpi_settings', 'reference', null, null, 'one row: the limit of active custom KPIs per tenant');
 
 -- An error for a person: inside an HTTP request, PostgREST's answer with our code and status;
@@ -315,22 +327,35 @@ create trigger custom_kpis_validate_update before update on kpi.custom_kpis
          new.left_kpi, new.right_kpi, new.valid_min, new.valid_max, new.active, new.revision))
   execute function kpi.validate_custom_kpi();
 
--- A changed or deactivated definition: its values (and those of the combines built on it) go
--- now, in the same transaction; the next run derives the active ones again over every week.
+-- A new, changed or deactivated definition: its values (and those of the combines built on it)
+-- and their anomalies go now, in the same transaction; the next run derives the active ones
+-- again over every week. (A new one: a value left under its key by an earlier definition goes.)
+create function kpi.forget_custom_kpi_values(p_tenant_id uuid, p_keys text[]) returns void
+language sql
+set search_path = ''
+begin atomic
+  -- A week left without values goes; the others lose those keys.
+  delete from kpi.custom_kpi_weeks w where w.tenant_id = p_tenant_id and w.kpi_values - p_keys = '{}'::jsonb;
+  update kpi.custom_kpi_weeks w set kpi_values = w.kpi_values - p_keys, updated_at = now()
+  where w.tenant_id = p_tenant_id and w.kpi_values ?| p_keys;
+  delete from kpi.kpi_anomalies a where a.tenant_id = p_tenant_id and a.kpi = any (p_keys);
+end;
+
 create function kpi.forget_changed_custom_kpis() returns trigger
 language plpgsql
 security definer
 set search_path = ''
 as $$
+declare
+  combines text[];
 begin
-  with combines as (
+  with marked as (
     update kpi.custom_kpis d set derived_revision = null
-    where d.tenant_id = new.tenant_id and d.combine is not null and new.key in (d.left_kpi, d.right_kpi)
-    returning d.tenant_id, d.key
+    where d.tenant_id = new.tenant_id and d.combine is not null and new.key in (d.left_kpi, d.right_kpi) and d.key <> new.key
+    returning d.key
   )
-  delete from kpi.custom_kpi_values v
-  using (select new.tenant_id, new.key union select tenant_id, key from combines) f (tenant_id, key)
-  where v.tenant_id = f.tenant_id and v.key = f.key;
+  select array_agg(key) into combines from marked;
+  perform kpi.forget_custom_kpi_values(new.tenant_id, array[new.key] || coalesce(combines, '{}'));
   return null;
 end
 $$;
@@ -340,31 +365,39 @@ create trigger custom_kpis_forget_changed after update on kpi.custom_kpis
   for each row when (old.revision is distinct from new.revision)
   execute function kpi.forget_changed_custom_kpis();
 
--- A deleted definition (by an admin, or with its tenant) takes its values along.
-create function kpi.forget_deleted_custom_kpis() returns trigger
+-- A deleted definition (by an admin, or with its tenant) takes its values along; a new one finds
+-- none left under its key by an earlier definition. Once per statement and tenant.
+create function kpi.forget_defined_custom_kpis() returns trigger
 language plpgsql
 security definer
 set search_path = ''
 as $$
 begin
-  delete from kpi.custom_kpi_values v using old_rows o where v.tenant_id = o.tenant_id and v.key = o.key;
+  if tg_op = 'DELETE' then
+    perform kpi.forget_custom_kpi_values(o.tenant_id, array_agg(o.key)) from old_rows o group by o.tenant_id;
+  else
+    perform kpi.forget_custom_kpi_values(n.tenant_id, array_agg(n.key)) from new_rows n group by n.tenant_id;
+  end if;
   return null;
 end
 $$;
 create trigger custom_kpis_forget_deleted after delete on kpi.custom_kpis
   referencing old table as old_rows
-  for each statement execute function kpi.forget_deleted_custom_kpis();
+  for each statement execute function kpi.forget_defined_custom_kpis();
+create trigger custom_kpis_forget_inserted after insert on kpi.custom_kpis
+  referencing new table as new_rows
+  for each statement execute function kpi.forget_defined_custom_kpis();
 
 -- ============================================================================================
 -- Computation
 -- ============================================================================================
 
--- The custom values of the given (tenant, week) pairs — every active KPI of the tenant, or with
--- p_pending_only those not derived yet — from the week's sources and its history row, written
--- where they differ. One statement for any number of weeks; everything after the list of weeks is
--- computed within one week (a lateral subquery), so no step joins two large intermediate results
--- and no misestimated row count can make the plan quadratic.
-create function kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[], p_pending_only boolean) returns jsonb
+-- The custom values of the given (tenant, week) pairs — every active KPI of the tenant — from the
+-- week's sources and its history row, written where the week's values differ. One statement for
+-- any number of weeks; everything after the list of weeks is computed within one week (a lateral
+-- subquery), so no step joins two large intermediate results and no misestimated row count can
+-- make the plan quadratic.
+create function kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks date[]) returns jsonb
 language plpgsql
 set search_path = ''
 set plan_cache_mode = 'force_custom_plan'
@@ -383,14 +416,14 @@ begin
     ) h
   ),
   computed as materialized (
-    select w.tenant_id, w.as_of, v.key, v.value, v.computed, v.out_of_range, v.not_numbers
+    select w.tenant_id, w.as_of, m.kpi_values, m.problems
     from weeks w
     cross join lateral (
       -- Source KPIs: the aggregate over the week's rows (Monday 00:00 UTC to the next Monday).
       -- An AVI report is the week's own, one value. A clarity value counts when it is a JSON
       -- number; anything else but a missing key or null is counted as not a number (a warning).
       with sourced as (
-        select d.key, d.valid_min, d.valid_max, d.derived_revision is distinct from d.revision as pending,
+        select d.key, d.valid_min, d.valid_max,
                case when d.source = 'avi' then
                       case when d.aggregate = 'count' then 1
                            else case d.field when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct
@@ -422,81 +455,78 @@ begin
         where d.tenant_id = w.tenant_id and d.active and d.source is not null
       ),
       checked as (
-        select s.key, s.pending, s.not_numbers, s.value as computed,
+        select s.key, s.not_numbers, s.value as computed,
                coalesce(s.value < s.valid_min or s.value > s.valid_max, false) as out_of_range
         from sourced s
+      ),
+      all_values as (
+        select c.key, c.computed, c.out_of_range, c.not_numbers from checked c
+        union all
+        -- Combines: two weekly values, built-in (the history row) or custom (just computed,
+        -- after its valid range).
+        select d.key, x.value, x.out_of_range, 0
+        from kpi.custom_kpis d
+        cross join lateral (
+          select case d.left_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
+                                 when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
+                                 when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
+                                 else (select case when not c.out_of_range then c.computed end from checked c where c.key = d.left_kpi) end as left_value,
+                 case d.right_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
+                                  when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
+                                  when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
+                                  else (select case when not c.out_of_range then c.computed end from checked c where c.key = d.right_kpi) end as right_value
+        ) o
+        cross join lateral (
+          select r.value, coalesce(r.value < d.valid_min or r.value > d.valid_max, false) as out_of_range
+          from (select case d.combine when 'difference' then o.left_value - o.right_value
+                                      else o.left_value / nullif(o.right_value, 0) end as value) r
+        ) x
+        where d.tenant_id = w.tenant_id and d.active and d.combine is not null
       )
-      select c.key, c.pending, c.computed, c.out_of_range, c.not_numbers,
-             case when c.out_of_range then null else round(c.computed, 6) end as value
-      from checked c
-      union all
-      -- Combines: two weekly values, built-in (the history row) or custom (just computed, after
-      -- its valid range).
-      select d.key, d.derived_revision is distinct from d.revision, x.value, x.out_of_range, 0,
-             case when x.out_of_range then null else round(x.value, 6) end
-      from kpi.custom_kpis d
-      cross join lateral (
-        select case d.left_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
-                               when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
-                               when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
-                               else (select case when not c.out_of_range then c.computed end from checked c where c.key = d.left_kpi) end as left_value,
-               case d.right_kpi when 'aiv_pct' then w.aiv_pct when 'ati_pct' then w.ati_pct when 'crs_pct' then w.crs_pct
-                                when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
-                                when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
-                                else (select case when not c.out_of_range then c.computed end from checked c where c.key = d.right_kpi) end as right_value
-      ) o
-      cross join lateral (
-        select r.value, coalesce(r.value < d.valid_min or r.value > d.valid_max, false) as out_of_range
-        from (select case d.combine when 'difference' then o.left_value - o.right_value
-                                    else o.left_value / nullif(o.right_value, 0) end as value) r
-      ) x
-      where d.tenant_id = w.tenant_id and d.active and d.combine is not null
-    ) v
-    where not p_pending_only or v.pending
+      select jsonb_object_agg(v.key, case when v.out_of_range then null else round(v.computed, 6) end) as kpi_values,
+             jsonb_agg(jsonb_build_object('kpi', v.key, 'computed', v.computed, 'out_of_range', v.out_of_range, 'not_numbers', v.not_numbers))
+               filter (where v.out_of_range or v.not_numbers > 0) as problems
+      from all_values v
+    ) m
+    where m.kpi_values is not null
   ),
   written as (
-    insert into kpi.custom_kpi_values as cv (tenant_id, key, as_of, value)
-    select v.tenant_id, v.key, v.as_of, v.value
-    from computed v
-    -- The value there, by an index probe: an unchanged value is neither written nor locked.
+    insert into kpi.custom_kpi_weeks as cw (tenant_id, as_of, kpi_values)
+    select c.tenant_id, c.as_of, c.kpi_values
+    from computed c
+    -- The week there, by an index probe: unchanged values are neither written nor locked.
     left join lateral (
-      select o.value from kpi.custom_kpi_values o
-      where o.tenant_id = v.tenant_id and o.key = v.key and o.as_of = v.as_of
-      limit 1
+      select o.kpi_values from kpi.custom_kpi_weeks o where o.tenant_id = c.tenant_id and o.as_of = c.as_of limit 1
     ) existing on true
-    -- Its definition, locked against a concurrent delete (which then waits for this transaction
-    -- and removes what it wrote); one deleted meanwhile is skipped.
-    cross join lateral (
-      select from kpi.custom_kpis d where d.tenant_id = v.tenant_id and d.key = v.key for key share
-    ) defined
-    where existing is null or existing.value is distinct from v.value
-    order by v.tenant_id, v.key, v.as_of
-    on conflict (tenant_id, key, as_of) do update set value = excluded.value, updated_at = now()
-    where cv.value is distinct from excluded.value
+    where existing is null or existing.kpi_values is distinct from c.kpi_values
+    order by c.tenant_id, c.as_of
+    on conflict (tenant_id, as_of) do update set kpi_values = excluded.kpi_values, updated_at = now()
+    where cw.kpi_values is distinct from excluded.kpi_values
     returning 1
   )
   select jsonb_build_object(
-           'values', (select count(*) from computed),
+           'values', (select coalesce(sum((select count(*) from jsonb_object_keys(c.kpi_values))), 0) from computed c),
            'rows_written', (select count(*) from written),
            'warnings', coalesce((
              select jsonb_agg(jsonb_build_object(
-                      'tenant_id', v.tenant_id, 'as_of', v.as_of, 'code', 'INVALID_CUSTOM', 'kpi', v.key,
-                      'message', case when v.out_of_range
-                                      then format('custom KPI %s computed %s, outside its valid range, so it is NULL', v.key, v.computed)
+                      'tenant_id', c.tenant_id, 'as_of', c.as_of, 'code', 'INVALID_CUSTOM', 'kpi', p ->> 'kpi',
+                      'message', case when (p ->> 'out_of_range')::boolean
+                                      then format('custom KPI %s computed %s, outside its valid range, so it is NULL', p ->> 'kpi', p ->> 'computed')
                                       else format('custom KPI %s: %s clarity value(s) that week were not numbers and were left out',
-                                                  v.key, v.not_numbers) end)
-                    order by v.tenant_id, v.as_of, v.key)
-             from computed v where v.out_of_range or v.not_numbers > 0), '[]'::jsonb))
+                                                  p ->> 'kpi', p ->> 'not_numbers') end)
+                    order by c.tenant_id, c.as_of, p ->> 'kpi')
+             from computed c cross join lateral jsonb_array_elements(c.problems) p
+             where c.problems is not null), '[]'::jsonb))
   into stats;
   return stats;
 end
 $$;
-comment on function kpi.write_custom_kpi_values(uuid[], date[], boolean) is
-  'Computes and writes the custom KPI values of the given (tenant, week) pairs that have a history row: every active KPI of the tenant, or (p_pending_only) those not derived yet. Returns {values, rows_written, warnings}. Called by every fill; idempotent.';
+comment on function kpi.write_custom_kpi_values(uuid[], date[]) is
+  'Computes and writes the custom KPI values of the given (tenant, week) pairs that have a history row, every active KPI of the tenant, one kpi.custom_kpi_weeks row per week. Returns {values, rows_written (weeks), warnings}. Called by every fill; idempotent.';
 
--- Definitions not yet derived (new, changed, re-activated): every history week whose sources are
--- still kept (retention). Runs before the run's own weeks are computed, which then find these
--- values written and unchanged.
+-- Definitions not yet derived (new, changed, re-activated): every history week of their tenants
+-- whose sources are still kept (retention). Runs before the run's own weeks are computed, which
+-- then find their values written and unchanged.
 create function kpi.derive_pending_custom_kpis(p_tenant_id uuid) returns jsonb
 language plpgsql
 set search_path = ''
@@ -526,7 +556,7 @@ begin
   join kpi.kpi_history h on h.tenant_id = p.tenant_id
   where kpi.week_end(h.as_of) > kpi.source_horizon(coalesce(t.source_retention_days, pl.source_retention_days),
                                                   t.sources_purged_before, rs.last_cleanup_as_of);
-  stats := kpi.write_custom_kpi_values(coalesce(pending_tenants, '{}'), coalesce(pending_weeks, '{}'), true);
+  stats := kpi.write_custom_kpi_values(coalesce(pending_tenants, '{}'), coalesce(pending_weeks, '{}'));
   -- Derived as of the revision read at the start: a change committed since stays pending.
   update kpi.custom_kpis d set derived_revision = p.revision
   from jsonb_to_recordset(derived_keys) as p (tenant_id uuid, key text, revision integer)
@@ -739,9 +769,11 @@ begin
   if has_custom then
     -- Pending definitions first, over every week; the run's own weeks then find their values.
     derived := kpi.derive_pending_custom_kpis(p_tenant_id);
-    custom := kpi.write_custom_kpi_values(coalesce(computed_tenants, '{}'), coalesce(computed_weeks, '{}'), false);
+    custom := kpi.write_custom_kpi_values(coalesce(computed_tenants, '{}'), coalesce(computed_weeks, '{}'));
     stats := stats || jsonb_build_object(
-      'custom_values_written', (custom ->> 'rows_written')::bigint + (derived ->> 'rows_written')::bigint,
+      -- Weeks whose custom values were written (one row holds a week's values), and the values.
+      'custom_weeks_written', (custom ->> 'rows_written')::bigint + (derived ->> 'rows_written')::bigint,
+      'custom_values', (custom ->> 'values')::bigint + (derived ->> 'values')::bigint,
       'custom_kpis_derived', (derived ->> 'kpis_derived')::integer,
       -- (A pending KPI's warning for one of the run's weeks is in both: once is enough.)
       'warnings', (stats -> 'warnings') || (
@@ -757,16 +789,17 @@ $$;
 -- ============================================================================================
 
 alter table kpi.kpi_changes drop constraint kpi_changes_entity;
-alter table kpi.kpi_changes add constraint kpi_changes_entity check (entity in ('history', 'anomaly', 'custom_value'));
+alter table kpi.kpi_changes add constraint kpi_changes_entity check (entity in ('history', 'anomaly', 'custom_values'));
 
--- (No SET clause, so that the planner inlines it into the logging statement.)
-create function kpi.custom_value_change_data(v kpi.custom_kpi_values) returns jsonb
+-- A week's custom values as the feed carries them (only active KPIs' keys). No SET clause, so
+-- that the planner inlines it into the logging statement.
+create function kpi.custom_values_change_data(w kpi.custom_kpi_weeks) returns jsonb
 language sql stable parallel safe
-return jsonb_build_object('as_of', v.as_of, 'key', v.key, 'value', v.value,
-                          'updated_at', (to_json(v.updated_at at time zone 'UTC') #>> '{}') || '+00:00');
+return jsonb_build_object('as_of', w.as_of, 'values', w.kpi_values,
+                          'updated_at', (to_json(w.updated_at at time zone 'UTC') #>> '{}') || '+00:00');
 
--- Security definer: a tenant admin's delete of a definition removes its values (the cascade),
--- and the log of that is written whoever deleted.
+-- Security definer: a tenant admin's change or delete of a definition removes its values from
+-- the weeks, and the log of that is written whoever changed it.
 create function kpi.log_custom_value_changes() returns trigger
 language plpgsql
 security definer
@@ -774,22 +807,22 @@ set search_path = ''
 as $$
 begin
   if tg_op = 'DELETE' then
-    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, kpi)
-    select o.tenant_id, 'custom_value', 'delete', o.as_of, o.key from old_rows o order by o.tenant_id, o.key, o.as_of;
+    insert into kpi.kpi_changes (tenant_id, entity, op, as_of)
+    select o.tenant_id, 'custom_values', 'delete', o.as_of from old_rows o order by o.tenant_id, o.as_of;
   else
-    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, kpi, data)
-    select n.tenant_id, 'custom_value', lower(tg_op), n.as_of, n.key, kpi.custom_value_change_data(n)
-    from new_rows n order by n.tenant_id, n.key, n.as_of;
+    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, data)
+    select n.tenant_id, 'custom_values', lower(tg_op), n.as_of, kpi.custom_values_change_data(n)
+    from new_rows n order by n.tenant_id, n.as_of;
   end if;
   perform pg_notify('kpi_changes', '');
   return null;
 end
 $$;
-create trigger custom_kpi_values_logged_insert after insert on kpi.custom_kpi_values
+create trigger custom_kpi_weeks_logged_insert after insert on kpi.custom_kpi_weeks
   referencing new table as new_rows for each statement execute function kpi.log_custom_value_changes();
-create trigger custom_kpi_values_logged_update after update on kpi.custom_kpi_values
+create trigger custom_kpi_weeks_logged_update after update on kpi.custom_kpi_weeks
   referencing new table as new_rows for each statement execute function kpi.log_custom_value_changes();
-create trigger custom_kpi_values_logged_delete after delete on kpi.custom_kpi_values
+create trigger custom_kpi_weeks_logged_delete after delete on kpi.custom_kpi_weeks
   referencing old table as old_rows for each statement execute function kpi.log_custom_value_changes();
 
 -- ============================================================================================
@@ -797,19 +830,16 @@ create trigger custom_kpi_values_logged_delete after delete on kpi.custom_kpi_va
 -- ============================================================================================
 
 create view kpi.custom_kpi_rollups with (security_invoker = true) as
-select r.tenant_id, r.period, r.period_start, r.key, r.weeks, r.avg, r.min, r.max, l.value as last, r.last_week
+-- A week counts in the month and quarter of its Thursday, as in kpi.kpi_history_rollups.
+select w.tenant_id, w.period, w.period_start, w.key, count(*)::integer as weeks,
+       round(avg(w.value), 6) as avg, min(w.value) as min, max(w.value) as max,
+       (array_agg(w.value order by w.as_of desc))[1] as last, max(w.as_of) as last_week
 from (
-  -- A week counts in the month and quarter of its Thursday, as in kpi.kpi_history_rollups.
-  select w.tenant_id, w.period, w.period_start, w.key, count(*)::integer as weeks,
-         round(avg(w.value), 6) as avg, min(w.value) as min, max(w.value) as max, max(w.as_of) as last_week
-  from (
-    select v.tenant_id, v.key, v.as_of, v.value, p.period, date_trunc(p.period, (v.as_of + 3)::timestamp)::date as period_start
-    from kpi.custom_kpi_values v
-    cross join (values ('month'), ('quarter')) p(period)
-  ) w
-  group by w.tenant_id, w.period, w.period_start, w.key
-) r
-join kpi.custom_kpi_values l on l.tenant_id = r.tenant_id and l.key = r.key and l.as_of = r.last_week;
+  select v.tenant_id, v.key, v.as_of, v.value, p.period, date_trunc(p.period, (v.as_of + 3)::timestamp)::date as period_start
+  from kpi.custom_kpi_values v
+  cross join (values ('month'), ('quarter')) p(period)
+) w
+group by w.tenant_id, w.period, w.period_start, w.key;
 comment on view kpi.custom_kpi_rollups is
   'Monthly and quarterly rollups of kpi.custom_kpi_values, one row per tenant, period and key. Derived on read.';
 grant select on kpi.custom_kpi_rollups to authenticated;
@@ -934,10 +964,10 @@ begin
     from kpi.custom_kpis d where d.tenant_id = tenant and d.active;
   end if;
   select string_agg((select string_agg(kpi_api.csv_field(f.value), ',') from json_each_text(r.line) f)
-                    || coalesce((select string_agg(',' || coalesce(v.value::text, ''), '' order by k.n)
+                    || coalesce((select string_agg(',' || coalesce(w.kpi_values ->> k.key, ''), '' order by k.n)
                                  from unnest(custom_keys) with ordinality k(key, n)
-                                 left join kpi.custom_kpi_values v
-                                   on v.tenant_id = tenant and v.key = k.key and v.as_of = (r.line ->> 'as_of')::date), '')
+                                 left join kpi.custom_kpi_weeks w
+                                   on w.tenant_id = tenant and w.as_of = (r.line ->> 'as_of')::date), '')
                     || E'\r\n', '' order by r.n) into body
   from unnest(rows_json) with ordinality r(line, n);
 
@@ -1164,24 +1194,40 @@ begin
     from unnest(p_tenant_ids, p_weeks) as g (tenant_id, as_of)
     group by g.tenant_id
   ),
-  targets as materialized (
-    select v.tenant_id, v.as_of, v.key, v.value
+  -- The weeks to score, with their tenant's active KPIs (one index range scan per tenant).
+  target_weeks as materialized (
+    select w.tenant_id, w.as_of, w.kpi_values, k.keys
     from given g
-    join kpi.custom_kpis d on d.tenant_id = g.tenant_id and d.active
+    cross join lateral (select array_agg(d.key) as keys from kpi.custom_kpis d where d.tenant_id = g.tenant_id and d.active) k
     cross join lateral (
-      select v.* from kpi.custom_kpi_values v
-      where v.tenant_id = g.tenant_id and v.key = d.key and v.as_of >= g.first_week and v.as_of <= g.last_week + 84
-      offset 0 -- a primary-key range scan per KPI, never a hash of every value
-    ) v
+      select w.* from kpi.custom_kpi_weeks w
+      where w.tenant_id = g.tenant_id and w.as_of >= g.first_week and w.as_of <= g.last_week + 84
+      offset 0 -- an index range scan per tenant, never a hash of every week
+    ) w
+    where k.keys is not null
   ),
-  -- The cheap gate first, as for built-in KPIs: count, least and greatest of the baseline.
+  targets as materialized (
+    select t.tenant_id, t.as_of, k.key from target_weeks t cross join lateral unnest(t.keys) as k (key)
+    where t.kpi_values ? k.key
+  ),
+  -- The cheap gate first, as for built-in KPIs: count, least and greatest of each KPI's baseline,
+  -- from one index range scan per week for all its KPIs.
+  baselines as (
+    select t.tenant_id, t.as_of, s.key, (t.kpi_values ->> s.key)::numeric as value, s.n, s.lo, s.hi
+    from target_weeks t
+    cross join lateral (
+      select e.key, count(e.v) as n, min(e.v) as lo, max(e.v) as hi
+      from kpi.custom_kpi_weeks b
+      cross join lateral (select x.key, (x.value #>> '{}')::numeric as v from jsonb_each(b.kpi_values) x) e
+      where b.tenant_id = t.tenant_id and b.as_of >= t.as_of - 84 and b.as_of < t.as_of and e.key = any (t.keys)
+      group by e.key
+    ) s
+    where t.kpi_values ? s.key
+  ),
   candidates as materialized (
     select t.tenant_id, t.as_of, t.key, t.value, r.threshold, r.min_delta, r.min_delta_of_median
-    from targets t
-    cross join lateral (
-      select count(b.value) as n, min(b.value) as lo, max(b.value) as hi from kpi.custom_kpi_values b
-      where b.tenant_id = t.tenant_id and b.key = t.key and b.as_of >= t.as_of - 84 and b.as_of < t.as_of
-    ) b
+    from baselines t
+    cross join lateral (select t.n, t.lo, t.hi) b
     join kpi.anomaly_rules d on d.kpi = 'custom'
     left join kpi.tenant_anomaly_rules o on o.tenant_id = t.tenant_id and o.kpi = 'custom'
     cross join lateral (
@@ -1202,8 +1248,9 @@ begin
            c.min_delta, c.min_delta_of_median
     from candidates c
     cross join lateral (
-      select array_agg(b.value order by b.value) as sorted from kpi.custom_kpi_values b
-      where b.tenant_id = c.tenant_id and b.key = c.key and b.as_of >= c.as_of - 84 and b.as_of < c.as_of and b.value is not null
+      select array_agg(x.v order by x.v) as sorted
+      from kpi.custom_kpi_weeks b cross join lateral (select (b.kpi_values ->> c.key)::numeric as v) x
+      where b.tenant_id = c.tenant_id and b.as_of >= c.as_of - 84 and b.as_of < c.as_of and x.v is not null
     ) s
   ),
   found as (
@@ -1284,20 +1331,34 @@ as $$
 begin
   if tg_op = 'DELETE' then
     delete from kpi.kpi_anomalies a using old_rows o
-    where a.tenant_id = o.tenant_id and a.as_of = o.as_of and a.kpi = o.key;
+    where a.tenant_id = o.tenant_id and a.as_of = o.as_of and not exists (select from kpi.anomaly_rules d where d.kpi = a.kpi);
   else
-    perform kpi.rescore_custom_anomalies(array_agg(w.tenant_id), array_agg(w.as_of))
-    from (select distinct tenant_id, as_of from new_rows) w having count(*) > 0;
+    perform kpi.rescore_custom_anomalies(array_agg(w.tenant_id), array_agg(w.as_of)) from new_rows w having count(*) > 0;
   end if;
   return null;
 end
 $$;
-create trigger custom_kpi_values_scored_insert after insert on kpi.custom_kpi_values
+create trigger custom_kpi_weeks_scored_insert after insert on kpi.custom_kpi_weeks
   referencing new table as new_rows for each statement execute function kpi.score_written_custom_values();
-create trigger custom_kpi_values_scored_update after update on kpi.custom_kpi_values
+create trigger custom_kpi_weeks_scored_update after update on kpi.custom_kpi_weeks
   referencing new table as new_rows for each statement execute function kpi.score_written_custom_values();
-create trigger custom_kpi_values_scored_delete after delete on kpi.custom_kpi_values
+create trigger custom_kpi_weeks_scored_delete after delete on kpi.custom_kpi_weeks
   referencing old table as old_rows for each statement execute function kpi.score_written_custom_values();
+
+-- A deleted tenant's weeks go with it (no foreign key: one checked per week written would cost
+-- the fill more than the week itself).
+create function kpi.forget_deleted_tenants_custom_weeks() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  delete from kpi.custom_kpi_weeks w using old_tenants o where w.tenant_id = o.id;
+  return null;
+end
+$$;
+create trigger tenants_forget_custom_weeks after delete on kpi.tenants
+  referencing old table as old_tenants for each statement execute function kpi.forget_deleted_tenants_custom_weeks();
 
 -- The detection from scratch (rule changes) covers custom KPIs too.
 create or replace function kpi.rescore_all_anomalies(p_tenant_id uuid default null) returns integer
@@ -1776,25 +1837,29 @@ begin
 end
 $$;
 
-drop function kpi.custom_value_change_data(kpi.custom_kpi_values);
-drop table kpi.custom_kpi_values;
-delete from kpi.kpi_changes where entity = 'custom_value';
+drop trigger tenants_forget_custom_weeks on kpi.tenants;
+drop function kpi.forget_custom_kpi_values(uuid, text[]);
+drop function kpi.forget_deleted_tenants_custom_weeks();
+drop function kpi.custom_values_change_data(kpi.custom_kpi_weeks);
+drop view kpi.custom_kpi_values;
+drop table kpi.custom_kpi_weeks;
+delete from kpi.kpi_changes where entity = 'custom_values';
 alter table kpi.kpi_changes drop constraint kpi_changes_entity;
 alter table kpi.kpi_changes add constraint kpi_changes_entity check (entity in ('history', 'anomaly'));
 drop function kpi.log_custom_value_changes();
 drop function kpi.derive_pending_custom_kpis(uuid);
 drop function kpi.score_written_custom_values();
 drop function kpi.rescore_custom_anomalies(uuid[], date[]);
-drop function kpi.write_custom_kpi_values(uuid[], date[], boolean);
+drop function kpi.write_custom_kpi_values(uuid[], date[]);
 drop table kpi.custom_kpis;
 drop function kpi.forget_changed_custom_kpis();
-drop function kpi.forget_deleted_custom_kpis();
+drop function kpi.forget_defined_custom_kpis();
 drop function kpi.validate_custom_kpi();
 drop function kpi.refuse_non_admin();
 drop function kpi.raise_request_error(text, text);
 drop function kpi_api.is_tenant_admin();
 drop table kpi.custom_kpi_settings;
-delete from kpi.table_distribution where table_name in ('custom_kpis', 'custom_kpi_values', 'custom_kpi_settings');
+delete from kpi.table_distribution where table_name in ('custom_kpis', 'custom_kpi_weeks', 'custom_kpi_settings');
 delete from kpi.error_codes where code = 'INVALID_CUSTOM';
 delete from kpi.tenant_anomaly_rules where kpi = 'custom';
 delete from kpi.anomaly_rules where kpi = 'custom';

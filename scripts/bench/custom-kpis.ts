@@ -11,7 +11,7 @@ export interface CustomKpiCost {
   defineMs: number;
   /** The first run after defining: every definition derived over the history's weeks. */
   derive: { ms: number; valuesWritten: number };
-  /** The cold full fill: values written with the KPIs, and the medians of both variants. */
+  /** The cold full fill: values computed and written with the KPIs (one row a week holds them), and the medians of both variants. */
   valuesWritten: number;
   withMs: number;
   withoutMs: number;
@@ -20,7 +20,7 @@ export interface CustomKpiCost {
 }
 
 class Rollback extends Error {
-  constructor(readonly ms: number, readonly result: { custom_values_written?: number }) {
+  constructor(readonly ms: number, readonly result: { custom_values?: number; custom_weeks_written?: number }) {
     super('rollback');
   }
 }
@@ -41,12 +41,12 @@ export async function measureCustomKpis(sql: postgres.Sql, repeat: number): Prom
       order by t.id, d.key`,
   );
   const [{ definitions }] = await sql<[{ definitions: number }]>`select count(*)::int as definitions from kpi.custom_kpis`;
-  const derive = await timed(async () => (await sql<[{ r: { custom_values_written?: number } }]>`select kpi.fill_all_kpi_history() as r`)[0].r);
+  const derive = await timed(async () => (await sql<[{ r: { custom_values?: number; custom_weeks_written?: number } }]>`select kpi.fill_all_kpi_history() as r`)[0].r);
 
   const run = async (withCustom: boolean) => {
     try {
       await sql.begin(async (tx) => {
-        await tx`truncate kpi.kpi_history, kpi.custom_kpi_values, kpi.kpi_anomalies, kpi.alerts`;
+        await tx`truncate kpi.kpi_history, kpi.custom_kpi_weeks, kpi.kpi_anomalies, kpi.alerts`;
         if (!withCustom) {
           // Inactive without the triggers (their values are gone with the truncate anyway).
           await tx`alter table kpi.custom_kpis disable trigger user`;
@@ -68,7 +68,7 @@ export async function measureCustomKpis(sql: postgres.Sql, repeat: number): Prom
     for (const withCustom of i % 2 === 0 ? [true, false] : [false, true]) {
       const result = await run(withCustom);
       (withCustom ? withMs : withoutMs).push(result.ms);
-      if (withCustom) valuesWritten = result.result.custom_values_written ?? 0;
+      if (withCustom) valuesWritten = result.result.custom_values ?? 0;
     }
   }
   await sql`truncate kpi.custom_kpis cascade`;
@@ -76,7 +76,7 @@ export async function measureCustomKpis(sql: postgres.Sql, repeat: number): Prom
   return {
     definitions,
     defineMs: define.ms,
-    derive: { ms: derive.ms, valuesWritten: derive.result.custom_values_written ?? 0 },
+    derive: { ms: derive.ms, valuesWritten: derive.result.custom_values ?? 0 },
     valuesWritten,
     withMs: withMedian,
     withoutMs: withoutMedian,

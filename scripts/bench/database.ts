@@ -84,7 +84,7 @@ export async function resetToGenerated(sql: postgres.Sql): Promise<void> {
   await sql`update kpi.tenants set plan = 'enterprise', source_retention_days = null, sources_purged_before = null`;
   await sql`update kpi.retention_state set last_cleanup_as_of = null`;
   await sql`delete from kpi.avi_reports where week_start > ${LAST_WEEK}::date`;
-  await sql`truncate kpi.kpi_history, kpi.custom_kpi_values, kpi.kpi_anomalies, kpi.alerts, kpi.kpi_runs`;
+  await sql`truncate kpi.kpi_history, kpi.custom_kpi_weeks, kpi.kpi_anomalies, kpi.alerts, kpi.kpi_runs`;
   // The generated reports were recorded as changes; every measurement starts from none.
   await sql`truncate kpi.source_changes`;
 }

@@ -40,7 +40,7 @@ export async function measureFills(sql: postgres.Sql, tenants: number, repeat: n
   const floorMs: number[] = [];
   let fillRows = 0;
   for (let i = 0; i < repeat; i++) {
-    await sql`truncate kpi.kpi_history, kpi.custom_kpi_values, kpi.kpi_anomalies, kpi.alerts`;
+    await sql`truncate kpi.kpi_history, kpi.custom_kpi_weeks, kpi.kpi_anomalies, kpi.alerts`;
     await sql`checkpoint`;
     const fill = await timed(fillFull);
     fillMs.push(fill.ms);

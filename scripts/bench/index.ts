@@ -110,7 +110,7 @@ async function main(): Promise<void> {
     });
 
     // 6. Backfill of every week of every tenant, against the floor for the same rows.
-    await sql`truncate kpi.kpi_history, kpi.custom_kpi_values, kpi.kpi_anomalies, kpi.alerts`;
+    await sql`truncate kpi.kpi_history, kpi.custom_kpi_weeks, kpi.kpi_anomalies, kpi.alerts`;
     await sql`checkpoint`;
     const backfill = await timed(async () => (await sql<[{ r: FillResult }]>`select kpi.backfill_kpi_history() as r`)[0].r);
     await sql`truncate public.bench_floor`;

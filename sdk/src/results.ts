@@ -41,8 +41,12 @@ export type CustomKpiDefinition = CustomKpiCommon &
 export type CustomKpiChange = Database['api']['Views']['custom_kpis']['Update'];
 /** One week's value of a custom KPI (GET /custom_kpi_values). */
 export type CustomKpiValueRow = Database['api']['Views']['custom_kpi_values']['Row'];
-/** A custom value as the change feed carries it. */
-export type CustomKpiValueChange = CustomKpiValueRow & { updated_at: string };
+/** A week's custom values as the change feed carries them: `values` maps each active KPI's key to its value. */
+export interface CustomKpiValueChange {
+  as_of: string;
+  values: Record<string, number | null>;
+  updated_at: string;
+}
 /** A custom KPI's month or quarter (GET /custom_kpi_rollups). */
 export type CustomKpiRollupRow = Database['api']['Views']['custom_kpi_rollups']['Row'];
 
@@ -237,10 +241,10 @@ export interface CsvQuery {
 export interface KpiChange {
   /** Its position: pass the page's `next` (or this) as `after` to go on from here. */
   cursor: string;
-  entity: 'history' | 'anomaly' | 'custom_value';
+  entity: 'history' | 'anomaly' | 'custom_values';
   op: 'insert' | 'update' | 'delete';
   as_of: string;
-  /** Anomalies: which KPI (built-in, or a custom KPI's key); custom values: the custom KPI's key. */
+  /** Anomalies: which KPI (built-in, or a custom KPI's key). */
   kpi: string | null;
   /**
    * The row after the change, as the API shows it (history rows with their `revision`: keep the

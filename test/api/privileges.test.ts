@@ -69,6 +69,7 @@ describe('privilege matrix', () => {
       'authenticated kpi.custom_kpi_rollups',
       'authenticated kpi.custom_kpi_settings',
       'authenticated kpi.custom_kpi_values',
+      'authenticated kpi.custom_kpi_weeks',
       'authenticated kpi.custom_kpis',
       'authenticated kpi.kpi_anomalies',
       'authenticated kpi.kpi_changes',
