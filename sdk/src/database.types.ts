@@ -109,7 +109,7 @@ export type Database = {
       kpi_anomalies: {
         Row: {
           as_of: string;
-          /** One of aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, hrp_pct. */
+          /** One of aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point, vli_integrity_pct, hrp_pct, or a custom KPI's key. */
           kpi: string;
           /** The week's value of the KPI. */
           value: number;
