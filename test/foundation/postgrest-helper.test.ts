@@ -31,6 +31,9 @@ beforeAll(async () => {
     grant usage on sequence api.callcounter_count to anon, authenticated;
     create table api.probe_log (note text);
     grant insert on api.probe_log to anon, authenticated;
+    create table api.writable (id bigint primary key, note text, tags text[]);
+    insert into api.writable values (1, 'one', '{a}'), (2, 'two', '{b}'), (3, 'three', '{c}');
+    grant select, insert, update, delete on api.writable to anon, authenticated;
 
     -- From PostgREST's test/spec/fixtures/schema.sql:
     create function api.sayhello(name text) returns text language sql immutable as $$ select 'Hello, ' || $1 $$;
@@ -238,6 +241,66 @@ describe('reads and db-max-rows (test/spec/Feature/Query/QueryLimitedSpec.hs: "l
 
   it('db-max-rows is read from docker-compose.yml', () => {
     expect(postgrestConfig().maxRows).toBe(1000);
+  });
+
+  it('in.(…) is = ANY of the list, quoted elements kept whole; in.() matches nothing (QuerySpec.hs "in.()")', async () => {
+    expect((await GET('/items?id=in.(1,3,99)&order=id')).json()).toEqual([{ id: 1 }, { id: 3 }]);
+    expect((await GET('/writable?note=in.("one","t,wo")&select=id')).json()).toEqual([{ id: 1 }]);
+    expect((await GET('/items?id=in.()')).json()).toEqual([]);
+  });
+});
+
+describe('writes to a relation (test/spec/Feature/Query/InsertSpec.hs, UpdateSpec.hs, DeleteSpec.hs; Response.hs)', () => {
+  const write = (method: string, url: string, body: unknown, headers: Record<string, string> = {}) =>
+    replay.request({ method, url, headers: { 'Content-Type': 'application/json', ...headers }, body: body === undefined ? null : JSON.stringify(body) });
+
+  it('"accepts disparate json types": POST is 201 without a body or Content-Type; return=minimal is echoed', async () => {
+    const plain = await write('POST', '/writable', { id: 10, note: 'ten', tags: ['x', 'y'] });
+    expect(plain).toMatchObject({ status: 201, text: '' });
+    expect(plain.headers['content-type']).toBeUndefined();
+    const minimal = await write('POST', '/writable', { id: 11, note: 'eleven' }, { Prefer: 'return=minimal' });
+    expect(minimal.status).toBe(201);
+    expect(minimal.headers['preference-applied']).toBe('return=minimal');
+    expect((await GET('/writable?id=eq.10')).json()).toEqual([{ id: 10, note: 'ten', tags: ['x', 'y'] }]);
+  });
+
+  it('"filters columns in result using &select": an array body, return=representation → 201 with the selected columns', async () => {
+    const response = await write('POST', '/writable?select=id,note', [{ id: 12, note: 'twelve' }, { id: 13, note: 'thirteen' }], {
+      Prefer: 'return=representation',
+    });
+    expect(response.status).toBe(201);
+    expect(response.json()).toEqual([{ id: 12, note: 'twelve' }, { id: 13, note: 'thirteen' }]);
+    expect(response.headers['preference-applied']).toBe('return=representation');
+  });
+
+  it('a key the relation has no column for is 400 PGRST204; objects with different keys are 400 PGRST102', async () => {
+    expect((await write('POST', '/writable', { id: 14, nope: 1 })).json()).toMatchObject({ code: 'PGRST204' });
+    expect((await write('POST', '/writable', [{ id: 15 }, { note: 'x' }])).json()).toMatchObject({ code: 'PGRST102' });
+  });
+
+  it('"can update a single item": PATCH is 204 with Content-Range 0-0/*; with return=representation 200 and the rows ([] when none)', async () => {
+    const patched = await write('PATCH', '/writable?id=eq.2', { note: 'deux' });
+    expect(patched).toMatchObject({ status: 204, text: '' });
+    expect(patched.headers['content-range']).toBe('0-0/*');
+    const shown = await write('PATCH', '/writable?id=eq.3', { note: 'trois' }, { Prefer: 'return=representation' });
+    expect(shown.status).toBe(200);
+    expect(shown.json()).toEqual([{ id: 3, note: 'trois', tags: ['c'] }]);
+    const none = await write('PATCH', '/writable?id=eq.999999', { note: 'x' }, { Prefer: 'return=representation' });
+    expect([none.status, none.json()]).toEqual([200, []]);
+  });
+
+  it('"succeeds with 204 and deletion count": DELETE is 204, Content-Range */*; with return=representation 200 and the rows', async () => {
+    const deleted = await write('DELETE', '/writable?id=eq.1', undefined);
+    expect(deleted).toMatchObject({ status: 204, text: '' });
+    expect(deleted.headers['content-range']).toBe('*/*');
+    const shown = await write('DELETE', '/writable?id=eq.2', undefined, { Prefer: 'return=representation' });
+    expect([shown.status, shown.json()]).toEqual([200, [{ id: 2, note: 'deux', tags: ['b'] }]]);
+  });
+
+  it('a unique violation is 409 (Error.hs: 23505), and nothing is written', async () => {
+    const response = await write('POST', '/writable', { id: 3, note: 'again' });
+    expect(response).toMatchObject({ status: 409, committed: false });
+    expect(response.json()).toMatchObject({ code: '23505' });
   });
 });
 
