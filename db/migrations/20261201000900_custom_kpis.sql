@@ -3,7 +3,7 @@
 -- Custom KPIs: a tenant's own weekly numbers next to the built-in ones, defined as data from a
 -- closed vocabulary (a source and an aggregate, or a combination of two KPIs) — never SQL text,
 -- never an expression the database evaluates. The fill computes them set-based in the transaction
--- that writes the history row of the week, into kpi.custom_kpi_values.
+-- that writes the history row of the week, into kpi.custom_kpi_weeks (read as kpi.custom_kpi_values).
 
 -- ============================================================================================
 -- Definitions
