@@ -4,7 +4,7 @@
 // with the history triggers, and with them disabled — on the same data: each variant runs in a
 // transaction rolled back afterwards, the two taking turns.
 import type postgres from 'postgres';
-import { median, timed } from './measure.js';
+import { takeTurnsRolledBack, timed } from './measure.js';
 
 export interface DetectionCost {
   rowsWritten: number;
@@ -15,52 +15,25 @@ export interface DetectionCost {
   ratio: number;
 }
 
-class Rollback extends Error {
-  constructor(readonly ms: number, readonly result: { rows_written: number; anomalies?: number }) {
-    super('rollback');
-  }
-}
-
 export async function measureDetection(sql: postgres.Sql, repeat: number): Promise<DetectionCost> {
-  const run = async (detect: boolean) => {
-    try {
-      await sql.begin(async (tx) => {
-        if (!detect) {
-          await tx`alter table kpi.kpi_history disable trigger kpi_history_scored_insert, disable trigger kpi_history_scored_update`;
-        }
-        // A new week for every tenant with reports, like its latest one: an ordinary Monday, few
-        // anomalies (the scoring is the cost measured, not a flood of alerts).
-        await tx`
-          insert into kpi.avi_reports (tenant_id, week_start, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point)
-          select distinct on (r.tenant_id) r.tenant_id, r.week_start + 7, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
-          from kpi.avi_reports r
-          order by r.tenant_id, r.week_start desc`;
-        const fill = await timed(async () => (await tx<[{ r: Rollback['result'] }]>`select kpi.fill_all_kpi_history() as r`)[0].r);
-        throw new Rollback(fill.ms, fill.result);
-      });
-    } catch (error) {
-      if (error instanceof Rollback) return error;
-      throw error;
+  const turns = await takeTurnsRolledBack(sql, repeat, async (tx, detect) => {
+    if (!detect) {
+      await tx`alter table kpi.kpi_history disable trigger kpi_history_scored_insert, disable trigger kpi_history_scored_update`;
     }
-    throw new Error('unreachable');
-  };
-  const withMs: number[] = [];
-  const withoutMs: number[] = [];
-  let last: Rollback | undefined;
-  for (let i = 0; i < repeat; i++) {
-    const order = i % 2 === 0 ? [true, false] : [false, true];
-    for (const detect of order) {
-      const result = await run(detect);
-      (detect ? withMs : withoutMs).push(result.ms);
-      if (detect) last = result;
-    }
-  }
-  const [withMedian, withoutMedian] = [median(withMs), median(withoutMs)];
+    // A new week for every tenant with reports, like its latest one: an ordinary Monday, few
+    // anomalies (the scoring is the cost measured, not a flood of alerts).
+    await tx`
+      insert into kpi.avi_reports (tenant_id, week_start, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point)
+      select distinct on (r.tenant_id) r.tenant_id, r.week_start + 7, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
+      from kpi.avi_reports r
+      order by r.tenant_id, r.week_start desc`;
+    return timed(async () => (await tx<[{ r: { rows_written: number; anomalies?: number } }]>`select kpi.fill_all_kpi_history() as r`)[0].r);
+  });
   return {
-    rowsWritten: last!.result.rows_written,
-    anomalies: last!.result.anomalies ?? 0,
-    withMs: withMedian,
-    withoutMs: withoutMedian,
-    ratio: withMedian / withoutMedian,
+    rowsWritten: turns.withResult.rows_written,
+    anomalies: turns.withResult.anomalies ?? 0,
+    withMs: turns.withMs,
+    withoutMs: turns.withoutMs,
+    ratio: turns.withMs / turns.withoutMs,
   };
 }

@@ -4,7 +4,7 @@
 // back afterwards, the two taking turns. The definitions are removed at the end, so the later
 // measurements run on the data they always ran on.
 import type postgres from 'postgres';
-import { median, timed } from './measure.js';
+import { takeTurnsRolledBack, timed } from './measure.js';
 
 export interface CustomKpiCost {
   definitions: number;
@@ -17,12 +17,6 @@ export interface CustomKpiCost {
   withoutMs: number;
   /** with / without: the target is ≤ 1.5. */
   ratio: number;
-}
-
-class Rollback extends Error {
-  constructor(readonly ms: number, readonly result: { custom_values?: number; custom_weeks_written?: number }) {
-    super('rollback');
-  }
 }
 
 export async function measureCustomKpis(sql: postgres.Sql, repeat: number): Promise<CustomKpiCost> {
@@ -43,43 +37,23 @@ export async function measureCustomKpis(sql: postgres.Sql, repeat: number): Prom
   const [{ definitions }] = await sql<[{ definitions: number }]>`select count(*)::int as definitions from kpi.custom_kpis`;
   const derive = await timed(async () => (await sql<[{ r: { custom_values?: number; custom_weeks_written?: number } }]>`select kpi.fill_all_kpi_history() as r`)[0].r);
 
-  const run = async (withCustom: boolean) => {
-    try {
-      await sql.begin(async (tx) => {
-        await tx`truncate kpi.kpi_history, kpi.custom_kpi_weeks, kpi.kpi_anomalies, kpi.alerts`;
-        if (!withCustom) {
-          // Inactive without the triggers (their values are gone with the truncate anyway).
-          await tx`alter table kpi.custom_kpis disable trigger user`;
-          await tx`update kpi.custom_kpis set active = false`;
-        }
-        const fill = await timed(async () => (await tx<[{ r: Rollback['result'] }]>`select kpi.fill_all_kpi_history(full => true) as r`)[0].r);
-        throw new Rollback(fill.ms, fill.result);
-      });
-    } catch (error) {
-      if (error instanceof Rollback) return error;
-      throw error;
+  const turns = await takeTurnsRolledBack(sql, repeat, async (tx, withCustom) => {
+    await tx`truncate kpi.kpi_history, kpi.custom_kpi_weeks, kpi.kpi_anomalies, kpi.alerts`;
+    if (!withCustom) {
+      // Inactive without the triggers (their values are gone with the truncate anyway).
+      await tx`alter table kpi.custom_kpis disable trigger user`;
+      await tx`update kpi.custom_kpis set active = false`;
     }
-    throw new Error('unreachable');
-  };
-  const withMs: number[] = [];
-  const withoutMs: number[] = [];
-  let valuesWritten = 0;
-  for (let i = 0; i < repeat; i++) {
-    for (const withCustom of i % 2 === 0 ? [true, false] : [false, true]) {
-      const result = await run(withCustom);
-      (withCustom ? withMs : withoutMs).push(result.ms);
-      if (withCustom) valuesWritten = result.result.custom_values ?? 0;
-    }
-  }
-  await sql`truncate kpi.custom_kpis cascade`;
-  const [withMedian, withoutMedian] = [median(withMs), median(withoutMs)];
+    return timed(async () => (await tx<[{ r: { custom_values?: number } }]>`select kpi.fill_all_kpi_history(full => true) as r`)[0].r);
+  });
+  await sql`truncate kpi.custom_kpis, kpi.custom_kpi_weeks`;
   return {
     definitions,
     defineMs: define.ms,
     derive: { ms: derive.ms, valuesWritten: derive.result.custom_values ?? 0 },
-    valuesWritten,
-    withMs: withMedian,
-    withoutMs: withoutMedian,
-    ratio: withMedian / withoutMedian,
+    valuesWritten: turns.withResult.custom_values ?? 0,
+    withMs: turns.withMs,
+    withoutMs: turns.withoutMs,
+    ratio: turns.withMs / turns.withoutMs,
   };
 }

@@ -1,4 +1,6 @@
 // Timing helpers: wall time of one call, and percentiles of many.
+import type postgres from 'postgres';
+
 export async function timed<T>(run: () => Promise<T>): Promise<{ ms: number; result: T }> {
   const started = process.hrtime.bigint();
   const result = await run();
@@ -67,4 +69,43 @@ export async function takeTurns(
     if (after) times.after.push(await after(id));
   }
   return times;
+}
+
+class RolledBack<R> extends Error {
+  constructor(readonly measured: { ms: number; result: R }) {
+    super('rolled back');
+  }
+}
+
+/**
+ * Two variants of a write, each run `repeat` times in a transaction rolled back afterwards (so
+ * every run starts from the same data), taking turns going first. `run` prepares its variant in
+ * the transaction and returns what it timed. Gives the medians and the last result of each.
+ */
+export async function takeTurnsRolledBack<R>(
+  sql: postgres.Sql,
+  repeat: number,
+  run: (tx: postgres.TransactionSql, withIt: boolean) => Promise<{ ms: number; result: R }>,
+): Promise<{ withMs: number; withoutMs: number; withResult: R; withoutResult: R }> {
+  const once = async (withIt: boolean) => {
+    try {
+      await sql.begin(async (tx) => {
+        throw new RolledBack(await run(tx, withIt));
+      });
+    } catch (error) {
+      if (error instanceof RolledBack) return error.measured as { ms: number; result: R };
+      throw error;
+    }
+    throw new Error('unreachable');
+  };
+  const times = { with: [] as number[], without: [] as number[] };
+  const last: { with?: R; without?: R } = {};
+  for (let i = 0; i < repeat; i++) {
+    for (const withIt of i % 2 === 0 ? [true, false] : [false, true]) {
+      const measured = await once(withIt);
+      times[withIt ? 'with' : 'without'].push(measured.ms);
+      last[withIt ? 'with' : 'without'] = measured.result;
+    }
+  }
+  return { withMs: median(times.with), withoutMs: median(times.without), withResult: last.with!, withoutResult: last.without! };
 }

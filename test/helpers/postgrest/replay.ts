@@ -202,6 +202,35 @@ interface Plan {
   offset: number;
 }
 
+/**
+ * ApiRequest/Payload.hs `getPayload`: an empty body is {}; an array must hold objects with the
+ * same keys (those of the first are the body's); any other JSON value is replaced by [].
+ */
+function jsonPayload(body: string | null): { raw: string; keys: string[]; isArray: boolean } | ReplayResponse {
+  let payload: unknown = {};
+  let raw = '{}';
+  if (body && body !== '') {
+    try {
+      payload = JSON.parse(body);
+    } catch {
+      return errorResponse(400, error('PGRST102', 'Empty or invalid json'));
+    }
+    raw = body;
+  }
+  const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+  if (Array.isArray(payload)) {
+    const first = payload[0];
+    if (first === undefined) return { raw, keys: [], isArray: true };
+    const canonical = isObject(first) ? Object.keys(first).sort().join('\u0000') : null;
+    if (canonical === null || !payload.every((item) => isObject(item) && Object.keys(item).sort().join('\u0000') === canonical)) {
+      return errorResponse(400, error('PGRST102', 'All object keys must match'));
+    }
+    return { raw, keys: Object.keys(first), isArray: true };
+  }
+  if (isObject(payload)) return { raw, keys: Object.keys(payload), isArray: false };
+  return { raw: '[]', keys: [], isArray: true };
+}
+
 /** Plan.hs `callReadPlan` + QueryBuilder.hs `callPlanToQuery`, for `/rpc/<name>`. */
 async function planCall(
   sql: Sql,
@@ -217,39 +246,16 @@ async function planCall(
   const isRead = method === 'GET' || method === 'HEAD';
   const contentType = (headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
   const contentIsJson = contentType === 'application/json';
-  // ApiRequest/Payload.hs `getPayload`: an empty body is {}; an array must hold objects with the
-  // same keys; any other JSON value is replaced by []. The keys select the function.
+  // The body's keys select the function (a GET's: its query arguments).
   let raw = '{}';
   let keys = new Set<string>(isRead ? query.args.keys() : []);
   let isArray = false;
   if (!isRead) {
     if (!contentIsJson) throw new ReplayUnsupported(`RPC bodies of type ${contentType}`);
-    let payload: unknown = {};
-    if (body && body !== '') {
-      try {
-        payload = JSON.parse(body);
-      } catch {
-        return errorResponse(400, error('PGRST102', 'Empty or invalid json'));
-      }
-      raw = body;
-    }
-    const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
-    if (Array.isArray(payload)) {
-      isArray = true;
-      const first = payload[0];
-      if (first !== undefined) {
-        const canonical = isObject(first) ? Object.keys(first).sort().join('\u0000') : null;
-        if (canonical === null || !payload.every((item) => isObject(item) && Object.keys(item).sort().join('\u0000') === canonical)) {
-          return errorResponse(400, error('PGRST102', 'All object keys must match'));
-        }
-        keys = new Set(Object.keys(first));
-      }
-    } else if (isObject(payload)) {
-      keys = new Set(Object.keys(payload));
-    } else {
-      raw = '[]';
-      isArray = true;
-    }
+    const payload = jsonPayload(body);
+    if ('status' in payload) return payload;
+    ({ raw, isArray } = payload);
+    keys = new Set(payload.keys);
   }
   const routines = await routinesNamed(sql, schema, name);
   const match = findRoutine(routines, keys, !isRead, contentIsJson);
@@ -408,31 +414,20 @@ async function planWrite(
   } else {
     const contentType = (headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
     if (contentType !== 'application/json') throw new ReplayUnsupported(`write bodies of type ${contentType}`);
-    // ApiRequest/Payload.hs: a JSON object or an array of objects with the same keys; the keys
-    // are the columns written.
-    let payload: unknown;
-    try {
-      payload = JSON.parse(body ?? '');
-    } catch {
-      return errorResponse(400, error('PGRST102', 'Empty or invalid json'));
-    }
-    const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
-    const objects = Array.isArray(payload) ? payload : [payload];
-    if (mutation === 'update' && Array.isArray(payload)) throw new ReplayUnsupported('PATCH with an array body');
-    const keys = isObject(objects[0]) ? Object.keys(objects[0]) : [];
-    const canonical = [...keys].sort().join('\u0000');
-    if (!objects.every((o) => isObject(o) && Object.keys(o).sort().join('\u0000') === canonical)) {
-      return errorResponse(400, error('PGRST102', 'All object keys must match'));
-    }
+    // The body's keys are the columns written.
+    const payload = jsonPayload(body);
+    if ('status' in payload) return payload;
+    const { keys, isArray } = payload;
+    if (mutation === 'update' && isArray) throw new ReplayUnsupported('PATCH with an array body');
     const unknown = keys.find((key) => !columns.has(key));
     if (unknown !== undefined) {
       return errorResponse(400, error('PGRST204', `Could not find the '${unknown}' column of '${name}' in the schema cache`));
     }
-    params.push(body);
+    params.push(payload.raw);
     const payloadParam = `$${params.length}::text::json`;
     const names = keys.map(quoteIdent).join(', ');
     const typed = keys.map((key) => `${quoteIdent(key)} ${columns.get(key)}`).join(', ');
-    const recordFunction = Array.isArray(payload) ? 'json_to_recordset' : 'json_to_record';
+    const recordFunction = isArray ? 'json_to_recordset' : 'json_to_record';
     // SqlFragment.hs `fromJsonBodyF` (no defaults: Prefer missing=default is not implemented).
     const fromBody = `from (select ${payloadParam} as json_data) pgrst_payload,
       lateral (select ${names} from ${recordFunction}(pgrst_payload.json_data) as _(${typed})) pgrst_body`;
