@@ -35,7 +35,7 @@ export async function measureCustomKpis(sql: postgres.Sql, repeat: number): Prom
       order by t.id, d.key`,
   );
   const [{ definitions }] = await sql<[{ definitions: number }]>`select count(*)::int as definitions from kpi.custom_kpis`;
-  const derive = await timed(async () => (await sql<[{ r: { custom_values?: number; custom_weeks_written?: number } }]>`select kpi.fill_all_kpi_history() as r`)[0].r);
+  const derive = await timed(async () => (await sql<[{ r: { custom_values?: number } }]>`select kpi.fill_all_kpi_history() as r`)[0].r);
 
   const turns = await takeTurnsRolledBack(sql, repeat, async (tx, withCustom) => {
     await tx`truncate kpi.kpi_history, kpi.custom_kpi_weeks, kpi.kpi_anomalies, kpi.alerts`;

@@ -3,7 +3,7 @@
 // deleted definition re-derived, the limit, and every fill path (single tenant, all tenants,
 // incremental, backfill) writing the same values, idempotently.
 import { describe, expect, it } from 'vitest';
-import { useTestDatabase } from '../helpers/database.js';
+import { connect, useTestDatabase } from '../helpers/database.js';
 import { insertAvi, insertClarity, insertVli, tenantFactory } from '../fixtures/sources.js';
 
 const db = useTestDatabase();
@@ -245,6 +245,37 @@ describe('validation names the field', () => {
     const tenant = await newTenant();
     await define(tenant, SOURCE_KPIS[0]!);
     await expect(define(tenant, SOURCE_KPIS[0]!)).rejects.toMatchObject({ code: 'KH400', message: 'key: p95_avg is already defined' });
+  });
+
+  it('two definitions written at once cannot both pass the limit: the second waits for the first and is refused', async () => {
+    const tenant = await newTenant();
+    await db.sql`update kpi.custom_kpi_settings set max_active_per_tenant = 1`;
+    const other = connect(db.url, { max: 1 });
+    try {
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      let inserted!: () => void;
+      const holding = new Promise<void>((resolve) => (inserted = resolve));
+      const first = db.sql.begin(async (tx) => {
+        await tx`insert into kpi.custom_kpis (tenant_id, key, label, source, path, aggregate)
+                 values (${tenant}, 'first', 'first', 'clarity', '{x}', 'sum')`;
+        inserted();
+        await released; // the first transaction stays open: the second must wait for it
+      });
+      await holding;
+      const second = other`insert into kpi.custom_kpis (tenant_id, key, label, source, path, aggregate)
+                           values (${tenant}, 'second', 'second', 'clarity', '{x}', 'sum')`.catch((e: unknown) => e);
+      // Still waiting on the first: its count cannot have run yet.
+      const waiting = await Promise.race([second.then(() => 'done'), new Promise((r) => setTimeout(() => r('waiting'), 300))]);
+      expect(waiting).toBe('waiting');
+      release();
+      await first;
+      expect(await second).toMatchObject({ code: 'KH400', message: expect.stringMatching(/^active: this tenant has 1 active/) });
+      expect(await db.sql`select key from kpi.custom_kpis where tenant_id = ${tenant}`).toEqual([{ key: 'first' }]);
+    } finally {
+      await db.sql`update kpi.custom_kpi_settings set max_active_per_tenant = 20`;
+      await other.end();
+    }
   });
 
   it('the limit of active KPIs per tenant, configurable', async () => {
