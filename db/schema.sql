@@ -110,7 +110,7 @@ $$;
 -- Name: FUNCTION kpi_history_changes(after text); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.kpi_history_changes(after text) IS 'The active tenant''s changes to its history and anomalies after the cursor `after` (omit it to start from the oldest change kept): {"changes": [{"cursor", "entity": "history"|"anomaly", "op": "insert"|"update"|"delete", "as_of", "kpi", "data", "changed_at"}], "next": "<cursor>", "has_more"}. Up to 1,000 per page; each change once, none skipped: only settled transactions are returned. History rows carry a revision (the highest is the latest).
+COMMENT ON FUNCTION api.kpi_history_changes(after text) IS 'The active tenant''s changes to its history, anomalies and custom KPI values after the cursor `after` (omit it to start from the oldest change kept): {"changes": [{"cursor", "entity": "history"|"anomaly"|"custom_values", "op": "insert"|"update"|"delete", "as_of", "kpi", "data", "changed_at"}], "next": "<cursor>", "has_more"}. Up to 1,000 per page; each change once, none skipped: only settled transactions are returned. History rows carry a revision (the highest is the latest).
 Errors: INVALID_INPUT 400 (a malformed cursor), CURSOR_EXPIRED 410 (the changes after it were pruned: re-read the state), FORBIDDEN 403, TENANT_REQUIRED 400.
 Example: GET /rpc/kpi_history_changes?after=1234.56';
 
@@ -121,6 +121,7 @@ Example: GET /rpc/kpi_history_changes?after=1234.56';
 
 CREATE FUNCTION api.kpi_history_cron(json) RETURNS json
     LANGUAGE plpgsql
+    SET statement_timeout TO '30min'
     AS $_$
 declare
   failed_sqlstate text;
@@ -268,8 +269,10 @@ declare
   failed_sqlstate text;
   failed_message text;
   failed_detail text;
+  secret text := kpi_api.request_header('x-cron-secret');
 begin
-  return kpi_api.health();
+  return kpi_api.health(details => coalesce(current_setting('request.method', true), '') = ''
+                                   or (secret is not null and kpi_api.cron_secret_matches(secret)));
 exception when others then
   get stacked diagnostics failed_sqlstate = returned_sqlstate, failed_message = message_text,
                           failed_detail = pg_exception_detail;
@@ -283,7 +286,7 @@ $$;
 -- Name: FUNCTION kpi_history_health(); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.kpi_history_health() IS 'Health of the daily KPI fill; no token needed, nothing tenant-specific. {"status": "healthy" | "degraded", "timestamp", "reasons": [...], "last_run": {"status", "trigger", "started_at", "finished_at"}, "last_success_at", "schedule": {"job", "cron", "timezone", "active"}}. Degraded when the last run failed or never finished, or no run succeeded in the last 26 hours.
+COMMENT ON FUNCTION api.kpi_history_health() IS 'Health of kpi-history; no token needed. Anyone: {"status": "healthy" | "degraded", "timestamp", "last_success_at"}. With the cron secret in the x-cron-secret header (and in psql), the whole report: "reasons" (each thing to act on), "last_run", "failing_tenants", "schedule", "alerts" — see kpi.health_report().
 Example: GET /rpc/kpi_history_health';
 
 
@@ -320,6 +323,26 @@ $$;
 --
 
 COMMENT ON FUNCTION kpi.add_cron_secret(secret text) IS 'Adds an active cron secret (32+ characters), keeping the others: the first step of a rotation.';
+
+
+--
+-- Name: add_fill_stats(jsonb, jsonb); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.add_fill_stats(a jsonb, b jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    RETURN jsonb_strip_nulls(jsonb_build_object('weeks', (COALESCE(((a ->> 'weeks'::text))::bigint, (0)::bigint) + COALESCE(((b ->> 'weeks'::text))::bigint, (0)::bigint)), 'rows_written', (COALESCE(((a ->> 'rows_written'::text))::bigint, (0)::bigint) + COALESCE(((b ->> 'rows_written'::text))::bigint, (0)::bigint)), 'custom_weeks_written', CASE WHEN ((a ? 'custom_weeks_written'::text) OR (b ? 'custom_weeks_written'::text)) THEN (COALESCE(((a ->> 'custom_weeks_written'::text))::bigint, (0)::bigint) + COALESCE(((b ->> 'custom_weeks_written'::text))::bigint, (0)::bigint)) ELSE NULL::bigint END, 'custom_values', CASE WHEN ((a ? 'custom_values'::text) OR (b ? 'custom_values'::text)) THEN (COALESCE(((a ->> 'custom_values'::text))::bigint, (0)::bigint) + COALESCE(((b ->> 'custom_values'::text))::bigint, (0)::bigint)) ELSE NULL::bigint END, 'written', (SELECT COALESCE(jsonb_agg(x.e), '[]'::jsonb) AS "coalesce" FROM (SELECT e.value AS e FROM jsonb_array_elements((COALESCE((add_fill_stats.a -> 'written'::text), '[]'::jsonb) || COALESCE((add_fill_stats.b -> 'written'::text), '[]'::jsonb))) e(value) LIMIT 100) x), 'warnings', (COALESCE((a -> 'warnings'::text), '[]'::jsonb) || COALESCE((b -> 'warnings'::text), '[]'::jsonb)), 'failed', (COALESCE((a -> 'failed'::text), '[]'::jsonb) || COALESCE((b -> 'failed'::text), '[]'::jsonb))));
+
+
+--
+-- Name: add_run_results(jsonb, jsonb); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.add_run_results(a jsonb, b jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    RETURN jsonb_strip_nulls(((SELECT jsonb_object_agg(k.k, (SELECT sum(x.v) AS sum FROM (VALUES (((add_run_results.a ->> k.k))::numeric), (((add_run_results.b ->> k.k))::numeric)) x(v))) AS jsonb_object_agg FROM unnest(ARRAY['ok'::text, 'total'::text, 'tenants_considered'::text, 'weeks'::text, 'weeks_kept'::text, 'rows_written'::text, 'anomalies'::text, 'custom_weeks_written'::text, 'custom_values'::text, 'custom_kpis_derived'::text]) k(k)) || jsonb_build_object('as_of', GREATEST((a ->> 'as_of'::text), (b ->> 'as_of'::text)), 'errors', (COALESCE((a -> 'errors'::text), '[]'::jsonb) || COALESCE((b -> 'errors'::text), '[]'::jsonb)), 'warnings', (COALESCE((a -> 'warnings'::text), '[]'::jsonb) || COALESCE((b -> 'warnings'::text), '[]'::jsonb)))));
 
 
 --
@@ -400,177 +423,227 @@ CREATE FUNCTION kpi.anomaly_change_data(a kpi.kpi_anomalies) RETURNS jsonb
 
 
 --
--- Name: assert_tenant_can_fill(uuid); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: apply_custom_kpi_changes(); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.assert_tenant_can_fill(p_tenant_id uuid) RETURNS void
-    LANGUAGE plpgsql STABLE
+CREATE FUNCTION kpi.apply_custom_kpi_changes() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
+declare
+  settings kpi.custom_kpi_settings;
+  grown_tenants uuid[];
+  added boolean;
+  problem record;
+  forgotten record;
 begin
-  if p_tenant_id is null then
-    perform kpi.raise_error('INVALID_INPUT', 'tenant_id is required');
+  select * into settings from kpi.custom_kpi_settings;
+  if tg_op = 'DELETE' then
+    -- A KPI that a remaining combine uses stays (delete the combine first).
+    select o.key, string_agg(d.key, ', ' order by d.key) as used_by into problem
+    from old_rows o
+    join kpi.custom_kpis d on d.tenant_id = o.tenant_id and d.combine is not null and o.key in (d.left_kpi, d.right_kpi)
+    group by o.tenant_id, o.key
+    order by o.tenant_id, o.key
+    limit 1;
+    if found then
+      perform kpi_api.raise_request_error('INVALID_INPUT', format('key: %s is combined in %s; change or delete that first', problem.key, problem.used_by));
+    end if;
+    for forgotten in select o.tenant_id, array_agg(o.key) as keys from old_rows o group by o.tenant_id loop
+      perform kpi.forget_custom_kpi_values(forgotten.tenant_id, forgotten.keys);
+    end loop;
+    return null;
   end if;
-  if not exists (select from kpi.tenants where id = p_tenant_id) then
-    perform kpi.raise_error('UNKNOWN_TENANT', format('no tenant has id %s', p_tenant_id));
+
+  if tg_op = 'UPDATE' then
+    -- Only a statement that changed a definition is checked (the row trigger says so): the fill
+    -- marking what it derived, and this function's own marking of combines, are not.
+    if coalesce(current_setting('kpi.custom_kpis_changed', true), '') <> 'on' then
+      return null;
+    end if;
+    perform set_config('kpi.custom_kpis_changed', '', true);
   end if;
-  if not exists (select from kpi.avi_reports r where r.tenant_id = p_tenant_id) then
-    perform kpi.raise_error('NO_AVI', format('tenant %s has no AVI report', p_tenant_id),
-                            'Insert a row into kpi.avi_reports for this tenant first.');
+
+  -- The tenants whose counts grow: every tenant a definition was added to (added), or where an
+  -- update activated one.
+  if tg_op = 'INSERT' then
+    select array_agg(distinct n.tenant_id), true into grown_tenants, added from new_rows n;
+  else
+    select array_agg(distinct n.tenant_id), false into grown_tenants, added
+    from new_rows n join old_rows o on o.tenant_id = n.tenant_id and o.key = n.key
+    where n.active and not o.active;
   end if;
+
+  -- One writer per tenant at a time, so that two concurrent statements cannot both pass a count:
+  -- the tenants' rows, locked in id order (a row lock lives in the row, so a bulk definition of
+  -- every tenant's KPIs takes no lock-table slot per tenant; NO KEY UPDATE leaves writers of
+  -- sources alone).
+  perform from kpi.tenants t where t.id = any (grown_tenants) order by t.id for no key update;
+
+  -- The limits, per tenant whose counts grew: what it has after the statement.
+  select c.total, c.active into problem
+  from unnest(grown_tenants) g (tenant_id)
+  cross join lateral (
+    select count(*) as total, count(*) filter (where d.active) as active
+    from kpi.custom_kpis d where d.tenant_id = g.tenant_id) c
+  where (added and c.total > settings.max_per_tenant) or c.active > settings.max_active_per_tenant
+  limit 1;
+  if found then
+    if added and problem.total > settings.max_per_tenant then
+      perform kpi_api.raise_request_error('INVALID_INPUT',
+        format('key: this tenant would have %s custom KPIs; the limit is %s, active or not (kpi.custom_kpi_settings)',
+               problem.total, settings.max_per_tenant));
+    end if;
+    perform kpi_api.raise_request_error('INVALID_INPUT',
+      format('active: this tenant has %s active custom KPIs, the limit (kpi.custom_kpi_settings)', settings.max_active_per_tenant));
+  end if;
+
+  -- Each operand of a combine is built in, or an active KPI of the tenant with a source (one
+  -- level deep, so no cycles).
+  select n.key, x.operand into problem
+  from new_rows n
+  cross join lateral (values (n.left_kpi), (n.right_kpi)) x (operand)
+  where n.combine is not null
+    and x.operand not in ('aiv_pct', 'ati_pct', 'crs_pct', 'elasticity_usd_per_point', 'vli_integrity_pct', 'hrp_pct')
+    and not exists (select from kpi.custom_kpis d
+                    where d.tenant_id = n.tenant_id and d.key = x.operand and d.combine is null and d.active)
+  limit 1;
+  if found then
+    perform kpi_api.raise_request_error('INVALID_INPUT', format(
+      'left_kpi: %s is neither a built-in KPI nor an active custom KPI of this tenant with a source (a combine is one level deep)',
+      left(problem.operand, 60)));
+  end if;
+
+  if tg_op = 'UPDATE' then
+    -- A KPI others combine stays an active KPI with a source.
+    select n.key, string_agg(d.key, ', ' order by d.key) as used_by into problem
+    from new_rows n
+    join kpi.custom_kpis d on d.tenant_id = n.tenant_id and d.combine is not null and n.key in (d.left_kpi, d.right_kpi)
+                          and d.key <> n.key
+    where n.combine is not null or not n.active
+    group by n.tenant_id, n.key
+    limit 1;
+    if found then
+      perform kpi_api.raise_request_error('INVALID_INPUT',
+        format('combine: %s is combined in %s, so it stays an active KPI with a source', problem.key, problem.used_by));
+    end if;
+    -- Changed definitions (a new revision) forget their values, and the combines built on them
+    -- are derived again.
+    for forgotten in
+      with changed as (
+        select n.tenant_id, n.key from new_rows n join old_rows o on o.tenant_id = n.tenant_id and o.key = n.key
+        where n.revision is distinct from o.revision
+      ),
+      combines as (
+        update kpi.custom_kpis d set derived_revision = null
+        from changed c
+        where d.tenant_id = c.tenant_id and d.combine is not null and c.key in (d.left_kpi, d.right_kpi) and d.key <> c.key
+        returning d.tenant_id, d.key
+      )
+      select k.tenant_id, array_agg(distinct k.key) as keys
+      from (select tenant_id, key from changed union all select tenant_id, key from combines) k
+      group by k.tenant_id
+    loop
+      perform kpi.forget_custom_kpi_values(forgotten.tenant_id, forgotten.keys);
+    end loop;
+  else
+    -- A new definition finds no value left under its key by an earlier one.
+    for forgotten in select n.tenant_id, array_agg(n.key) as keys from new_rows n group by n.tenant_id loop
+      perform kpi.forget_custom_kpi_values(forgotten.tenant_id, forgotten.keys);
+    end loop;
+  end if;
+  return null;
 end
 $$;
 
 
 --
--- Name: backfill_kpi_history(uuid, date, date); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: backfill_batch(bigint, uuid, integer, date, date); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.backfill_kpi_history(tenant_id uuid DEFAULT NULL::uuid, "from" date DEFAULT NULL::date, "to" date DEFAULT NULL::date) RETURNS jsonb
+CREATE FUNCTION kpi.backfill_batch(p_run_id bigint, p_after uuid, p_batch integer, p_from date, p_to date) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
 declare
+  batch uuid[];
+begin
+  select array_agg(t.id order by t.id) into batch
+  from (select t.id from kpi.tenants t where p_after is null or t.id > p_after order by t.id limit p_batch) t;
+  if batch is null then
+    return jsonb_build_object('next_tenant', null);
+  end if;
+  return kpi.execute_fill(p_run_id, 'range', batch, p_from, p_to)
+         || jsonb_build_object('next_tenant', case when cardinality(batch) = p_batch then batch[p_batch] end);
+end
+$$;
+
+
+--
+-- Name: backfill_kpi_history(text, date, date); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.backfill_kpi_history(tenant text DEFAULT NULL::text, "from" date DEFAULT NULL::date, "to" date DEFAULT NULL::date) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  tenant_id uuid;
   run_id bigint;
-  result jsonb;
-  anomalies_before integer := kpi.anomalies_changed();
+  result jsonb := '{}';
+  batch jsonb;
+  error jsonb;
 begin
   if "from" > "to" then
     perform kpi.raise_error('INVALID_INPUT', format('"from" (%s) is after "to" (%s)', "from", "to"));
   end if;
-  if tenant_id is null then
-    if not kpi.try_lock_all_tenants(false) then
+  if tenant is null then
+    if not kpi.try_lock_all_tenants() then
       return kpi.skipped_run('backfill', "from", "to");
     end if;
-    return kpi.execute_all_tenant_run(kpi.start_kpi_run('backfill', null, "from", "to"), "from", "to", false);
+    run_id := kpi.start_kpi_run('backfill', null, "from", "to");
+    begin
+      -- In batches of 1,000 tenants: each statement's memory stays bounded whatever the number of
+      -- tenants, all in this one transaction (call kpi.run_backfill() commits each batch instead).
+      loop
+        batch := kpi.backfill_batch(run_id, (batch ->> 'next_tenant')::uuid, 1000, "from", "to");
+        result := kpi.add_run_results(result, batch - 'next_tenant');
+        exit when batch ->> 'next_tenant' is null;
+      end loop;
+    exception when others or query_canceled then
+      return kpi.fail_run(run_id, sqlstate, sqlerrm);
+    end;
+  else
+    tenant_id := kpi.tenant_id_of(tenant);
+    run_id := kpi.start_kpi_run('backfill', tenant_id, "from", "to");
+    result := kpi.execute_fill(run_id, 'range', array[tenant_id], "from", "to");
+    error := result -> 'errors' -> 0;
+    if error is not null then
+      perform kpi.raise_error(error ->> 'code', error ->> 'message', error ->> 'hint');
+    end if;
   end if;
-
-  perform kpi.assert_tenant_can_fill(tenant_id);
-  run_id := kpi.start_kpi_run('backfill', tenant_id, "from", "to");
-  result := kpi.write_kpi_history(tenant_id, "from", "to", false) - 'as_of' - 'no_avi'
-            || jsonb_build_object('total', 1, 'errors', '[]'::jsonb, 'status', 'ok', 'run_id', run_id,
-                                  'anomalies', kpi.anomalies_changed() - anomalies_before);
-  perform kpi.finish_kpi_run(run_id, 'ok', result);
-  return result;
+  result := result || jsonb_build_object(
+    'status', case when coalesce(result -> 'errors', '[]') = '[]'::jsonb then 'ok' else 'partial' end, 'run_id', run_id);
+  perform kpi.finish_kpi_run(run_id, result ->> 'status', result);
+  return kpi.run_result(result) - 'tenants_considered' - 'as_of';
 end
 $$;
 
 
 --
--- Name: FUNCTION backfill_kpi_history(tenant_id uuid, "from" date, "to" date); Type: COMMENT; Schema: kpi; Owner: -
+-- Name: FUNCTION backfill_kpi_history(tenant text, "from" date, "to" date); Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON FUNCTION kpi.backfill_kpi_history(tenant_id uuid, "from" date, "to" date) IS 'Writes one kpi_history row per AVI week in [from, to] (NULL = unbounded) for one tenant or all (tenant_id NULL), with VLI and HRP as of the end of each week. Idempotent. Returns {"ok", "total", "weeks", "rows_written", "errors", "warnings", "status", "run_id"}. Example: select kpi.backfill_kpi_history("from" => ''2024-01-01'');';
-
-
---
--- Name: citus_commands(); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.citus_commands() RETURNS SETOF text
-    LANGUAGE sql STABLE
-    SET search_path TO ''
-    AS $$
-  with recursive refs as (
-    select c.conrelid::regclass::text as from_table, c.confrelid::regclass::text as to_table
-    from pg_catalog.pg_constraint c
-    where c.contype = 'f' and c.connamespace = 'kpi'::regnamespace and c.conrelid <> c.confrelid
-  ),
-  depths (table_name, depth) as (
-    select 'kpi.' || d.table_name, 0 from kpi.table_distribution d
-    union all
-    select r.from_table, x.depth + 1 from depths x join refs r on r.to_table = x.table_name
-  )
-  select command from (
-    select 1 as step, 0 as depth, table_name,
-           format('select create_reference_table(%L);', 'kpi.' || table_name) as command
-    from kpi.table_distribution where placement = 'reference'
-    union all
-    select case when colocate_with is null then 2 else 3 end,
-           (select max(x.depth) from depths x where x.table_name = 'kpi.' || d.table_name),
-           table_name,
-           case when colocate_with is null
-                then format('select create_distributed_table(%L, %L);', 'kpi.' || table_name, distribution_column)
-                else format('select create_distributed_table(%L, %L, colocate_with => %L);',
-                            'kpi.' || table_name, distribution_column, 'kpi.' || colocate_with) end
-    from kpi.table_distribution d where placement = 'distributed'
-  ) c
-  order by step, depth, table_name
-$$;
+COMMENT ON FUNCTION kpi.backfill_kpi_history(tenant text, "from" date, "to" date) IS 'Writes one kpi_history row per AVI week in [from, to] (NULL = unbounded) for one tenant (by slug or id) or all (tenant NULL), with VLI and HRP as of the end of each week, in one transaction. Idempotent. Returns {"ok", "total", "weeks", "weeks_kept", "rows_written", "anomalies", "errors", "warnings", "status", "run_id"}; a tenant without AVI reports is a NO_AVI error. For many tenants prefer call kpi.run_backfill(), which commits as it goes. Example: select kpi.backfill_kpi_history(''acme'', ''2024-01-01'');';
 
 
 --
--- Name: FUNCTION citus_commands(); Type: COMMENT; Schema: kpi; Owner: -
+-- Name: built_in_kpis(); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-COMMENT ON FUNCTION kpi.citus_commands() IS 'The create_reference_table / create_distributed_table statements that distribute the kpi schema on Citus, in order. Example: select * from kpi.citus_commands();';
-
-
---
--- Name: clean_up_run_history(); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.clean_up_run_history() RETURNS jsonb
-    LANGUAGE plpgsql
-    SET search_path TO ''
-    AS $$
-declare
-  runs_deleted bigint;
-  denials_deleted bigint := 0;
-  job_details_deleted bigint := 0;
-  alerts_deleted bigint;
-begin
-  delete from kpi.kpi_runs where started_at < now() - interval '90 days';
-  get diagnostics runs_deleted = row_count;
-  delete from kpi.api_denials where denied_at < now() - interval '90 days';
-  get diagnostics denials_deleted = row_count;
-  delete from kpi.alerts where status <> 'pending' and finished_at < now() - interval '90 days';
-  get diagnostics alerts_deleted = row_count;
-  -- cron.job_run_details exists only in the pg_cron database.
-  if to_regclass('cron.job_run_details') is not null then
-    execute 'delete from cron.job_run_details where start_time < now() - interval ''7 days''';
-    get diagnostics job_details_deleted = row_count;
-  end if;
-  return jsonb_build_object('kpi_runs_deleted', runs_deleted, 'api_denials_deleted', denials_deleted,
-                            'alerts_deleted', alerts_deleted, 'kpi_changes_deleted', kpi.prune_change_log(),
-                            'cron_job_run_details_deleted', job_details_deleted);
-end
-$$;
-
-
---
--- Name: FUNCTION clean_up_run_history(); Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON FUNCTION kpi.clean_up_run_history() IS 'Deletes kpi_runs and api_denials rows older than 90 days and cron.job_run_details rows older than 7 days. Run daily by pg_cron.';
-
-
---
--- Name: cron_secret_hash(bytea, text); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.cron_secret_hash(salt bytea, secret text) RETURNS bytea
+CREATE FUNCTION kpi.built_in_kpis() RETURNS text[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN sha256((salt || convert_to(secret, 'UTF8'::name)));
-
-
---
--- Name: current_trigger(); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.current_trigger() RETURNS text
-    LANGUAGE sql STABLE
-    SET search_path TO ''
-    AS $$
-  select case
-    when nullif(current_setting('request.path', true), '') is not null then 'api'
-    when current_setting('application_name') = 'pg_cron'
-      -- pg_stat_get_activity(pid) reads this backend's entry only, not every session's.
-      or (select a.backend_type from pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a) = 'pg_cron'
-      then 'pg_cron'
-    else 'sql'
-  end
-$$;
+    RETURN ARRAY['aiv_pct'::text, 'ati_pct'::text, 'crs_pct'::text, 'elasticity_usd_per_point'::text, 'vli_integrity_pct'::text, 'hrp_pct'::text];
 
 
 --
@@ -593,416 +666,6 @@ ALTER TABLE ONLY kpi.custom_kpi_weeks FORCE ROW LEVEL SECURITY;
 --
 
 COMMENT ON TABLE kpi.custom_kpi_weeks IS 'The custom KPI values of each tenant''s history week, {key: value}, written by the fill with the week''s history row. Read a value per row through kpi.custom_kpi_values.';
-
-
---
--- Name: custom_values_change_data(kpi.custom_kpi_weeks); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.custom_values_change_data(w kpi.custom_kpi_weeks) RETURNS jsonb
-    LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN jsonb_build_object('as_of', (w).as_of, 'values', (w).kpi_values, 'updated_at', ((to_json(((w).updated_at AT TIME ZONE 'UTC'::text)) #>> '{}'::text[]) || '+00:00'::text));
-
-
---
--- Name: delete_expired_sources(text, timestamp with time zone, uuid, integer); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.delete_expired_sources(source text, as_of timestamp with time zone, from_tenant uuid, batch_size integer, OUT deleted bigint, OUT next_tenant uuid) RETURNS record
-    LANGUAGE plpgsql
-    SET search_path TO ''
-    AS $$
-declare
-  last_deleted uuid;
-  slice_end uuid;
-  slice_size integer;
-begin
-  select max(s.id::text collate "C")::uuid, count(*) into slice_end, slice_size
-  from (select t.id from kpi.tenants t where t.id >= from_tenant order by t.id limit batch_size) s;
-  -- What goes here only ever fed weeks that are final: no change to track (the change-tracking
-  -- triggers, a later migration, read this setting).
-  perform set_config('kpi.tracking', 'off', true);
-  if source = 'avi_reports' then
-    with expired as (
-      select r.tenant_id, r.week_start
-      from kpi.tenants t
-      join kpi.plans p on p.plan = t.plan
-      cross join lateral (select ((as_of - make_interval(days => coalesce(t.source_retention_days, p.source_retention_days)))
-                                  at time zone 'UTC')::date - 7 as last_week) c
-      cross join lateral (
-        select r.tenant_id, r.week_start from kpi.avi_reports r
-        where r.tenant_id = t.id and r.week_start <= c.last_week
-          and r.week_start < (select l.week_start from kpi.avi_reports l where l.tenant_id = t.id order by l.week_start desc limit 1)
-      ) r
-      where t.id >= from_tenant and t.id <= slice_end and c.last_week is not null
-      order by t.id
-      limit batch_size
-    ), gone as (
-      delete from kpi.avi_reports d using expired e where d.tenant_id = e.tenant_id and d.week_start = e.week_start returning d.tenant_id
-    )
-    select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_deleted from gone g;
-  elsif source = 'vli_audits' then
-    with expired as (
-      select v.tenant_id, v.audited_at, v.id
-      from kpi.tenants t
-      join kpi.plans p on p.plan = t.plan
-      cross join lateral (select as_of - make_interval(days => coalesce(t.source_retention_days, p.source_retention_days)) as cutoff) c
-      cross join lateral (
-        select k.audited_at, k.id from kpi.vli_audits k
-        where k.tenant_id = t.id and k.audited_at < c.cutoff
-        order by k.audited_at desc, k.id desc limit 1) kept
-      cross join lateral (
-        select v.tenant_id, v.audited_at, v.id from kpi.vli_audits v
-        where v.tenant_id = t.id and (v.audited_at, v.id) < (kept.audited_at, kept.id)) v
-      where t.id >= from_tenant and t.id <= slice_end and c.cutoff is not null
-      order by t.id
-      limit batch_size
-    ), gone as (
-      delete from kpi.vli_audits d using expired e
-      where d.tenant_id = e.tenant_id and d.audited_at = e.audited_at and d.id = e.id returning d.tenant_id
-    )
-    select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_deleted from gone g;
-  elsif source = 'clarity_reports' then
-    with expired as (
-      select x.tenant_id, x.measured_at, x.id
-      from kpi.tenants t
-      join kpi.plans p on p.plan = t.plan
-      cross join lateral (select as_of - make_interval(days => coalesce(t.source_retention_days, p.source_retention_days)) as cutoff) c
-      cross join lateral (
-        select k.measured_at, k.id from kpi.clarity_reports k
-        where k.tenant_id = t.id and k.measured_at < c.cutoff
-        order by k.measured_at desc, k.id desc limit 1) kept
-      cross join lateral (
-        select x.tenant_id, x.measured_at, x.id from kpi.clarity_reports x
-        where x.tenant_id = t.id and (x.measured_at, x.id) < (kept.measured_at, kept.id)) x
-      where t.id >= from_tenant and t.id <= slice_end and c.cutoff is not null
-      order by t.id
-      limit batch_size
-    ), gone as (
-      delete from kpi.clarity_reports d using expired e
-      where d.tenant_id = e.tenant_id and d.measured_at = e.measured_at and d.id = e.id returning d.tenant_id
-    )
-    select count(*), max(g.tenant_id::text collate "C")::uuid into deleted, last_deleted from gone g;
-  else
-    raise exception 'kpi.delete_expired_sources: unknown source table %', source;
-  end if;
-  next_tenant := case
-    when deleted >= batch_size then last_deleted
-    when slice_size >= batch_size then (select t.id from kpi.tenants t where t.id > slice_end order by t.id limit 1)
-  end;
-end
-$$;
-
-
---
--- Name: derive_pending_custom_kpis(uuid); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.derive_pending_custom_kpis(p_tenant_id uuid) RETURNS jsonb
-    LANGUAGE plpgsql
-    SET search_path TO ''
-    AS $$
-declare
-  pending_tenants uuid[];
-  pending_weeks date[];
-  -- The pending definitions with the revision read now.
-  derived_keys jsonb;
-  stats jsonb;
-begin
-  select jsonb_agg(jsonb_build_object('tenant_id', d.tenant_id, 'key', d.key, 'revision', d.revision))
-  into derived_keys
-  from kpi.custom_kpis d
-  where d.derived_revision is distinct from d.revision and d.active and (p_tenant_id is null or d.tenant_id = p_tenant_id);
-  if derived_keys is null then
-    return jsonb_build_object('kpis_derived', 0, 'values', 0, 'rows_written', 0, 'warnings', '[]'::jsonb);
-  end if;
-  -- Every kept week of the tenants concerned. (Both arrays from one aggregate pass, so that they
-  -- stay aligned.)
-  select array_agg(h.tenant_id), array_agg(h.as_of)
-  into pending_tenants, pending_weeks
-  from (select distinct p.tenant_id from jsonb_to_recordset(derived_keys) as p (tenant_id uuid)) p
-  join kpi.tenants t on t.id = p.tenant_id
-  join kpi.plans pl on pl.plan = t.plan
-  cross join kpi.retention_state rs
-  join kpi.kpi_history h on h.tenant_id = p.tenant_id
-  where kpi.week_end(h.as_of) > kpi.source_horizon(coalesce(t.source_retention_days, pl.source_retention_days),
-                                                  t.sources_purged_before, rs.last_cleanup_as_of);
-  stats := kpi.write_custom_kpi_values(coalesce(pending_tenants, '{}'), coalesce(pending_weeks, '{}'));
-  -- Derived as of the revision read at the start: a change committed since stays pending.
-  update kpi.custom_kpis d set derived_revision = p.revision
-  from jsonb_to_recordset(derived_keys) as p (tenant_id uuid, key text, revision integer)
-  where d.tenant_id = p.tenant_id and d.key = p.key and d.revision = p.revision;
-  return stats || jsonb_build_object('kpis_derived', jsonb_array_length(derived_keys));
-end
-$$;
-
-
---
--- Name: FUNCTION derive_pending_custom_kpis(p_tenant_id uuid); Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON FUNCTION kpi.derive_pending_custom_kpis(p_tenant_id uuid) IS 'Derives the custom KPIs not derived yet (new, changed or re-activated definitions) of one tenant (or all) over every history week whose sources are kept.';
-
-
---
--- Name: execute_all_tenant_run(bigint, date, date, boolean); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.execute_all_tenant_run(p_run_id bigint, p_from date, p_to date, p_latest_only boolean) RETURNS jsonb
-    LANGUAGE plpgsql
-    SET search_path TO ''
-    AS $$
-declare
-  result jsonb;
-  failure_state text;
-  failure_message text;
-  anomalies_before integer := kpi.anomalies_changed();
-begin
-  begin
-    result := kpi.write_kpi_history(null, p_from, p_to, p_latest_only);
-    -- Tenants without any AVI report (found by the same pass) are the errors.
-    result := result - 'no_avi' || jsonb_build_object('errors', coalesce((
-      select jsonb_agg(jsonb_build_object(
-               'tenant_id', missing ->> 'tenant_id',
-               'code', 'NO_AVI',
-               'message', format('tenant %s has no AVI report', missing ->> 'slug')))
-      from jsonb_array_elements(result -> 'no_avi') missing), '[]'::jsonb));
-  exception when others or query_canceled then
-    get stacked diagnostics failure_state = returned_sqlstate, failure_message = message_text;
-    result := jsonb_build_object(
-      'ok', 0, 'total', null, 'rows_written', 0, 'warnings', '[]'::jsonb,
-      'errors', jsonb_build_array(jsonb_build_object(
-        'code', 'INTERNAL_ERROR', 'sqlstate', failure_state, 'message', failure_message)));
-    perform kpi.finish_kpi_run(p_run_id, 'failed', result);
-    return result || jsonb_build_object('status', 'failed', 'run_id', p_run_id);
-  end;
-  result := result - 'as_of' || jsonb_build_object(
-    'anomalies', kpi.anomalies_changed() - anomalies_before,
-    'status', case when result -> 'errors' = '[]'::jsonb then 'ok' else 'partial' end,
-    'run_id', p_run_id);
-  perform kpi.finish_kpi_run(p_run_id, result ->> 'status', result);
-  return result;
-end
-$$;
-
-
---
--- Name: execute_fill_all(bigint, boolean); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.execute_fill_all(p_run_id bigint, p_full boolean) RETURNS jsonb
-    LANGUAGE plpgsql
-    SET search_path TO ''
-    AS $$
-declare
-  incremental jsonb;
-  reconciled jsonb;
-  result jsonb;
-  corrected integer := 0;
-  failure_state text;
-  failure_message text;
-  anomalies_before integer := kpi.anomalies_changed();
-begin
-  update kpi.kpi_runs set mode = case when p_full then 'full' else 'incremental' end where id = p_run_id;
-  begin
-    incremental := kpi.write_kpi_history(null, null, null, false, true);
-    result := incremental;
-    if p_full then
-      reconciled := kpi.write_kpi_history(null, null, null, true, false);
-      corrected := (reconciled ->> 'rows_written')::integer;
-      result := reconciled || jsonb_build_object(
-        'rows_written', corrected + (incremental ->> 'rows_written')::integer,
-        'warnings', coalesce((
-          select jsonb_agg(distinct w) from jsonb_array_elements((incremental -> 'warnings') || (reconciled -> 'warnings')) w), '[]'::jsonb)
-          || coalesce((
-          select jsonb_agg(jsonb_build_object(
-                   'tenant_id', w ->> 'tenant_id', 'as_of', w ->> 'as_of', 'code', 'UNTRACKED_CHANGE',
-                   'message', 'the full run corrected this row: no change record covered it'))
-          from jsonb_array_elements(reconciled -> 'written_sample') w), '[]'::jsonb));
-    end if;
-    result := result - 'no_avi' - 'written_sample' - 'as_of' - 'records_consumed'
-      || jsonb_build_object(
-           'mode', case when p_full then 'full' else 'incremental' end,
-           'tenants_considered', case when p_full then (reconciled -> 'tenants_considered') else (incremental -> 'tenants_considered') end,
-           'corrected', case when p_full then corrected end,
-           'errors', coalesce((
-             select jsonb_agg(jsonb_build_object(
-                      'tenant_id', missing ->> 'tenant_id',
-                      'code', 'NO_AVI',
-                      'message', format('tenant %s has no AVI report', missing ->> 'slug')))
-             from jsonb_array_elements(result -> 'no_avi') missing), '[]'::jsonb));
-  exception when others or query_canceled then
-    get stacked diagnostics failure_state = returned_sqlstate, failure_message = message_text;
-    result := jsonb_build_object(
-      'ok', 0, 'total', null, 'rows_written', 0, 'warnings', '[]'::jsonb,
-      'mode', case when p_full then 'full' else 'incremental' end,
-      'errors', jsonb_build_array(jsonb_build_object(
-        'code', 'INTERNAL_ERROR', 'sqlstate', failure_state, 'message', failure_message)));
-    perform kpi.finish_kpi_run(p_run_id, 'failed', result);
-    return result || jsonb_build_object('status', 'failed', 'run_id', p_run_id);
-  end;
-  result := jsonb_strip_nulls(result) || jsonb_build_object(
-    -- Anomalies the run's writes inserted or changed (the history triggers score what is written).
-    'anomalies', kpi.anomalies_changed() - anomalies_before,
-    'status', case when result -> 'errors' = '[]'::jsonb then 'ok' else 'partial' end,
-    'run_id', p_run_id);
-  perform kpi.finish_kpi_run(p_run_id, result ->> 'status', result);
-  update kpi.kpi_runs set details = jsonb_build_object(
-      'tenants_considered', result -> 'tenants_considered', 'corrected', result -> 'corrected')
-  where id = p_run_id;
-  return result;
-end
-$$;
-
-
---
--- Name: fill_all_kpi_history(boolean); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.fill_all_kpi_history("full" boolean DEFAULT false) RETURNS jsonb
-    LANGUAGE plpgsql
-    SET search_path TO ''
-    AS $$
-begin
-  if not kpi.try_lock_all_tenants(false) then
-    return kpi.skipped_run('fill_all', null, null);
-  end if;
-  return kpi.execute_fill_all(kpi.start_kpi_run('fill_all', null, null, null), coalesce(fill_all_kpi_history.full, false));
-end
-$$;
-
-
---
--- Name: FUNCTION fill_all_kpi_history("full" boolean); Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON FUNCTION kpi.fill_all_kpi_history("full" boolean) IS 'Brings every tenant''s history up to date. Incremental (the default): only the tenants whose sources changed, as the change-tracking triggers recorded them. full => true: every tenant''s latest week too, reporting in "corrected" what the records missed (should be 0). Returns {"ok", "total", "tenants_considered", "mode", "rows_written", "errors": [{"tenant_id", "code": "NO_AVI", "message"}], "warnings", "status", "run_id"} (and "corrected" for a full run), or {"skipped": true, …} while another all-tenant run holds the lock. Example: select kpi.fill_all_kpi_history();';
-
-
---
--- Name: fill_kpi_history(uuid); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.fill_kpi_history(tenant_id uuid) RETURNS jsonb
-    LANGUAGE plpgsql
-    SET search_path TO ''
-    AS $$
-declare
-  run_id bigint;
-  result jsonb;
-  anomalies_before integer := kpi.anomalies_changed();
-begin
-  perform kpi.assert_tenant_can_fill(tenant_id);
-  run_id := kpi.start_kpi_run('fill', tenant_id, null, null);
-  result := kpi.write_kpi_history(tenant_id, null, null, true);
-  result := result || jsonb_build_object('anomalies', kpi.anomalies_changed() - anomalies_before);
-  perform kpi.finish_kpi_run(run_id, 'ok', result || '{"total": 1, "errors": []}');
-  return jsonb_build_object('ok', true, 'as_of', result -> 'as_of', 'rows_written', result -> 'rows_written',
-                            'warnings', result -> 'warnings', 'anomalies', result -> 'anomalies',
-                            'run_id', run_id);
-end
-$$;
-
-
---
--- Name: FUNCTION fill_kpi_history(tenant_id uuid); Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON FUNCTION kpi.fill_kpi_history(tenant_id uuid) IS 'Writes the tenant''s latest AVI week into kpi_history. Returns {"ok": true, "as_of": "YYYY-MM-DD", …}. Raises UNKNOWN_TENANT (KH404) or NO_AVI (KH422). Example: select kpi.fill_kpi_history(''<tenant uuid>'');';
-
-
---
--- Name: finish_kpi_run(bigint, text, jsonb); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.finish_kpi_run(p_run_id bigint, p_status text, p_result jsonb) RETURNS void
-    LANGUAGE sql
-    SET search_path TO ''
-    AS $$
-  update kpi.kpi_runs set
-    status = p_status,
-    finished_at = clock_timestamp(),
-    ok_count = (p_result ->> 'ok')::int,
-    total_count = (p_result ->> 'total')::int,
-    rows_written = (p_result ->> 'rows_written')::int,
-    errors = coalesce(p_result -> 'errors', '[]'),
-    warnings = coalesce(p_result -> 'warnings', '[]')
-  where id = p_run_id
-$$;
-
-
---
--- Name: forget_changed_custom_kpis(); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.forget_changed_custom_kpis() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO ''
-    AS $$
-declare
-  combines text[];
-begin
-  with marked as (
-    update kpi.custom_kpis d set derived_revision = null
-    where d.tenant_id = new.tenant_id and d.combine is not null and new.key in (d.left_kpi, d.right_kpi) and d.key <> new.key
-    returning d.key
-  )
-  select array_agg(key) into combines from marked;
-  perform kpi.forget_custom_kpi_values(new.tenant_id, array[new.key] || coalesce(combines, '{}'));
-  return null;
-end
-$$;
-
-
---
--- Name: forget_custom_kpi_values(uuid, text[]); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.forget_custom_kpi_values(p_tenant_id uuid, p_keys text[]) RETURNS void
-    LANGUAGE sql
-    SET search_path TO ''
-    BEGIN ATOMIC
- DELETE FROM kpi.custom_kpi_weeks w
-   WHERE ((w.tenant_id = forget_custom_kpi_values.p_tenant_id) AND ((w.kpi_values - forget_custom_kpi_values.p_keys) = '{}'::jsonb));
- UPDATE kpi.custom_kpi_weeks w SET kpi_values = (w.kpi_values - forget_custom_kpi_values.p_keys), updated_at = now()
-   WHERE ((w.tenant_id = forget_custom_kpi_values.p_tenant_id) AND (w.kpi_values ?| forget_custom_kpi_values.p_keys));
- DELETE FROM kpi.kpi_anomalies a
-   WHERE ((a.tenant_id = forget_custom_kpi_values.p_tenant_id) AND (a.kpi = ANY (forget_custom_kpi_values.p_keys)));
-END;
-
-
---
--- Name: forget_defined_custom_kpis(); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.forget_defined_custom_kpis() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO ''
-    AS $$
-begin
-  if tg_op = 'DELETE' then
-    perform kpi.forget_custom_kpi_values(o.tenant_id, array_agg(o.key)) from old_rows o group by o.tenant_id;
-  else
-    perform kpi.forget_custom_kpi_values(n.tenant_id, array_agg(n.key)) from new_rows n group by n.tenant_id;
-  end if;
-  return null;
-end
-$$;
-
-
---
--- Name: forget_deleted_tenants_custom_weeks(); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.forget_deleted_tenants_custom_weeks() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO ''
-    AS $$
-begin
-  delete from kpi.custom_kpi_weeks w using old_tenants o where w.tenant_id = o.id;
-  return null;
-end
-$$;
 
 
 --
@@ -1066,6 +729,891 @@ COMMENT ON COLUMN kpi.kpi_history.hrp_pct IS 'Hallucination-risk probability in 
 --
 
 COMMENT ON COLUMN kpi.kpi_history.revision IS 'Raised by every update of the row: orders its versions in the change feed.';
+
+
+--
+-- Name: baseline_values(uuid, date, text); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.baseline_values(p_tenant_id uuid, p_as_of date, p_kpi text) RETURNS numeric[]
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN (SELECT array_agg(x.v ORDER BY x.v) AS array_agg FROM (SELECT CASE baseline_values.p_kpi WHEN 'aiv_pct'::text THEN b.aiv_pct WHEN 'ati_pct'::text THEN b.ati_pct WHEN 'crs_pct'::text THEN b.crs_pct WHEN 'elasticity_usd_per_point'::text THEN b.elasticity_usd_per_point WHEN 'vli_integrity_pct'::text THEN CASE WHEN (NOT b.vli_is_fallback) THEN b.vli_integrity_pct ELSE NULL::numeric END WHEN 'hrp_pct'::text THEN b.hrp_pct ELSE NULL::numeric END AS v FROM kpi.kpi_history b WHERE ((baseline_values.p_kpi = ANY (kpi.built_in_kpis())) AND (b.tenant_id = baseline_values.p_tenant_id) AND (b.as_of >= (baseline_values.p_as_of - 84)) AND (b.as_of < baseline_values.p_as_of)) UNION ALL SELECT ((w.kpi_values ->> baseline_values.p_kpi))::numeric AS "numeric" FROM kpi.custom_kpi_weeks w WHERE ((NOT (baseline_values.p_kpi = ANY (kpi.built_in_kpis()))) AND (w.tenant_id = baseline_values.p_tenant_id) AND (w.as_of >= (baseline_values.p_as_of - 84)) AND (w.as_of < baseline_values.p_as_of))) x WHERE (x.v IS NOT NULL));
+
+
+--
+-- Name: check_custom_kpi_row(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.check_custom_kpi_row() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    SET enable_seqscan TO 'off'
+    AS $_$
+declare
+  built_in constant text[] := array['aiv_pct', 'ati_pct', 'crs_pct', 'elasticity_usd_per_point', 'vli_integrity_pct', 'hrp_pct'];
+  operand text;
+begin
+  perform kpi.refuse_non_admin();
+  if tg_op = 'DELETE' then
+    return old;
+  end if;
+  if new.tenant_id is null then
+    if coalesce(current_setting('request.method', true), '') <> '' then
+      -- Through the API the tenant is the request's (the x-tenant header, or the token's only one).
+      new.tenant_id := kpi_api.current_tenant_id();
+    else
+      perform kpi_api.raise_request_error('INVALID_INPUT', 'tenant_id: required',
+                                      'Give the tenant''s id: tenant_id => kpi.tenant_id_of(''<slug>'').');
+    end if;
+  end if;
+  if tg_op = 'UPDATE' and (new.key is distinct from old.key or new.tenant_id is distinct from old.tenant_id) then
+    perform kpi_api.raise_request_error('INVALID_INPUT', 'key: cannot be changed; define a new KPI and delete this one');
+  end if;
+  if new.key is null or new.key !~ '^[a-z][a-z0-9_]{0,39}$' then
+    perform kpi_api.raise_request_error('INVALID_INPUT',
+      format('key: 1 to 40 lower-case letters, digits or _, starting with a letter (got %s)', coalesce(left(new.key, 60), 'null')));
+  end if;
+  if new.key = any (built_in) then
+    perform kpi_api.raise_request_error('INVALID_INPUT', format('key: %s is a built-in KPI', new.key));
+  end if;
+  if new.key = 'custom' then
+    -- The anomaly rule of every custom KPI is named so.
+    perform kpi_api.raise_request_error('INVALID_INPUT', 'key: custom is reserved');
+  end if;
+  if tg_op = 'INSERT' and exists (select from kpi.custom_kpis d where d.tenant_id = new.tenant_id and d.key = new.key) then
+    perform kpi_api.raise_request_error('INVALID_INPUT', format('key: %s is already defined', new.key));
+  end if;
+  -- Lengths as given, not as trimmed: 'x' and five million spaces is no label.
+  if new.label is null or char_length(new.label) > 100 or btrim(new.label) = '' then
+    perform kpi_api.raise_request_error('INVALID_INPUT', 'label: required, up to 100 characters');
+  end if;
+  if char_length(new.unit) > 20 then
+    perform kpi_api.raise_request_error('INVALID_INPUT', 'unit: up to 20 characters');
+  end if;
+  if (new.source is null) = (new.combine is null) then
+    perform kpi_api.raise_request_error('INVALID_INPUT', 'source: give either a source (clarity, avi, vli) with an aggregate, or a combine of two KPIs');
+  end if;
+  if new.source is not null then
+    if new.source not in ('clarity', 'avi', 'vli') then
+      perform kpi_api.raise_request_error('INVALID_INPUT', format('source: one of clarity, avi, vli (got %s)', left(new.source, 40)));
+    end if;
+    if new.aggregate is null or new.aggregate not in ('latest', 'avg', 'min', 'max', 'sum', 'count') then
+      perform kpi_api.raise_request_error('INVALID_INPUT',
+        format('aggregate: one of latest, avg, min, max, sum, count (got %s)', coalesce(left(new.aggregate, 40), 'null')));
+    end if;
+    if new.source = 'clarity' then
+      if new.path is null or cardinality(new.path) not between 1 and 8 or array_position(new.path, null) is not null
+         or array_position(new.path, '') is not null
+         or exists (select from unnest(new.path) k where char_length(k) > 64) then
+        perform kpi_api.raise_request_error('INVALID_INPUT',
+          'path: for source clarity, a list of 1 to 8 non-empty keys of up to 64 characters into metrics, e.g. ["latency", "p95_ms"]');
+      end if;
+      if new.field is not null then
+        perform kpi_api.raise_request_error('INVALID_INPUT', 'field: only for sources avi and vli (clarity takes a path)');
+      end if;
+    else
+      if new.path is not null then
+        perform kpi_api.raise_request_error('INVALID_INPUT', 'path: only for source clarity');
+      end if;
+      if new.source = 'avi' and (new.field is null or new.field not in ('aiv_pct', 'ati_pct', 'crs_pct', 'elasticity_usd_per_point')) then
+        perform kpi_api.raise_request_error('INVALID_INPUT',
+          format('field: for source avi, one of aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point (got %s)', coalesce(left(new.field, 40), 'null')));
+      end if;
+      if new.source = 'vli' and new.field is distinct from 'integrity_pct' then
+        perform kpi_api.raise_request_error('INVALID_INPUT', format('field: for source vli, integrity_pct (got %s)', coalesce(left(new.field, 40), 'null')));
+      end if;
+    end if;
+  else
+    if new.combine not in ('difference', 'ratio') then
+      perform kpi_api.raise_request_error('INVALID_INPUT', format('combine: difference or ratio (got %s)', left(new.combine, 40)));
+    end if;
+    if new.aggregate is not null or new.path is not null or new.field is not null then
+      perform kpi_api.raise_request_error('INVALID_INPUT', 'aggregate: a combine takes no aggregate, path or field: its operands are weekly KPIs already');
+    end if;
+    foreach operand in array array[new.left_kpi, new.right_kpi] loop
+      if operand is null then
+        perform kpi_api.raise_request_error('INVALID_INPUT', 'left_kpi: a combine needs left_kpi and right_kpi');
+      end if;
+      if operand = new.key then
+        perform kpi_api.raise_request_error('INVALID_INPUT', format('left_kpi: %s cannot combine itself', new.key));
+      end if;
+      if char_length(operand) > 40 then
+        perform kpi_api.raise_request_error('INVALID_INPUT', format('left_kpi: %s… is no KPI', left(operand, 40)));
+      end if;
+    end loop;
+  end if;
+  if new.valid_min > new.valid_max then
+    perform kpi_api.raise_request_error('INVALID_INPUT', 'valid_min: greater than valid_max');
+  end if;
+  if tg_op = 'UPDATE' and (old.source, old.path, old.field, old.aggregate, old.combine, old.left_kpi, old.right_kpi,
+                           old.valid_min, old.valid_max, old.active)
+                          is distinct from
+                          (new.source, new.path, new.field, new.aggregate, new.combine, new.left_kpi, new.right_kpi,
+                           new.valid_min, new.valid_max, new.active) then
+    -- What the KPI computes changed: its values go, and every week is derived again.
+    new.revision := old.revision + 1;
+  end if;
+  if tg_op = 'UPDATE' then
+    -- For the statement's check (kpi.apply_custom_kpi_changes): a definition changed.
+    perform set_config('kpi.custom_kpis_changed', 'on', true);
+  end if;
+  new.updated_at := now();
+  return new;
+end
+$_$;
+
+
+--
+-- Name: citus_commands(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.citus_commands() RETURNS SETOF text
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  with recursive refs as (
+    select c.conrelid::regclass::text as from_table, c.confrelid::regclass::text as to_table
+    from pg_catalog.pg_constraint c
+    where c.contype = 'f' and c.connamespace = 'kpi'::regnamespace and c.conrelid <> c.confrelid
+  ),
+  depths (table_name, depth) as (
+    select 'kpi.' || d.table_name, 0 from kpi.table_distribution d
+    union all
+    select r.from_table, x.depth + 1 from depths x join refs r on r.to_table = x.table_name
+  )
+  select command from (
+    select 1 as step, 0 as depth, table_name,
+           format('select create_reference_table(%L);', 'kpi.' || table_name) as command
+    from kpi.table_distribution where placement = 'reference'
+    union all
+    select case when colocate_with is null then 2 else 3 end,
+           (select max(x.depth) from depths x where x.table_name = 'kpi.' || d.table_name),
+           table_name,
+           case when colocate_with is null
+                then format('select create_distributed_table(%L, %L);', 'kpi.' || table_name, distribution_column)
+                else format('select create_distributed_table(%L, %L, colocate_with => %L);',
+                            'kpi.' || table_name, distribution_column, 'kpi.' || colocate_with) end
+    from kpi.table_distribution d where placement = 'distributed'
+  ) c
+  order by step, depth, table_name
+$$;
+
+
+--
+-- Name: FUNCTION citus_commands(); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.citus_commands() IS 'The create_reference_table / create_distributed_table statements that distribute the kpi schema on Citus, in order. Example: select * from kpi.citus_commands();';
+
+
+--
+-- Name: clean_up_run_history(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.clean_up_run_history() RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  runs_deleted bigint;
+  denials_deleted bigint;
+  job_details_deleted bigint := 0;
+  alerts_deleted bigint;
+begin
+  delete from kpi.kpi_runs where started_at < now() - interval '90 days';
+  get diagnostics runs_deleted = row_count;
+  delete from kpi.api_denials where denied_at < now() - interval '90 days';
+  get diagnostics denials_deleted = row_count;
+  delete from kpi.alerts where status <> 'pending' and finished_at < now() - interval '90 days';
+  get diagnostics alerts_deleted = row_count;
+  -- cron.job_run_details exists only in the pg_cron database.
+  if to_regclass('cron.job_run_details') is not null then
+    execute 'delete from cron.job_run_details where start_time < now() - interval ''7 days''';
+    get diagnostics job_details_deleted = row_count;
+  end if;
+  return jsonb_build_object('kpi_runs_deleted', runs_deleted, 'api_denials_deleted', denials_deleted,
+                            'alerts_deleted', alerts_deleted, 'kpi_changes_deleted', kpi.prune_change_log(),
+                            'cron_job_run_details_deleted', job_details_deleted);
+end
+$$;
+
+
+--
+-- Name: FUNCTION clean_up_run_history(); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.clean_up_run_history() IS 'Deletes kpi_runs, api_denials and finished alerts older than 90 days, the change feed older than change_feed_settings.keep, and cron.job_run_details older than 7 days. Run daily by pg_cron.';
+
+
+--
+-- Name: cron_secret_hash(bytea, text); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.cron_secret_hash(salt bytea, secret text) RETURNS bytea
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN sha256((salt || convert_to(secret, 'UTF8'::name)));
+
+
+--
+-- Name: current_trigger(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.current_trigger() RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select case
+    when nullif(current_setting('request.path', true), '') is not null then 'api'
+    when current_setting('application_name') = 'pg_cron'
+      -- pg_stat_get_activity(pid) reads this backend's entry only, not every session's.
+      or (select a.backend_type from pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a) = 'pg_cron'
+      then 'pg_cron'
+    else 'sql'
+  end
+$$;
+
+
+--
+-- Name: custom_value_is_storable(numeric); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.custom_value_is_storable(value numeric) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ((value IS NULL) OR (abs(value) <= '1000000000000000'::numeric));
+
+
+--
+-- Name: custom_values_change_data(kpi.custom_kpi_weeks); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.custom_values_change_data(w kpi.custom_kpi_weeks) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN jsonb_build_object('as_of', (w).as_of, 'values', (w).kpi_values, 'updated_at', ((to_json(((w).updated_at AT TIME ZONE 'UTC'::text)) #>> '{}'::text[]) || '+00:00'::text));
+
+
+--
+-- Name: delete_expired_sources(text, timestamp with time zone, uuid, integer); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.delete_expired_sources(source text, as_of timestamp with time zone, from_tenant uuid, batch_size integer, OUT deleted bigint, OUT next_tenant uuid) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+declare
+  layout record := kpi.source_table_layout(source);
+  last_deleted uuid;
+  slice_end uuid;
+  slice_size integer;
+begin
+  if layout.key_columns is null then
+    raise exception 'kpi.delete_expired_sources: unknown source table %', source;
+  end if;
+  select max(s.id::text collate "C")::uuid, count(*) into slice_end, slice_size
+  from (select t.id from kpi.tenants t where t.id >= from_tenant order by t.id limit batch_size) s;
+  -- What goes here only ever fed weeks that are final: no change to track.
+  perform set_config('kpi.tracking', 'off', true);
+  execute format($q$
+    with expired as (
+      select x.tenant_id, %2$s
+      from kpi.tenants t
+      join kpi.plans p on p.plan = t.plan
+      cross join lateral (select $1 - make_interval(days => coalesce(t.source_retention_days, p.source_retention_days)) as cutoff) c
+      cross join lateral (
+        select %8$s from kpi.%1$I k
+        where k.tenant_id = t.id and %3$s
+        order by %4$s limit 1) kept
+      cross join lateral (
+        select x.tenant_id, %2$s from kpi.%1$I x
+        where x.tenant_id = t.id and (%2$s) < (kept.%5$s)) x
+      where t.id >= $2 and t.id <= $3 and c.cutoff is not null
+      order by t.id
+      limit $4
+    ), gone as (
+      delete from kpi.%1$I d using expired e
+      where d.tenant_id = e.tenant_id and (%6$s) = (%7$s)
+      returning d.tenant_id
+    )
+    select count(*), max(g.tenant_id::text collate "C")::uuid from gone g$q$,
+    source,
+    -- the key columns, qualified for each use
+    (select string_agg('x.' || k, ', ') from unnest(string_to_array(layout.key_columns, ', ')) k),
+    layout.before_cutoff,
+    (select string_agg('k.' || k || ' desc', ', ') from unnest(string_to_array(layout.key_columns, ', ')) k),
+    (select string_agg(k, ', kept.') from unnest(string_to_array(layout.key_columns, ', ')) k),
+    (select string_agg('d.' || k, ', ') from unnest(string_to_array(layout.key_columns, ', ')) k),
+    (select string_agg('e.' || k, ', ') from unnest(string_to_array(layout.key_columns, ', ')) k),
+    (select string_agg('k.' || k, ', ') from unnest(string_to_array(layout.key_columns, ', ')) k))
+  into deleted, last_deleted
+  using as_of, from_tenant, slice_end, batch_size;
+  next_tenant := case
+    when deleted >= batch_size then last_deleted
+    when slice_size >= batch_size then (select t.id from kpi.tenants t where t.id > slice_end order by t.id limit 1)
+  end;
+end
+$_$;
+
+
+--
+-- Name: derive_pending_contained(uuid[]); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.derive_pending_contained(p_tenants uuid[]) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  result jsonb := jsonb_build_object('kpis_derived', 0, 'values', 0, 'rows_written', 0, 'warnings', '[]'::jsonb, 'failed', '[]'::jsonb);
+  one jsonb;
+  pending uuid;
+begin
+  if not exists (select from kpi.custom_kpis d
+                 where d.derived_revision is distinct from d.revision and d.active and (p_tenants is null or d.tenant_id = any (p_tenants))) then
+    return result;
+  end if;
+  if p_tenants is null then
+    begin
+      return kpi.derive_pending_custom_kpis(null) || jsonb_build_object('failed', '[]'::jsonb);
+    exception when others then
+      null; -- tenant by tenant below
+    end;
+  end if;
+  for pending in
+    select distinct d.tenant_id from kpi.custom_kpis d
+    where d.derived_revision is distinct from d.revision and d.active and (p_tenants is null or d.tenant_id = any (p_tenants))
+    order by d.tenant_id
+  loop
+    begin
+      one := kpi.derive_pending_custom_kpis(pending);
+      result := result || jsonb_build_object(
+        'kpis_derived', (result ->> 'kpis_derived')::bigint + (one ->> 'kpis_derived')::bigint,
+        'values', (result ->> 'values')::bigint + (one ->> 'values')::bigint,
+        'rows_written', (result ->> 'rows_written')::bigint + (one ->> 'rows_written')::bigint,
+        'warnings', (result -> 'warnings') || (one -> 'warnings'));
+    exception when others then
+      result := jsonb_set(result, '{failed}', (result -> 'failed') || jsonb_build_array(jsonb_build_object(
+        'tenant_id', pending, 'sqlstate', sqlstate, 'message', 'deriving its new custom KPIs failed: ' || left(sqlerrm, 400))));
+    end;
+  end loop;
+  return result;
+end
+$$;
+
+
+--
+-- Name: derive_pending_custom_kpis(uuid); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.derive_pending_custom_kpis(p_tenant_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  pending_tenants uuid[];
+  pending_weeks date[];
+  -- The pending definitions with the revision read now.
+  derived_keys jsonb;
+  stats jsonb;
+begin
+  select jsonb_agg(jsonb_build_object('tenant_id', d.tenant_id, 'key', d.key, 'revision', d.revision))
+  into derived_keys
+  from kpi.custom_kpis d
+  where d.derived_revision is distinct from d.revision and d.active and (p_tenant_id is null or d.tenant_id = p_tenant_id);
+  if derived_keys is null then
+    return jsonb_build_object('kpis_derived', 0, 'values', 0, 'rows_written', 0, 'warnings', '[]'::jsonb);
+  end if;
+  -- Every kept week of the tenants concerned. (Both arrays from one aggregate pass, so that they
+  -- stay aligned.)
+  select array_agg(h.tenant_id), array_agg(h.as_of)
+  into pending_tenants, pending_weeks
+  from (select distinct p.tenant_id from jsonb_to_recordset(derived_keys) as p (tenant_id uuid)) p
+  join kpi.tenants t on t.id = p.tenant_id
+  join kpi.plans pl on pl.plan = t.plan
+  cross join kpi.retention_state rs
+  join kpi.kpi_history h on h.tenant_id = p.tenant_id
+  where kpi.week_end(h.as_of) > kpi.source_horizon(coalesce(t.source_retention_days, pl.source_retention_days),
+                                                  t.sources_purged_before, rs.last_cleanup_as_of);
+  stats := kpi.write_custom_kpi_values(coalesce(pending_tenants, '{}'), coalesce(pending_weeks, '{}'));
+  -- Derived as of the revision read at the start: a change committed since stays pending.
+  update kpi.custom_kpis d set derived_revision = p.revision
+  from jsonb_to_recordset(derived_keys) as p (tenant_id uuid, key text, revision integer)
+  where d.tenant_id = p.tenant_id and d.key = p.key and d.revision = p.revision;
+  return stats || jsonb_build_object('kpis_derived', jsonb_array_length(derived_keys));
+end
+$$;
+
+
+--
+-- Name: FUNCTION derive_pending_custom_kpis(p_tenant_id uuid); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.derive_pending_custom_kpis(p_tenant_id uuid) IS 'Derives the custom KPIs not derived yet (new, changed or re-activated definitions) of one tenant (or all) over every history week whose sources are kept.';
+
+
+--
+-- Name: execute_fill(bigint, text, uuid[], date, date); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.execute_fill(p_run_id bigint, p_mode text, p_tenants uuid[], p_from date, p_to date) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  tenant_ids uuid[];
+  weeks date[];
+  no_avi uuid[];
+  weeks_kept bigint;
+  tenants_considered bigint;
+  latest_week date;
+  derived jsonb;
+  written jsonb;
+  failed jsonb;
+  anomalies_before integer := kpi.anomalies_changed();
+  total bigint;
+begin
+  select coalesce(array_agg(t.tenant_id order by t.tenant_id, t.as_of) filter (where t.as_of is not null and not t.kept), '{}'),
+         coalesce(array_agg(t.as_of order by t.tenant_id, t.as_of) filter (where t.as_of is not null and not t.kept), '{}'),
+         coalesce(array_agg(t.tenant_id order by t.tenant_id) filter (where t.as_of is null), '{}'),
+         count(*) filter (where t.kept),
+         count(distinct t.tenant_id) filter (where t.as_of is not null),
+         max(t.as_of)
+  into tenant_ids, weeks, no_avi, weeks_kept, tenants_considered, latest_week
+  from kpi.fill_targets(p_mode, p_tenants, p_from, p_to) t;
+
+  -- A backfill counts the history weeks it left as they are, not the reports (retention may have
+  -- deleted those).
+  if p_mode = 'range' then
+    select count(*) into weeks_kept
+    from kpi.tenants t
+    join kpi.plans p on p.plan = t.plan
+    cross join kpi.retention_state rs
+    cross join lateral (select kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days),
+                                                  t.sources_purged_before, rs.last_cleanup_as_of) as horizon) x
+    join kpi.kpi_history h on h.tenant_id = t.id
+     and h.as_of >= coalesce(p_from, '-infinity'::date) and h.as_of <= coalesce(p_to, 'infinity'::date)
+     and kpi.week_end(h.as_of) <= x.horizon
+    where (p_tenants is null or t.id = any (p_tenants)) and x.horizon > '-infinity'::timestamptz;
+  end if;
+
+  -- Definitions not derived yet first, over every week; the run's own weeks then find their values.
+  derived := kpi.derive_pending_contained(p_tenants);
+  written := kpi.write_weeks_contained(tenant_ids, weeks);
+  failed := (written -> 'failed') || (derived -> 'failed');
+  if p_mode = 'stale' and jsonb_array_length(written -> 'failed') > 0 then
+    -- Still stale: recorded again, from the earliest week the run had for them.
+    insert into kpi.source_changes (tenant_ids, from_weeks)
+    select array_agg(x.tenant_id), array_agg(x.from_week)
+    from (select f.tenant_id, min(w.as_of) as from_week
+          from jsonb_to_recordset(written -> 'failed') f (tenant_id uuid)
+          join unnest(tenant_ids, weeks) w (tenant_id, as_of) on w.tenant_id = f.tenant_id
+          group by f.tenant_id) x
+    having count(*) > 0;
+  end if;
+
+  total := case when p_tenants is not null then cardinality(p_tenants)
+                when p_mode = 'stale' then (select c.tenants from kpi.tenant_count c)
+                else tenants_considered + cardinality(no_avi) end;
+  return jsonb_strip_nulls(jsonb_build_object(
+    'ok', total - cardinality(no_avi) - (select count(distinct f ->> 'tenant_id') from jsonb_array_elements(failed) f),
+    'total', total,
+    'tenants_considered', tenants_considered,
+    'as_of', latest_week,
+    'weeks', (written ->> 'weeks')::bigint,
+    'weeks_kept', weeks_kept,
+    'rows_written', (written ->> 'rows_written')::bigint,
+    'written', written -> 'written',
+    'anomalies', kpi.anomalies_changed() - anomalies_before,
+    'custom_weeks_written', case when written ? 'custom_weeks_written' or (derived ->> 'rows_written')::bigint > 0
+                                 then coalesce((written ->> 'custom_weeks_written')::bigint, 0) + (derived ->> 'rows_written')::bigint end,
+    'custom_values', case when written ? 'custom_values' or (derived ->> 'values')::bigint > 0
+                          then coalesce((written ->> 'custom_values')::bigint, 0) + (derived ->> 'values')::bigint end,
+    'custom_kpis_derived', nullif((derived ->> 'kpis_derived')::bigint, 0),
+    'errors', (select coalesce(jsonb_agg(kpi.no_avi_error(n) order by n), '[]'::jsonb) from unnest(no_avi) n)
+              || (select coalesce(jsonb_agg(jsonb_build_object(
+                        'tenant_id', f.tenant_id,
+                        'tenant', (select t.slug from kpi.tenants t where t.id = f.tenant_id),
+                        'code', 'INTERNAL_ERROR', 'sqlstate', f.sqlstate,
+                        'message', format('the fill of tenant %s failed and wrote nothing for it: %s',
+                                          coalesce((select t.slug from kpi.tenants t where t.id = f.tenant_id), f.tenant_id::text), f.message))
+                        order by f.tenant_id), '[]'::jsonb)
+                  from jsonb_to_recordset(failed) f (tenant_id uuid, sqlstate text, message text)),
+    -- A pending KPI's warning for one of the run's weeks is in both lists: once is enough.
+    'warnings', (select coalesce(jsonb_agg(w.warning order by w.warning ->> 'tenant_id', w.warning ->> 'as_of', w.warning ->> 'kpi', w.warning ->> 'code'), '[]'::jsonb)
+                 from (select distinct x.warning
+                       from jsonb_array_elements((derived -> 'warnings') || (written -> 'warnings')) as x (warning)) w)));
+end
+$$;
+
+
+--
+-- Name: execute_fill_all(bigint, boolean); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.execute_fill_all(p_run_id bigint, p_full boolean) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  run_mode constant text := case when p_full then 'full' else 'incremental' end;
+  incremental jsonb;
+  reconciled jsonb;
+  result jsonb;
+  corrected integer := 0;
+begin
+  update kpi.kpi_runs set mode = run_mode where id = p_run_id;
+  begin
+    incremental := kpi.execute_fill(p_run_id, 'stale', null, null, null);
+    result := incremental;
+    if p_full then
+      reconciled := kpi.execute_fill(p_run_id, 'latest', null, null, null);
+      corrected := (reconciled ->> 'rows_written')::integer;
+      result := reconciled || jsonb_build_object(
+        'rows_written', corrected + (incremental ->> 'rows_written')::integer,
+        'anomalies', (incremental ->> 'anomalies')::integer + (reconciled ->> 'anomalies')::integer,
+        -- A tenant that failed in both passes is one error.
+        'errors', (select coalesce(jsonb_agg(e order by e ->> 'code', e ->> 'tenant_id'), '[]'::jsonb)
+                   from (select distinct on (e ->> 'tenant_id', e ->> 'code') e
+                         from jsonb_array_elements((incremental -> 'errors') || (reconciled -> 'errors')) e) x),
+        'warnings', (select coalesce(jsonb_agg(distinct w), '[]'::jsonb)
+                     from jsonb_array_elements((incremental -> 'warnings') || (reconciled -> 'warnings')) w)
+          || (select coalesce(jsonb_agg(jsonb_build_object(
+                   'tenant_id', w ->> 'tenant_id', 'as_of', w ->> 'as_of', 'code', 'UNTRACKED_CHANGE',
+                   'message', 'the full run corrected this row: no change record covered it')), '[]'::jsonb)
+              from jsonb_array_elements(reconciled -> 'written') w),
+        'corrected', corrected);
+    end if;
+  exception when others or query_canceled then
+    return kpi.fail_run(p_run_id, sqlstate, sqlerrm, run_mode);
+  end;
+  result := result - 'as_of' || jsonb_build_object(
+    'mode', run_mode,
+    'status', case when result -> 'errors' = '[]'::jsonb then 'ok' else 'partial' end,
+    'run_id', p_run_id);
+  perform kpi.finish_kpi_run(p_run_id, result ->> 'status', result);
+  update kpi.kpi_runs set details = jsonb_strip_nulls(jsonb_build_object(
+      'tenants_considered', result -> 'tenants_considered', 'corrected', result -> 'corrected'))
+  where id = p_run_id;
+  return kpi.run_result(result);
+end
+$$;
+
+
+--
+-- Name: fail_run(bigint, text, text, text); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.fail_run(p_run_id bigint, p_sqlstate text, p_message text, p_mode text DEFAULT NULL::text) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  result jsonb := jsonb_strip_nulls(jsonb_build_object(
+    'ok', 0, 'total', null, 'rows_written', 0, 'warnings', '[]'::jsonb, 'mode', p_mode,
+    'errors', jsonb_build_array(jsonb_build_object('code', 'INTERNAL_ERROR', 'sqlstate', p_sqlstate, 'message', p_message))));
+begin
+  perform kpi.finish_kpi_run(p_run_id, 'failed', result);
+  return result || jsonb_build_object('status', 'failed', 'run_id', p_run_id);
+end
+$$;
+
+
+--
+-- Name: fill_all_kpi_history(boolean); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.fill_all_kpi_history("full" boolean DEFAULT false) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if not kpi.try_lock_all_tenants() then
+    return kpi.skipped_run('fill_all', null, null);
+  end if;
+  return kpi.execute_fill_all(kpi.start_kpi_run('fill_all', null, null, null), coalesce(fill_all_kpi_history.full, false));
+end
+$$;
+
+
+--
+-- Name: FUNCTION fill_all_kpi_history("full" boolean); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.fill_all_kpi_history("full" boolean) IS 'Brings every tenant''s history up to date. Incremental (the default): only the tenants whose sources changed, as the change-tracking triggers recorded them. full => true: every tenant''s latest week too, reporting in "corrected" what the records missed (should be 0). A tenant whose write fails is an error of the run (partial), the others are written. Returns {"ok", "total", "tenants_considered", "mode", "rows_written", "anomalies", "errors": [first 100], "error_counts", "warnings": [first 100], "status", "run_id"} (and "corrected" for a full run), or {"skipped": true, …} while another all-tenant run holds the lock. Example: select kpi.fill_all_kpi_history();';
+
+
+--
+-- Name: fill_kpi_history(text); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.fill_kpi_history(tenant text) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  tenant_id uuid := kpi.tenant_id_of(tenant);
+  run_id bigint;
+  result jsonb;
+  error jsonb;
+begin
+  run_id := kpi.start_kpi_run('fill', tenant_id, null, null);
+  result := kpi.execute_fill(run_id, 'latest', array[tenant_id], null, null);
+  error := result -> 'errors' -> 0;
+  if error is not null then
+    -- NO_AVI, or the tenant's write failed: raised, which undoes the run's row too
+    -- (kpi.try_fill_kpi_history logs it instead).
+    perform kpi.raise_error(error ->> 'code', error ->> 'message', error ->> 'hint');
+  end if;
+  perform kpi.finish_kpi_run(run_id, 'ok', result);
+  return jsonb_build_object('ok', true, 'as_of', result -> 'as_of', 'rows_written', result -> 'rows_written',
+                            'warnings', result -> 'warnings', 'anomalies', result -> 'anomalies', 'run_id', run_id);
+end
+$$;
+
+
+--
+-- Name: FUNCTION fill_kpi_history(tenant text); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.fill_kpi_history(tenant text) IS 'Writes the tenant''s latest AVI week into kpi_history; the tenant by slug or id. Returns {"ok": true, "as_of": "YYYY-MM-DD", "rows_written", "warnings", "anomalies", "run_id"}. Raises UNKNOWN_TENANT (KH404) or NO_AVI (KH422). Example: select kpi.fill_kpi_history(''acme'');';
+
+
+--
+-- Name: fill_targets(text, uuid[], date, date); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.fill_targets(p_mode text, p_tenants uuid[], p_from date DEFAULT NULL::date, p_to date DEFAULT NULL::date) RETURNS TABLE(tenant_id uuid, as_of date, kept boolean)
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    SET plan_cache_mode TO 'force_custom_plan'
+    SET enable_memoize TO 'off'
+    SET jit TO 'off'
+    AS $$
+begin
+  if p_mode is null or p_mode not in ('latest', 'stale', 'range') then
+    raise exception 'kpi.fill_targets: the mode is latest, stale or range, not %', p_mode;
+  end if;
+  return query
+  with tenants as (
+    -- Every tenant, or the given ones, with the horizon of its sources.
+    select t.id, kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
+                                    rs.last_cleanup_as_of) as horizon
+    from kpi.tenants t
+    join kpi.plans p on p.plan = t.plan
+    cross join kpi.retention_state rs
+    where p_mode <> 'stale' and (p_tenants is null or t.id = any (p_tenants))
+  ),
+  consumed as (
+    delete from kpi.source_changes s where p_mode = 'stale' returning s.tenant_ids, s.from_weeks
+  ),
+  stale as (
+    select c.tenant_id, min(c.from_week) as from_week
+    from consumed s cross join lateral unnest(s.tenant_ids, s.from_weeks) as c (tenant_id, from_week)
+    where p_tenants is null or c.tenant_id = any (p_tenants)
+    group by c.tenant_id
+  ),
+  pairs as (
+    -- latest: the latest report by one backward index probe; NULL when there is none.
+    select t.id as tenant_id, latest.week_start, t.horizon
+    from tenants t
+    left join lateral (
+      select r.week_start from kpi.avi_reports r where r.tenant_id = t.id order by r.week_start desc limit 1
+    ) latest on true
+    where p_mode = 'latest'
+    union all
+    -- range: every report in [from, to], and NULL for a tenant with none at all.
+    select t.id, r.week_start, t.horizon
+    from tenants t
+    left join lateral (
+      select r.week_start from kpi.avi_reports r
+      where r.tenant_id = t.id and r.week_start >= coalesce(p_from, '-infinity'::date) and r.week_start <= coalesce(p_to, 'infinity'::date)
+    ) r on true
+    where p_mode = 'range'
+      and (r.week_start is not null or not exists (select from kpi.avi_reports a where a.tenant_id = t.id))
+    union all
+    -- stale: the recorded tenants' weeks from the earliest one that may have changed (a tenant
+    -- deleted since has none), and every tenant without reports.
+    select s.tenant_id, r.week_start,
+           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before, rs.last_cleanup_as_of)
+    from stale s
+    join kpi.tenants t on t.id = s.tenant_id
+    join kpi.plans p on p.plan = t.plan
+    cross join kpi.retention_state rs
+    join kpi.avi_reports r on r.tenant_id = s.tenant_id and r.week_start >= s.from_week
+    where p_mode = 'stale'
+    union all
+    select w.tenant_id, null, null
+    from kpi.tenants_without_avi w
+    where p_mode = 'stale' and (p_tenants is null or w.tenant_id = any (p_tenants))
+  )
+  select x.tenant_id, x.week_start, x.week_start is not null and kpi.week_end(x.week_start) <= x.horizon
+  from pairs x
+  -- The order every writer locks shared rows in.
+  order by x.tenant_id, x.week_start;
+end
+$$;
+
+
+--
+-- Name: FUNCTION fill_targets(p_mode text, p_tenants uuid[], p_from date, p_to date); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.fill_targets(p_mode text, p_tenants uuid[], p_from date, p_to date) IS 'The (tenant, week) pairs a fill computes: p_mode latest (each tenant''s latest AVI week), stale (the weeks the change records name, consuming them) or range (every AVI week in [from, to]); for every tenant (p_tenants NULL) or the given ones. as_of NULL: the tenant has no AVI report (NO_AVI); kept: a week whose sources may be gone, left as it is.';
+
+
+--
+-- Name: finish_kpi_run(bigint, text, jsonb); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.finish_kpi_run(p_run_id bigint, p_status text, p_result jsonb) RETURNS void
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  update kpi.kpi_runs set
+    status = p_status,
+    finished_at = clock_timestamp(),
+    ok_count = (p_result ->> 'ok')::int,
+    total_count = (p_result ->> 'total')::int,
+    rows_written = (p_result ->> 'rows_written')::int,
+    errors = coalesce(p_result -> 'errors', '[]'),
+    warnings = coalesce(p_result -> 'warnings', '[]')
+  where id = p_run_id
+$$;
+
+
+--
+-- Name: forget_custom_kpi_values(uuid, text[]); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.forget_custom_kpi_values(p_tenant_id uuid, p_keys text[]) RETURNS void
+    LANGUAGE sql
+    SET search_path TO ''
+    BEGIN ATOMIC
+ DELETE FROM kpi.custom_kpi_weeks w
+   WHERE ((w.tenant_id = forget_custom_kpi_values.p_tenant_id) AND ((w.kpi_values - forget_custom_kpi_values.p_keys) = '{}'::jsonb));
+ UPDATE kpi.custom_kpi_weeks w SET kpi_values = (w.kpi_values - forget_custom_kpi_values.p_keys), updated_at = now()
+   WHERE ((w.tenant_id = forget_custom_kpi_values.p_tenant_id) AND (w.kpi_values ?| forget_custom_kpi_values.p_keys));
+ DELETE FROM kpi.kpi_anomalies a
+   WHERE ((a.tenant_id = forget_custom_kpi_values.p_tenant_id) AND (a.kpi = ANY (forget_custom_kpi_values.p_keys)));
+END;
+
+
+--
+-- Name: health_report(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.health_report() RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  last_run kpi.kpi_runs;
+  last_full kpi.kpi_runs;
+  last_success timestamptz;
+  holder jsonb := kpi.all_tenant_lock_holder();
+  alerts jsonb;
+  failing jsonb := kpi.tenants_failing(3);
+  schedule jsonb;
+  other record;
+  job record;
+  reasons text[] := '{}';
+begin
+  select * into last_run from kpi.kpi_runs
+  where kind = 'fill_all' and status <> 'skipped' order by started_at desc, id desc limit 1;
+  select max(finished_at) into last_success from kpi.kpi_runs
+  where kind = 'fill_all' and status in ('ok', 'partial');
+  select * into last_full from kpi.kpi_runs
+  where kind = 'fill_all' and mode = 'full' and status in ('ok', 'partial') order by started_at desc, id desc limit 1;
+
+  if last_run.status = 'failed' then
+    reasons := reasons || format('the last run failed (run %s: %s)', last_run.id, left(last_run.errors -> 0 ->> 'message', 200));
+  elsif last_run.status = 'running'
+        and not exists (select from pg_catalog.pg_stat_activity a where a.pid = last_run.backend_pid) then
+    reasons := reasons || format('the last run never finished (run %s: its session is gone)', last_run.id);
+  end if;
+  if last_success is null or last_success < now() - interval '26 hours' then
+    reasons := reasons || 'no successful run in the last 26 hours'::text;
+  end if;
+  if (holder ->> 'since')::timestamptz < now() - interval '1 hour' then
+    reasons := reasons || format('the all-tenant lock has been held since %s by pid %s (longer than a run takes)',
+                                 holder ->> 'since', holder ->> 'pid');
+  end if;
+  if (last_full.details ->> 'corrected')::integer > 0 then
+    reasons := reasons || format('the last full run corrected %s rows the change tracking missed (run %s)',
+                                 last_full.details ->> 'corrected', last_full.id);
+  end if;
+  if failing is not null then
+    reasons := reasons || format('%s tenant(s) failed in each of the last 3 runs (%s), e.g. %s: see the errors of run %s',
+                                 failing ->> 'count',
+                                 (select string_agg(format('%s %s', k, v), ', ' order by k) from jsonb_each_text(failing -> 'by_code') x (k, v)),
+                                 (select string_agg(t, ', ') from jsonb_array_elements_text(failing -> 'tenants') t),
+                                 failing ->> 'run_id');
+  end if;
+  -- The other runs operators start or schedule: the latest of each kind.
+  for other in
+    select distinct on (r.kind) r.kind, r.id, r.status, r.backend_pid, r.errors
+    from kpi.kpi_runs r where r.kind in ('backfill', 'cleanup') and r.tenant_id is null and r.status <> 'skipped'
+    order by r.kind, r.id desc
+  loop
+    if other.status = 'failed' then
+      reasons := reasons || format('the last %s failed (run %s: %s)', case other.kind when 'cleanup' then 'source cleanup' else other.kind end,
+                                   other.id, left(other.errors -> 0 ->> 'message', 200));
+    elsif other.status = 'running' and not exists (select from pg_catalog.pg_stat_activity a where a.pid = other.backend_pid) then
+      reasons := reasons || format('the last %s never finished (run %s: its session is gone)',
+                                   case other.kind when 'cleanup' then 'source cleanup' else other.kind end, other.id);
+    end if;
+  end loop;
+
+  -- The schedule, where pg_cron runs in this database.
+  if to_regclass('cron.job') is not null then
+    select coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+             'job', j.job, 'cron', j.cron, 'timezone', 'UTC', 'active', j.active,
+             'last_status', j.last_status, 'last_start', kpi.utc_iso(j.last_start)))), '[]')
+    into schedule from kpi.scheduled_jobs() j;
+    if not exists (select from kpi.scheduled_jobs() j where j.job = 'kpi-history') then
+      reasons := reasons || 'the daily job kpi-history is not scheduled (npm run db:migrate schedules it)'::text;
+    end if;
+    for job in select * from kpi.scheduled_jobs() j loop
+      if not job.active then
+        reasons := reasons || format('the pg_cron job %s is paused (cron.job.active = false)', job.job);
+      elsif job.last_status = 'failed' then
+        reasons := reasons || format('the pg_cron job %s failed at %s: %s', job.job, kpi.utc_iso(job.last_start), job.last_message);
+      end if;
+    end loop;
+  end if;
+
+  -- Alerts: how many wait, how many were given up on (the partial indexes keep these cheap).
+  select jsonb_build_object(
+           'pending', (select count(*) from kpi.alerts a where a.status = 'pending'),
+           'overdue', (select count(*) from kpi.alerts a where a.status = 'pending' and a.next_attempt_at < now() - interval '1 hour'),
+           'dead', (select count(*) from kpi.alerts a where a.status = 'dead'))
+  into alerts;
+  if (alerts ->> 'dead')::integer > 0 then
+    reasons := reasons || format('%s alerts are dead (not delivered within the retry window, or refused): see kpi.alerts',
+                                 alerts ->> 'dead');
+  end if;
+  if (alerts ->> 'overdue')::integer > 0 then
+    reasons := reasons || format('%s alerts have waited over an hour: is a worker running (npm run worker)?', alerts ->> 'overdue');
+  end if;
+
+  return jsonb_build_object(
+    'status', case when cardinality(reasons) = 0 then 'healthy' else 'degraded' end,
+    'timestamp', kpi.utc_iso(now()),
+    'reasons', to_jsonb(reasons),
+    'last_run', case when last_run.id is null then null else jsonb_build_object(
+                  'run_id', last_run.id, 'status', last_run.status, 'trigger', last_run.trigger,
+                  'started_at', kpi.utc_iso(last_run.started_at), 'finished_at', kpi.utc_iso(last_run.finished_at)) end,
+    'last_success_at', kpi.utc_iso(last_success),
+    'failing_tenants', failing,
+    'schedule', schedule,
+    'alerts', alerts);
+end
+$$;
+
+
+--
+-- Name: FUNCTION health_report(); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.health_report() IS 'Health of kpi-history with every reason to act: {"status": "healthy" | "degraded", "reasons": [...], "last_run", "last_success_at", "failing_tenants", "schedule", "alerts"}. Example: select jsonb_pretty(kpi.health_report());';
 
 
 --
@@ -1188,66 +1736,35 @@ $$;
 
 
 --
--- Name: log_anomaly_changes(); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: log_changes(); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.log_anomaly_changes() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path TO ''
-    AS $$
-begin
-  if tg_op = 'DELETE' then
-    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, kpi)
-    select o.tenant_id, 'anomaly', 'delete', o.as_of, o.kpi from old_rows o order by o.tenant_id, o.as_of, o.kpi;
-  else
-    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, kpi, data)
-    select n.tenant_id, 'anomaly', lower(tg_op), n.as_of, n.kpi, kpi.anomaly_change_data(n)
-    from new_rows n order by n.tenant_id, n.as_of, n.kpi;
-  end if;
-  perform pg_notify('kpi_changes', '');
-  return null;
-end
-$$;
-
-
---
--- Name: log_custom_value_changes(); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.log_custom_value_changes() RETURNS trigger
+CREATE FUNCTION kpi.log_changes() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 begin
+  -- (PL/pgSQL plans each statement when it first runs it: each branch names only the transition
+  -- table and row type its event has.)
   if tg_op = 'DELETE' then
-    insert into kpi.kpi_changes (tenant_id, entity, op, as_of)
-    select o.tenant_id, 'custom_values', 'delete', o.as_of from old_rows o order by o.tenant_id, o.as_of;
+    if tg_argv[0] = 'anomaly' then
+      insert into kpi.kpi_changes (tenant_id, entity, op, as_of, kpi)
+      select o.tenant_id, 'anomaly', 'delete', o.as_of, o.kpi from old_rows o order by o.tenant_id, o.as_of, o.kpi;
+    else
+      insert into kpi.kpi_changes (tenant_id, entity, op, as_of)
+      select o.tenant_id, tg_argv[0], 'delete', o.as_of from old_rows o order by o.tenant_id, o.as_of;
+    end if;
+  elsif tg_argv[0] = 'history' then
+    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, data)
+    select n.tenant_id, 'history', lower(tg_op), n.as_of, kpi.history_change_data(n)
+    from new_rows n order by n.tenant_id, n.as_of;
+  elsif tg_argv[0] = 'anomaly' then
+    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, kpi, data)
+    select n.tenant_id, 'anomaly', lower(tg_op), n.as_of, n.kpi, kpi.anomaly_change_data(n)
+    from new_rows n order by n.tenant_id, n.as_of, n.kpi;
   else
     insert into kpi.kpi_changes (tenant_id, entity, op, as_of, data)
     select n.tenant_id, 'custom_values', lower(tg_op), n.as_of, kpi.custom_values_change_data(n)
-    from new_rows n order by n.tenant_id, n.as_of;
-  end if;
-  perform pg_notify('kpi_changes', '');
-  return null;
-end
-$$;
-
-
---
--- Name: log_history_changes(); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.log_history_changes() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path TO ''
-    AS $$
-begin
-  if tg_op = 'DELETE' then
-    insert into kpi.kpi_changes (tenant_id, entity, op, as_of)
-    select o.tenant_id, 'history', 'delete', o.as_of from old_rows o order by o.tenant_id, o.as_of;
-  else
-    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, data)
-    select n.tenant_id, 'history', lower(tg_op), n.as_of, kpi.history_change_data(n)
     from new_rows n order by n.tenant_id, n.as_of;
   end if;
   -- Delivered at commit (and once per transaction): wakes the stream's reader.
@@ -1255,6 +1772,64 @@ begin
   return null;
 end
 $$;
+
+
+--
+-- Name: tenants; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.tenants (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    slug text NOT NULL,
+    name text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    plan text DEFAULT 'enterprise'::text NOT NULL,
+    source_retention_days integer,
+    sources_purged_before timestamp with time zone,
+    CONSTRAINT tenants_name_not_blank CHECK ((btrim(name) <> ''::text)),
+    CONSTRAINT tenants_slug_format CHECK ((slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'::text)),
+    CONSTRAINT tenants_source_retention_positive CHECK ((source_retention_days > 0))
+);
+
+ALTER TABLE ONLY kpi.tenants FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE tenants; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.tenants IS 'Customers of the SaaS. The slug is URL- and filename-safe (used in CSV file names).';
+
+
+--
+-- Name: COLUMN tenants.plan; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.tenants.plan IS 'The tenant''s plan: how long its source reports are kept (kpi.plans).';
+
+
+--
+-- Name: COLUMN tenants.source_retention_days; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.tenants.source_retention_days IS 'Overrides the plan''s source retention for this tenant (days); NULL: the plan''s.';
+
+
+--
+-- Name: COLUMN tenants.sources_purged_before; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.tenants.sources_purged_before IS 'Sources older than this may have been deleted under an earlier, shorter retention: history weeks ending before it are never recomputed.';
+
+
+--
+-- Name: no_avi_error(uuid); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.no_avi_error(p_tenant_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    RETURN jsonb_build_object('tenant_id', p_tenant_id, 'tenant', (SELECT t.slug FROM kpi.tenants t WHERE (t.id = no_avi_error.p_tenant_id)), 'code', 'NO_AVI', 'message', format('tenant %s has no AVI report'::text, COALESCE((SELECT t.slug FROM kpi.tenants t WHERE (t.id = no_avi_error.p_tenant_id)), (p_tenant_id)::text)), 'hint', 'Insert a row into kpi.avi_reports for this tenant first.');
 
 
 --
@@ -1352,23 +1927,6 @@ $$;
 
 
 --
--- Name: raise_request_error(text, text); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.raise_request_error(code text, message text) RETURNS void
-    LANGUAGE plpgsql STABLE
-    SET search_path TO ''
-    AS $$
-begin
-  if coalesce(current_setting('request.method', true), '') <> '' then
-    perform kpi_api.raise_http_error(code, message);
-  end if;
-  perform kpi.raise_error(code, message);
-end
-$$;
-
-
---
 -- Name: refuse_non_admin(); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -1378,7 +1936,7 @@ CREATE FUNCTION kpi.refuse_non_admin() RETURNS void
     AS $$
 begin
   if coalesce(current_setting('request.method', true), '') <> '' and not kpi_api.is_tenant_admin() then
-    perform kpi.raise_request_error('FORBIDDEN', 'only an admin of the tenant (tenant_roles: "kpi_admin") may change its custom KPIs');
+    perform kpi_api.raise_request_error('FORBIDDEN', 'only an admin of the tenant (tenant_roles: "kpi_admin") may change its custom KPIs');
   end if;
 end
 $$;
@@ -1419,9 +1977,9 @@ CREATE FUNCTION kpi.rescore_all_anomalies(p_tenant_id uuid DEFAULT NULL::uuid) R
     SET search_path TO ''
     AS $$
   -- Each tenant's first and last week: the rescoring covers every week between.
-  select kpi.rescore_anomalies(x.tenant_ids, x.weeks) + kpi.rescore_custom_anomalies(x.tenant_ids, x.weeks)
+  select kpi.rescore_anomalies(x.tenant_ids, x.weeks, 'built_in') + kpi.rescore_anomalies(x.tenant_ids, x.weeks, 'custom')
   from (
-    select array_agg(h.tenant_id) as tenant_ids, array_agg(w.as_of) as weeks
+    select coalesce(array_agg(h.tenant_id), '{}') as tenant_ids, coalesce(array_agg(w.as_of), '{}') as weeks
     from (select k.tenant_id, min(k.as_of) as first_week, max(k.as_of) as last_week from kpi.kpi_history k
           where p_tenant_id is null or k.tenant_id = p_tenant_id group by k.tenant_id) h
     cross join lateral (values (h.first_week), (h.last_week)) w (as_of)
@@ -1437,61 +1995,79 @@ COMMENT ON FUNCTION kpi.rescore_all_anomalies(p_tenant_id uuid) IS 'Re-scores ev
 
 
 --
--- Name: rescore_anomalies(uuid[], date[]); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: rescore_anomalies(uuid[], date[], text); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.rescore_anomalies(p_tenant_ids uuid[], p_weeks date[]) RETURNS integer
+CREATE FUNCTION kpi.rescore_anomalies(p_tenant_ids uuid[], p_weeks date[], p_kpis text DEFAULT 'built_in'::text) RETURNS integer
     LANGUAGE plpgsql
     SET search_path TO ''
     SET jit TO 'off'
+    SET plan_cache_mode TO 'force_custom_plan'
     AS $$
 declare
   changed integer;
+  built_in constant boolean := p_kpis = 'built_in';
 begin
+  if p_kpis is null or p_kpis not in ('built_in', 'custom') then
+    raise exception 'kpi.rescore_anomalies: p_kpis is built_in or custom, not %', p_kpis;
+  end if;
   with given as (
     select g.tenant_id, min(g.as_of) as first_week, max(g.as_of) as last_week
     from unnest(p_tenant_ids, p_weeks) as g (tenant_id, as_of)
     group by g.tenant_id
   ),
-  -- (Laterals that cannot be flattened, here and below: one index range scan per tenant and week.
-  -- Without them the planner, which cannot know how many weeks it is given, hashes the whole
-  -- history instead: measured 40 ms of 100 at 2,000 tenants, growing with the table.)
-  targets as materialized (
-    select h.tenant_id, h.as_of, h.aiv_pct, h.ati_pct, h.crs_pct, h.elasticity_usd_per_point,
-           h.vli_integrity_pct, h.vli_is_fallback, h.hrp_pct
+  -- Per week and KPI: its value, and how many of the 12 weeks before have one, with the least and
+  -- the greatest — one index range scan per week for all its KPIs, nothing sorted or copied yet.
+  -- (Laterals that cannot be flattened: one index range scan per tenant and week. Without them the
+  -- planner, which cannot know how many weeks it is given, hashes the whole table instead.)
+  scored as materialized (
+    select h.tenant_id, h.as_of, k.kpi, k.value, k.n, k.lo, k.hi
     from given g
     cross join lateral (
       select h.* from kpi.kpi_history h
       where h.tenant_id = g.tenant_id and h.as_of >= g.first_week and h.as_of <= g.last_week + 84
-      offset 0 -- keeps the subquery from being flattened into a join the planner may hash
+      offset 0
     ) h
-  ),
-  -- Per week and KPI: its value, and how many of the 12 calendar weeks before have one, with the
-  -- least and the greatest — one index range scan per week, nothing sorted or copied yet. A
-  -- fallback VLI (100 for want of an audit) is no measurement: neither scored nor in a baseline.
-  baselines as (
-    select t.tenant_id, t.as_of, k.kpi, k.value, k.lo, k.hi
-    from targets t
     cross join lateral (
       select count(b.aiv_pct) as aiv_pct_n, min(b.aiv_pct) as aiv_pct_lo, max(b.aiv_pct) as aiv_pct_hi,
              count(b.ati_pct) as ati_pct_n, min(b.ati_pct) as ati_pct_lo, max(b.ati_pct) as ati_pct_hi,
              count(b.crs_pct) as crs_pct_n, min(b.crs_pct) as crs_pct_lo, max(b.crs_pct) as crs_pct_hi,
-             count(b.elasticity_usd_per_point) as elasticity_usd_per_point_n, min(b.elasticity_usd_per_point) as elasticity_usd_per_point_lo, max(b.elasticity_usd_per_point) as elasticity_usd_per_point_hi,
-             count(b.vli_integrity_pct) filter (where not b.vli_is_fallback) as vli_integrity_pct_n, min(b.vli_integrity_pct) filter (where not b.vli_is_fallback) as vli_integrity_pct_lo, max(b.vli_integrity_pct) filter (where not b.vli_is_fallback) as vli_integrity_pct_hi,
+             count(b.elasticity_usd_per_point) as elasticity_n, min(b.elasticity_usd_per_point) as elasticity_lo,
+             max(b.elasticity_usd_per_point) as elasticity_hi,
+             count(b.vli_integrity_pct) filter (where not b.vli_is_fallback) as vli_n,
+             min(b.vli_integrity_pct) filter (where not b.vli_is_fallback) as vli_lo,
+             max(b.vli_integrity_pct) filter (where not b.vli_is_fallback) as vli_hi,
              count(b.hrp_pct) as hrp_pct_n, min(b.hrp_pct) as hrp_pct_lo, max(b.hrp_pct) as hrp_pct_hi
       from kpi.kpi_history b
-      where b.tenant_id = t.tenant_id and b.as_of >= t.as_of - 84 and b.as_of < t.as_of
+      where b.tenant_id = h.tenant_id and b.as_of >= h.as_of - 84 and b.as_of < h.as_of
     ) b
     cross join lateral (values
-      ('aiv_pct', t.aiv_pct, b.aiv_pct_n, b.aiv_pct_lo, b.aiv_pct_hi),
-      ('ati_pct', t.ati_pct, b.ati_pct_n, b.ati_pct_lo, b.ati_pct_hi),
-      ('crs_pct', t.crs_pct, b.crs_pct_n, b.crs_pct_lo, b.crs_pct_hi),
-      ('elasticity_usd_per_point', t.elasticity_usd_per_point, b.elasticity_usd_per_point_n,
-       b.elasticity_usd_per_point_lo, b.elasticity_usd_per_point_hi),
-      ('vli_integrity_pct', case when not t.vli_is_fallback then t.vli_integrity_pct end, b.vli_integrity_pct_n,
-       b.vli_integrity_pct_lo, b.vli_integrity_pct_hi),
-      ('hrp_pct', t.hrp_pct, b.hrp_pct_n, b.hrp_pct_lo, b.hrp_pct_hi)) as k (kpi, value, n, lo, hi)
-    where k.value is not null and k.n >= 8
+      ('aiv_pct', h.aiv_pct, b.aiv_pct_n, b.aiv_pct_lo, b.aiv_pct_hi),
+      ('ati_pct', h.ati_pct, b.ati_pct_n, b.ati_pct_lo, b.ati_pct_hi),
+      ('crs_pct', h.crs_pct, b.crs_pct_n, b.crs_pct_lo, b.crs_pct_hi),
+      ('elasticity_usd_per_point', h.elasticity_usd_per_point, b.elasticity_n, b.elasticity_lo, b.elasticity_hi),
+      ('vli_integrity_pct', case when not h.vli_is_fallback then h.vli_integrity_pct end, b.vli_n, b.vli_lo, b.vli_hi),
+      ('hrp_pct', h.hrp_pct, b.hrp_pct_n, b.hrp_pct_lo, b.hrp_pct_hi)) as k (kpi, value, n, lo, hi)
+    where built_in and k.value is not null and k.n >= 8
+    union all
+    -- Custom KPIs: the tenant's active keys in each week's values, and the same summary of the
+    -- 12 weeks before from one index range scan per week for all its keys.
+    select w.tenant_id, w.as_of, s.key, (w.kpi_values ->> s.key)::numeric, s.n, s.lo, s.hi
+    from given g
+    cross join lateral (select array_agg(d.key) as keys from kpi.custom_kpis d where d.tenant_id = g.tenant_id and d.active) k
+    cross join lateral (
+      select w.* from kpi.custom_kpi_weeks w
+      where w.tenant_id = g.tenant_id and w.as_of >= g.first_week and w.as_of <= g.last_week + 84
+      offset 0
+    ) w
+    cross join lateral (
+      select e.key, count(e.v) as n, min(e.v) as lo, max(e.v) as hi
+      from kpi.custom_kpi_weeks b
+      cross join lateral (select x.key, (x.value #>> '{}')::numeric as v from jsonb_each(b.kpi_values) x) e
+      where b.tenant_id = w.tenant_id and b.as_of >= w.as_of - 84 and b.as_of < w.as_of and e.key = any (k.keys)
+      group by e.key
+    ) s
+    where not built_in and k.keys is not null and w.kpi_values ? s.key and (w.kpi_values ->> s.key) is not null and s.n >= 8
   ),
   -- The rule in force, and the cheap half of it first. An anomaly needs |value − median| ≥ the
   -- minimum difference, and the median lies between the least and the greatest baseline value: a
@@ -1501,9 +2077,9 @@ begin
   -- follows runs only for what passes.
   candidates as materialized (
     select x.tenant_id, x.as_of, x.kpi, x.value, r.threshold, r.min_delta, r.min_delta_of_median
-    from baselines x
-    join kpi.anomaly_rules d on d.kpi = x.kpi
-    left join kpi.tenant_anomaly_rules o on o.tenant_id = x.tenant_id and o.kpi = x.kpi
+    from scored x
+    join kpi.anomaly_rules d on d.kpi = case when built_in then x.kpi else 'custom' end
+    left join kpi.tenant_anomaly_rules o on o.tenant_id = x.tenant_id and o.kpi = d.kpi
     cross join lateral (
       select coalesce(o.enabled, true) as enabled, coalesce(o.threshold, d.threshold) as threshold,
              coalesce(o.min_delta, d.min_delta, 0) as min_delta,
@@ -1515,49 +2091,46 @@ begin
     ) q
     where r.enabled and not (x.hi - q.least_delta < x.value and x.value < x.lo + q.least_delta)
   ),
+  -- The candidates' baselines, sorted (a second index range scan, for the few that got here); the
+  -- median is the middle value, or the mean of the two middle ones; the MAD the same of the
+  -- absolute deviations from it.
   medians as (
-    -- The candidates' baselines, sorted (a second index range scan, for the few that got here);
-    -- the median is the middle value, or the mean of the two middle ones.
-    select c.tenant_id, c.as_of, c.kpi, c.value, c.threshold, s.sorted, cardinality(s.sorted) as n,
-           round((s.sorted[(cardinality(s.sorted) + 1) / 2] + s.sorted[(cardinality(s.sorted) + 2) / 2]) / 2, 4) as median,
-           c.min_delta, c.min_delta_of_median
+    select c.*, s.sorted, cardinality(s.sorted) as n,
+           round((s.sorted[(cardinality(s.sorted) + 1) / 2] + s.sorted[(cardinality(s.sorted) + 2) / 2]) / 2, 4) as median
     from candidates c
-    cross join lateral (
-      select array_agg(v.value order by v.value) as sorted
-      from kpi.kpi_history b
-      cross join lateral (select case c.kpi when 'aiv_pct' then b.aiv_pct
-                                            when 'ati_pct' then b.ati_pct
-                                            when 'crs_pct' then b.crs_pct
-                                            when 'elasticity_usd_per_point' then b.elasticity_usd_per_point
-                                            when 'vli_integrity_pct' then case when not b.vli_is_fallback then b.vli_integrity_pct end
-                                            when 'hrp_pct' then b.hrp_pct end as value) v
-      where b.tenant_id = c.tenant_id and b.as_of >= c.as_of - 84 and b.as_of < c.as_of and v.value is not null
-    ) s
+    cross join lateral (select kpi.baseline_values(c.tenant_id, c.as_of, c.kpi) as sorted) s
   ),
   found as (
     select m.tenant_id, m.as_of, m.kpi, m.value, m.n, m.median, s.mad, m.threshold, z.score
     from medians m
     cross join lateral (
-      select round((percentile_cont(0.5) within group (order by abs(v - m.median)::float8))::numeric, 4) as mad,
-             avg(abs(v - m.median)) as mean_ad
-      from unnest(m.sorted) as v
+      select round((d.deviations[(m.n + 1) / 2] + d.deviations[(m.n + 2) / 2]) / 2, 4) as mad, d.mean_ad
+      from (select array_agg(abs(v - m.median) order by abs(v - m.median)) as deviations, avg(abs(v - m.median)) as mean_ad
+            from unnest(m.sorted) as v) d
     ) s
     -- Iglewicz & Hoaglin: 0.6745 (x − median) / MAD; with MAD 0, the mean absolute deviation
     -- scaled to match (1.253314); with no spread at all, any difference is infinite.
     cross join lateral (
-      select case when s.mad > 0 then 0.6745 * (m.value - m.median)::float8 / s.mad::float8
-                  when s.mean_ad > 0 then (m.value - m.median)::float8 / (1.253314 * s.mean_ad::float8)
-                  when m.value > m.median then 'Infinity'::float8
-                  when m.value < m.median then '-Infinity'::float8
+      select case when s.mad > 0 then 0.6745 * (m.value - m.median) / s.mad
+                  when s.mean_ad > 0 then (m.value - m.median) / (1.253314 * s.mean_ad)
+                  when m.value > m.median then 'Infinity'::numeric
+                  when m.value < m.median then '-Infinity'::numeric
                   else 0 end as score
     ) z
     where abs(m.value - m.median) >= greatest(m.min_delta, m.min_delta_of_median * abs(m.median))
       and abs(z.score) > m.threshold
   ),
+  -- The anomalies there are for the re-scored weeks, of this kind of KPI.
+  existing as materialized (
+    select a.tenant_id, a.as_of, a.kpi
+    from given g
+    join kpi.kpi_anomalies a on a.tenant_id = g.tenant_id and a.as_of >= g.first_week and a.as_of <= g.last_week + 84
+    where (a.kpi = any (kpi.built_in_kpis())) = built_in
+  ),
   upserted as (
     insert into kpi.kpi_anomalies as a (tenant_id, as_of, kpi, value, baseline_median, baseline_mad, baseline_weeks,
                                         score, direction, threshold, run_id)
-    select f.tenant_id, f.as_of, f.kpi, f.value, f.median, f.mad, f.n, f.score,
+    select f.tenant_id, f.as_of, f.kpi, f.value, f.median, f.mad, f.n, f.score::float8,
            case when f.value > f.median then 'up' else 'down' end, f.threshold,
            (select max(r.id) from kpi.kpi_runs r where r.backend_pid = pg_backend_pid() and r.status = 'running')
     from found f
@@ -1575,13 +2148,11 @@ begin
   ),
   removed as (
     -- Anomalies of the re-scored weeks that a from-scratch detection would not find (their
-    -- alerts go with them: a pending alert about something no longer true is never sent).
+    -- alerts go with them: a pending alert about something no longer true is never sent). A
+    -- set difference: hashed, whatever the number of anomalies on either side.
     delete from kpi.kpi_anomalies a
-    using targets t
-    where a.tenant_id = t.tenant_id and a.as_of = t.as_of
-      -- Built-in KPIs only: custom KPIs' anomalies are kpi.rescore_custom_anomalies's.
-      and exists (select from kpi.anomaly_rules d where d.kpi = a.kpi)
-      and not exists (select from found f where f.tenant_id = a.tenant_id and f.as_of = a.as_of and f.kpi = a.kpi)
+    using (select tenant_id, as_of, kpi from existing except select tenant_id, as_of, kpi from found) gone
+    where a.tenant_id = gone.tenant_id and a.as_of = gone.as_of and a.kpi = gone.kpi
     returning 1
   ),
   alerted as (
@@ -1609,160 +2180,10 @@ $$;
 
 
 --
--- Name: FUNCTION rescore_anomalies(p_tenant_ids uuid[], p_weeks date[]); Type: COMMENT; Schema: kpi; Owner: -
+-- Name: FUNCTION rescore_anomalies(p_tenant_ids uuid[], p_weeks date[], p_kpis text); Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON FUNCTION kpi.rescore_anomalies(p_tenant_ids uuid[], p_weeks date[]) IS 'Re-scores the given (tenant, week) pairs and the 12 weeks after each, so that kpi_anomalies equals a from-scratch detection for them; enqueues an alert per new or changed anomaly. Returns how many anomalies it inserted or changed. Example: select kpi.rescore_anomalies(array[''<tenant uuid>''::uuid], array[''2026-01-05''::date]);';
-
-
---
--- Name: rescore_custom_anomalies(uuid[], date[]); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.rescore_custom_anomalies(p_tenant_ids uuid[], p_weeks date[]) RETURNS integer
-    LANGUAGE plpgsql
-    SET search_path TO ''
-    SET jit TO 'off'
-    AS $$
-declare
-  changed integer;
-begin
-  with given as (
-    select g.tenant_id, min(g.as_of) as first_week, max(g.as_of) as last_week
-    from unnest(p_tenant_ids, p_weeks) as g (tenant_id, as_of)
-    group by g.tenant_id
-  ),
-  -- The weeks to score, with their tenant's active KPIs (one index range scan per tenant).
-  target_weeks as materialized (
-    select w.tenant_id, w.as_of, w.kpi_values, k.keys
-    from given g
-    cross join lateral (select array_agg(d.key) as keys from kpi.custom_kpis d where d.tenant_id = g.tenant_id and d.active) k
-    cross join lateral (
-      select w.* from kpi.custom_kpi_weeks w
-      where w.tenant_id = g.tenant_id and w.as_of >= g.first_week and w.as_of <= g.last_week + 84
-      offset 0 -- an index range scan per tenant, never a hash of every week
-    ) w
-    where k.keys is not null
-  ),
-  targets as materialized (
-    select t.tenant_id, t.as_of, k.key from target_weeks t cross join lateral unnest(t.keys) as k (key)
-    where t.kpi_values ? k.key
-  ),
-  -- The cheap gate first, as for built-in KPIs: count, least and greatest of each KPI's baseline,
-  -- from one index range scan per week for all its KPIs.
-  baselines as (
-    select t.tenant_id, t.as_of, s.key, (t.kpi_values ->> s.key)::numeric as value, s.n, s.lo, s.hi
-    from target_weeks t
-    cross join lateral (
-      select e.key, count(e.v) as n, min(e.v) as lo, max(e.v) as hi
-      from kpi.custom_kpi_weeks b
-      cross join lateral (select x.key, (x.value #>> '{}')::numeric as v from jsonb_each(b.kpi_values) x) e
-      where b.tenant_id = t.tenant_id and b.as_of >= t.as_of - 84 and b.as_of < t.as_of and e.key = any (t.keys)
-      group by e.key
-    ) s
-    where t.kpi_values ? s.key
-  ),
-  candidates as materialized (
-    select t.tenant_id, t.as_of, t.key, t.value, r.threshold, r.min_delta, r.min_delta_of_median
-    from baselines t
-    cross join lateral (select t.n, t.lo, t.hi) b
-    join kpi.anomaly_rules d on d.kpi = 'custom'
-    left join kpi.tenant_anomaly_rules o on o.tenant_id = t.tenant_id and o.kpi = 'custom'
-    cross join lateral (
-      select coalesce(o.enabled, true) as enabled, coalesce(o.threshold, d.threshold) as threshold,
-             coalesce(o.min_delta, d.min_delta, 0) as min_delta,
-             coalesce(o.min_delta_of_median, d.min_delta_of_median, 0) as min_delta_of_median
-    ) r
-    cross join lateral (
-      select greatest(r.min_delta, case when sign(b.lo) = sign(b.hi) then r.min_delta_of_median * least(abs(b.lo), abs(b.hi)) else 0 end)
-             as least_delta
-    ) q
-    where t.value is not null and b.n >= 8 and r.enabled
-      and not (b.hi - q.least_delta < t.value and t.value < b.lo + q.least_delta)
-  ),
-  medians as (
-    select c.tenant_id, c.as_of, c.key, c.value, c.threshold, s.sorted, cardinality(s.sorted) as n,
-           round((s.sorted[(cardinality(s.sorted) + 1) / 2] + s.sorted[(cardinality(s.sorted) + 2) / 2]) / 2, 4) as median,
-           c.min_delta, c.min_delta_of_median
-    from candidates c
-    cross join lateral (
-      select array_agg(x.v order by x.v) as sorted
-      from kpi.custom_kpi_weeks b cross join lateral (select (b.kpi_values ->> c.key)::numeric as v) x
-      where b.tenant_id = c.tenant_id and b.as_of >= c.as_of - 84 and b.as_of < c.as_of and x.v is not null
-    ) s
-  ),
-  found as (
-    select m.tenant_id, m.as_of, m.key, m.value, m.n, m.median, s.mad, m.threshold, z.score
-    from medians m
-    cross join lateral (
-      select round((percentile_cont(0.5) within group (order by abs(v - m.median)::float8))::numeric, 4) as mad,
-             avg(abs(v - m.median)) as mean_ad
-      from unnest(m.sorted) as v
-    ) s
-    -- The modified z-score of kpi.rescore_anomalies, term for term.
-    cross join lateral (
-      select case when s.mad > 0 then 0.6745 * (m.value - m.median)::float8 / s.mad::float8
-                  when s.mean_ad > 0 then (m.value - m.median)::float8 / (1.253314 * s.mean_ad::float8)
-                  when m.value > m.median then 'Infinity'::float8
-                  when m.value < m.median then '-Infinity'::float8
-                  else 0 end as score
-    ) z
-    where abs(m.value - m.median) >= greatest(m.min_delta, m.min_delta_of_median * abs(m.median))
-      and abs(z.score) > m.threshold
-  ),
-  upserted as (
-    insert into kpi.kpi_anomalies as a (tenant_id, as_of, kpi, value, baseline_median, baseline_mad, baseline_weeks,
-                                        score, direction, threshold, run_id)
-    select f.tenant_id, f.as_of, f.key, f.value, f.median, f.mad, f.n, f.score,
-           case when f.value > f.median then 'up' else 'down' end, f.threshold,
-           (select max(r.id) from kpi.kpi_runs r where r.backend_pid = pg_backend_pid() and r.status = 'running')
-    from found f
-    order by f.tenant_id, f.as_of, f.key
-    on conflict (tenant_id, as_of, kpi) do update set
-      value = excluded.value, baseline_median = excluded.baseline_median, baseline_mad = excluded.baseline_mad,
-      baseline_weeks = excluded.baseline_weeks, score = excluded.score, direction = excluded.direction,
-      threshold = excluded.threshold, detected_at = now(), run_id = excluded.run_id
-    where (a.value, a.baseline_median, a.baseline_mad, a.baseline_weeks, a.score, a.direction, a.threshold)
-          is distinct from
-          (excluded.value, excluded.baseline_median, excluded.baseline_mad, excluded.baseline_weeks, excluded.score,
-           excluded.direction, excluded.threshold)
-    returning a.tenant_id, a.as_of, a.kpi, a.value, a.baseline_median, a.baseline_mad, a.score, a.direction,
-              a.threshold, a.detected_at
-  ),
-  removed as (
-    delete from kpi.kpi_anomalies a
-    using targets t
-    where a.tenant_id = t.tenant_id and a.as_of = t.as_of and a.kpi = t.key
-      and not exists (select from found f where f.tenant_id = a.tenant_id and f.as_of = a.as_of and f.key = a.kpi)
-    returning 1
-  ),
-  alerted as (
-    insert into kpi.alerts (tenant_id, as_of, kpi, payload, status, finished_at)
-    select u.tenant_id, u.as_of, u.kpi,
-           jsonb_build_object(
-             'tenant', jsonb_build_object('id', u.tenant_id, 'slug', (select t.slug from kpi.tenants t where t.id = u.tenant_id)),
-             'as_of', u.as_of, 'kpi', u.kpi, 'value', u.value, 'baseline_median', u.baseline_median,
-             'baseline_mad', u.baseline_mad, 'score', u.score, 'threshold', u.threshold, 'direction', u.direction,
-             'detected_at', kpi.utc_iso(u.detected_at)),
-           case when u.as_of < (now() at time zone 'UTC')::date - s.max_alert_age then 'suppressed' else 'pending' end,
-           case when u.as_of < (now() at time zone 'UTC')::date - s.max_alert_age then now() end
-    from upserted u
-    cross join kpi.alert_settings s
-    order by u.tenant_id, u.as_of, u.kpi
-    returning 1
-  )
-  select count(*) from upserted into changed;
-  perform set_config('kpi.anomalies_changed', (kpi.anomalies_changed() + changed)::text, true);
-  return changed;
-end
-$$;
-
-
---
--- Name: FUNCTION rescore_custom_anomalies(p_tenant_ids uuid[], p_weeks date[]); Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON FUNCTION kpi.rescore_custom_anomalies(p_tenant_ids uuid[], p_weeks date[]) IS 'Re-scores the custom KPI values of the given (tenant, week) pairs and the 12 weeks after each, as kpi.rescore_anomalies does for built-in KPIs. Returns how many anomalies it inserted or changed.';
+COMMENT ON FUNCTION kpi.rescore_anomalies(p_tenant_ids uuid[], p_weeks date[], p_kpis text) IS 'Re-scores the given (tenant, week) pairs and the 12 weeks after each, built-in KPIs (p_kpis => ''built_in'', the default) or custom ones (''custom''), so that kpi_anomalies equals a from-scratch detection for them; enqueues an alert per new or changed anomaly. Returns how many anomalies it inserted or changed. Example: select kpi.rescore_anomalies(array[''<tenant uuid>''::uuid], array[''2026-01-05''::date]);';
 
 
 --
@@ -1791,6 +2212,96 @@ COMMENT ON FUNCTION kpi.retire_cron_secrets(keep integer) IS 'Retires all active
 
 
 --
+-- Name: run_backfill(text, date, date, integer, uuid); Type: PROCEDURE; Schema: kpi; Owner: -
+--
+
+CREATE PROCEDURE kpi.run_backfill(IN tenant text DEFAULT NULL::text, IN "from" date DEFAULT NULL::date, IN "to" date DEFAULT NULL::date, IN batch_size integer DEFAULT 1000, IN resume_after uuid DEFAULT NULL::uuid)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  run_id bigint;
+  tenant_id uuid;
+  result jsonb := '{}';
+  batch jsonb;
+  batches integer := 0;
+  next_tenant uuid := resume_after;
+  failed_sqlstate text;
+  failed_message text;
+begin
+  commit;
+  if "from" > "to" then
+    perform kpi.raise_error('INVALID_INPUT', format('"from" (%s) is after "to" (%s)', "from", "to"));
+  end if;
+  if batch_size is null or batch_size < 1 then
+    perform kpi.raise_error('INVALID_INPUT', 'batch_size must be at least 1');
+  end if;
+  if tenant is not null then
+    tenant_id := kpi.tenant_id_of(tenant);
+  end if;
+  run_id := kpi.start_kpi_run('backfill', tenant_id, "from", "to");
+  update kpi.kpi_runs set details = jsonb_build_object('batches', 0, 'batch_size', batch_size, 'resumed_after', resume_after) where id = run_id;
+  commit;
+  raise notice 'backfill run %: started (kpi.kpi_runs id %)', run_id, run_id;
+  loop
+    perform pg_advisory_xact_lock(1263552840, 1);
+    begin
+      if tenant_id is not null then
+        batch := kpi.execute_fill(run_id, 'range', array[tenant_id], "from", "to") || '{"next_tenant": null}';
+      else
+        batch := kpi.backfill_batch(run_id, next_tenant, batch_size, "from", "to");
+      end if;
+    exception when others then
+      failed_sqlstate := sqlstate;
+      failed_message := sqlerrm;
+    end;
+    if failed_sqlstate is not null then
+      -- (A transaction cannot end inside a block with an exception handler: here, after it.)
+      perform kpi.fail_run(run_id, failed_sqlstate, failed_message);
+      commit;
+      raise exception 'backfill run % failed: %', run_id, failed_message
+        using hint = format('select errors, details from kpi.kpi_runs where id = %s; the batches before the failure are kept.', run_id);
+    end if;
+    batches := batches + 1;
+    result := kpi.add_run_results(result, batch - 'next_tenant');
+    next_tenant := (batch ->> 'next_tenant')::uuid;
+    update kpi.kpi_runs r set ok_count = (result ->> 'ok')::int, total_count = (result ->> 'total')::int,
+                              rows_written = (result ->> 'rows_written')::int, errors = coalesce(result -> 'errors', '[]'),
+                              warnings = coalesce(result -> 'warnings', '[]'),
+                              details = r.details || jsonb_build_object('batches', batches, 'next_tenant', next_tenant)
+    where r.id = run_id;
+    commit;
+    raise notice 'backfill run %: batch % done, % tenants, % rows written so far', run_id, batches,
+      coalesce(result ->> 'total', '0'), coalesce(result ->> 'rows_written', '0');
+    exit when next_tenant is null;
+  end loop;
+  result := result || jsonb_build_object(
+    'status', case when coalesce(result -> 'errors', '[]') = '[]'::jsonb then 'ok' else 'partial' end, 'run_id', run_id);
+  perform kpi.finish_kpi_run(run_id, result ->> 'status', result);
+  commit;
+  raise notice 'backfill run %: %, % of % tenants, % rows written', run_id, result ->> 'status',
+    coalesce(result ->> 'ok', '0'), coalesce(result ->> 'total', '0'), coalesce(result ->> 'rows_written', '0');
+end
+$$;
+
+
+--
+-- Name: PROCEDURE run_backfill(IN tenant text, IN "from" date, IN "to" date, IN batch_size integer, IN resume_after uuid); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON PROCEDURE kpi.run_backfill(IN tenant text, IN "from" date, IN "to" date, IN batch_size integer, IN resume_after uuid) IS 'Backfills [from, to] for every tenant (or one, by slug or id) in batches of batch_size tenants, each committed with the progress in kpi.kpi_runs and a NOTICE; a cancel keeps the finished batches, and resume_after => (details ->> ''next_tenant'') of that run goes on. Call it outside a transaction block. Example: call kpi.run_backfill("from" => ''2024-01-01'');';
+
+
+--
+-- Name: run_result(jsonb); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.run_result(p_result jsonb) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    RETURN (((((((p_result - 'written'::text) - 'errors'::text) - 'warnings'::text) || jsonb_build_object('errors', (SELECT COALESCE(jsonb_agg(x.e), '[]'::jsonb) AS "coalesce" FROM (SELECT e.value AS e FROM jsonb_array_elements(COALESCE((run_result.p_result -> 'errors'::text), '[]'::jsonb)) e(value) LIMIT 100) x), 'warnings', (SELECT COALESCE(jsonb_agg(x.w), '[]'::jsonb) AS "coalesce" FROM (SELECT w.value AS w FROM jsonb_array_elements(COALESCE((run_result.p_result -> 'warnings'::text), '[]'::jsonb)) w(value) LIMIT 100) x))) || CASE WHEN (jsonb_array_length(COALESCE((p_result -> 'errors'::text), '[]'::jsonb)) > 0) THEN jsonb_build_object('error_counts', (SELECT jsonb_object_agg(c.code, c.n) AS jsonb_object_agg FROM (SELECT (e.value ->> 'code'::text) AS code, count(*) AS n FROM jsonb_array_elements((run_result.p_result -> 'errors'::text)) e(value) GROUP BY (e.value ->> 'code'::text)) c)) ELSE '{}'::jsonb END) || CASE WHEN (jsonb_array_length(COALESCE((p_result -> 'warnings'::text), '[]'::jsonb)) > 0) THEN jsonb_build_object('warning_counts', (SELECT jsonb_object_agg(c.code, c.n) AS jsonb_object_agg FROM (SELECT (w.value ->> 'code'::text) AS code, count(*) AS n FROM jsonb_array_elements((run_result.p_result -> 'warnings'::text)) w(value) GROUP BY (w.value ->> 'code'::text)) c)) ELSE '{}'::jsonb END) || CASE WHEN ((jsonb_array_length(COALESCE((p_result -> 'errors'::text), '[]'::jsonb)) > 100) OR (jsonb_array_length(COALESCE((p_result -> 'warnings'::text), '[]'::jsonb)) > 100)) THEN jsonb_build_object('complete_lists', format('select errors, warnings from kpi.kpi_runs where id = %s'::text, (p_result ->> 'run_id'::text))) ELSE '{}'::jsonb END);
+
+
+--
 -- Name: run_scheduled_kpi_fill(boolean); Type: PROCEDURE; Schema: kpi; Owner: -
 --
 
@@ -1799,18 +2310,17 @@ CREATE PROCEDURE kpi.run_scheduled_kpi_fill(IN "full" boolean DEFAULT false)
     AS $$
 declare
   run_id bigint;
-  holder jsonb;
+  result jsonb;
 begin
   commit;
   run_id := kpi.start_kpi_run('fill_all', null, null, null);
   commit;
-  if not kpi.try_lock_all_tenants(false) then
-    holder := kpi.all_tenant_lock_holder();
-    update kpi.kpi_runs set status = 'skipped', finished_at = clock_timestamp(), lock_holder = holder where id = run_id;
+  if not kpi.try_lock_all_tenants() then
+    perform kpi.skipped_run('fill_all', null, null, run_id);
     commit;
     return;
   end if;
-  perform kpi.execute_fill_all(run_id, coalesce(run_scheduled_kpi_fill.full, false));
+  result := kpi.execute_fill_all(run_id, coalesce(run_scheduled_kpi_fill.full, false));
   commit;
 end
 $$;
@@ -1886,23 +2396,27 @@ COMMENT ON PROCEDURE kpi.run_source_cleanup(IN batch_size integer) IS 'Deletes s
 
 
 --
--- Name: score_written_custom_values(); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: scheduled_jobs(); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.score_written_custom_values() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
+CREATE FUNCTION kpi.scheduled_jobs() RETURNS TABLE(job text, cron text, active boolean, last_status text, last_message text, last_start timestamp with time zone)
+    LANGUAGE plpgsql STABLE
     SET search_path TO ''
-    AS $$
+    AS $_$
 begin
-  if tg_op = 'DELETE' then
-    delete from kpi.kpi_anomalies a using old_rows o
-    where a.tenant_id = o.tenant_id and a.as_of = o.as_of and not exists (select from kpi.anomaly_rules d where d.kpi = a.kpi);
-  else
-    perform kpi.rescore_custom_anomalies(array_agg(w.tenant_id), array_agg(w.as_of)) from new_rows w having count(*) > 0;
+  if to_regclass('cron.job') is null then
+    return;
   end if;
-  return null;
+  return query execute $q$
+    select j.jobname::text, j.schedule::text, j.active, d.status::text, left(d.return_message, 300), d.start_time
+    from cron.job j
+    left join lateral (select r.status, r.return_message, r.start_time from cron.job_run_details r
+                       where r.jobid = j.jobid and r.status in ('succeeded', 'failed')
+                       order by r.start_time desc limit 1) d on true
+    where j.jobname like 'kpi-history%' and j.database = current_database()
+    order by j.jobname$q$;
 end
-$$;
+$_$;
 
 
 --
@@ -1910,29 +2424,35 @@ $$;
 --
 
 CREATE FUNCTION kpi.score_written_weeks() RETURNS trigger
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 begin
-  perform kpi.rescore_anomalies(array_agg(w.tenant_id), array_agg(w.as_of)) from written_weeks w having count(*) > 0;
+  if tg_op = 'DELETE' then
+    delete from kpi.kpi_anomalies a using old_rows o
+    where a.tenant_id = o.tenant_id and a.as_of = o.as_of and not a.kpi = any (kpi.built_in_kpis());
+  else
+    perform kpi.rescore_anomalies(array_agg(w.tenant_id), array_agg(w.as_of), tg_argv[0]) from new_rows w having count(*) > 0;
+  end if;
   return null;
 end
 $$;
 
 
 --
--- Name: skipped_run(text, date, date); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: skipped_run(text, date, date, bigint); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.skipped_run(p_kind text, p_from date, p_to date) RETURNS jsonb
+CREATE FUNCTION kpi.skipped_run(p_kind text, p_from date, p_to date, p_run_id bigint DEFAULT NULL::bigint) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
 declare
   holder jsonb := kpi.all_tenant_lock_holder();
-  run_id bigint := kpi.start_kpi_run(p_kind, null, p_from, p_to, 'skipped');
+  run_id bigint := coalesce(p_run_id, kpi.start_kpi_run(p_kind, null, p_from, p_to, 'skipped'));
 begin
-  update kpi.kpi_runs set lock_holder = holder where id = run_id;
+  update kpi.kpi_runs set status = 'skipped', finished_at = coalesce(finished_at, clock_timestamp()), lock_holder = holder
+  where id = run_id;
   return jsonb_build_object(
     'skipped', true, 'status', 'skipped',
     'message', case when holder is null then 'another all-tenant run is in progress'
@@ -1986,6 +2506,22 @@ CREATE FUNCTION kpi.source_retention_days(tenant_override integer, plan text) RE
 
 
 --
+-- Name: source_table_layout(text); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.source_table_layout(source text, OUT key_columns text, OUT before_cutoff text) RETURNS record
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    AS $_$
+  select l.key_columns, l.before_cutoff
+  from (values ('avi_reports', 'week_start', $c$k.week_start <= (c.cutoff at time zone 'UTC')::date - 7$c$),
+               ('vli_audits', 'audited_at, id', 'k.audited_at < c.cutoff'),
+               ('clarity_reports', 'measured_at, id', 'k.measured_at < c.cutoff')) l (source, key_columns, before_cutoff)
+  where l.source = source_table_layout.source
+$_$;
+
+
+--
 -- Name: start_kpi_run(text, uuid, date, date, text); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -1997,6 +2533,71 @@ CREATE FUNCTION kpi.start_kpi_run(p_kind text, p_tenant_id uuid, p_from date, p_
   values (p_kind, p_tenant_id, p_from, p_to, kpi.current_trigger(), nullif(current_setting('application_name'), ''),
           p_status, case when p_status <> 'running' then clock_timestamp() end)
   returning id
+$$;
+
+
+--
+-- Name: tenant_id_of(text); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.tenant_id_of(tenant text) RETURNS uuid
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $_$
+declare
+  found uuid;
+begin
+  if tenant is null or btrim(tenant) = '' then
+    perform kpi.raise_error('INVALID_INPUT', 'a tenant is required (its slug or its id)');
+  end if;
+  if btrim(tenant) ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    select t.id into found from kpi.tenants t where t.id = btrim(tenant)::uuid;
+  else
+    select s.tenant_id into found from kpi.tenant_slugs s where s.slug = lower(btrim(tenant));
+  end if;
+  if found is null then
+    perform kpi.raise_error('UNKNOWN_TENANT', format('no tenant has the slug or id %s', left(tenant, 80)),
+                            'select slug, id from kpi.tenants order by slug;');
+  end if;
+  return found;
+end
+$_$;
+
+
+--
+-- Name: FUNCTION tenant_id_of(tenant text); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.tenant_id_of(tenant text) IS 'The id of the tenant with this slug or id; UNKNOWN_TENANT when there is none. Example: select kpi.tenant_id_of(''acme'');';
+
+
+--
+-- Name: tenants_failing(integer); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.tenants_failing(runs integer DEFAULT 3) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  with recent as (
+    select r.id, r.errors from kpi.kpi_runs r
+    where r.kind = 'fill_all' and r.status in ('ok', 'partial')
+    order by r.id desc limit runs
+  ),
+  failing as (
+    select e ->> 'tenant_id' as tenant_id, min(e ->> 'code') as code
+    from recent r cross join lateral jsonb_array_elements(r.errors) e
+    where e ? 'tenant_id'
+    group by e ->> 'tenant_id'
+    having count(distinct r.id) = runs and (select count(*) from recent) = runs
+  )
+  select case when count(*) = 0 then null else jsonb_build_object(
+    'count', count(*),
+    'by_code', (select jsonb_object_agg(c.code, c.n) from (select f.code, count(*) as n from failing f group by f.code) c),
+    'tenants', (select jsonb_agg(coalesce(t.slug, f.tenant_id) order by coalesce(t.slug, f.tenant_id))
+                from (select * from failing order by tenant_id limit 10) f left join kpi.tenants t on t.id::text = f.tenant_id),
+    'run_id', (select max(id) from recent)) end
+  from failing
 $$;
 
 
@@ -2048,7 +2649,7 @@ $_$;
 --
 
 CREATE FUNCTION kpi.track_tenants() RETURNS trigger
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 begin
@@ -2058,11 +2659,12 @@ begin
     on conflict do nothing;
     update kpi.tenant_count set tenants = tenants + (select count(*) from new_tenants);
   elsif tg_op = 'DELETE' then
-    -- Its change records name a tenant that no longer exists: the fill skips those.
     delete from kpi.tenants_without_avi w where w.tenant_id in (select o.id from old_tenants o);
+    -- No foreign key: one checked per week written would cost the fill more than the week itself.
+    delete from kpi.custom_kpi_weeks w using old_tenants o where w.tenant_id = o.id;
     update kpi.tenant_count set tenants = tenants - (select count(*) from old_tenants);
   else
-    truncate kpi.tenants_without_avi, kpi.source_changes;
+    truncate kpi.tenants_without_avi, kpi.source_changes, kpi.custom_kpi_weeks;
     update kpi.tenant_count set tenants = 0;
   end if;
   return null;
@@ -2095,30 +2697,39 @@ $$;
 
 
 --
--- Name: try_fill_kpi_history(uuid); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: try_fill_kpi_history(text); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.try_fill_kpi_history(tenant_id uuid) RETURNS jsonb
+CREATE FUNCTION kpi.try_fill_kpi_history(tenant text) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
 declare
   failed_sqlstate text;
   failed_message text;
+  failed_hint text;
   known kpi.error_codes;
   run_id bigint;
+  named uuid;
 begin
-  return kpi.fill_kpi_history(try_fill_kpi_history.tenant_id);
+  return kpi.fill_kpi_history(tenant);
 exception when others then
-  get stacked diagnostics failed_sqlstate = returned_sqlstate, failed_message = message_text;
+  get stacked diagnostics failed_sqlstate = returned_sqlstate, failed_message = message_text, failed_hint = pg_exception_hint;
+  begin
+    named := kpi.tenant_id_of(tenant);
+  exception when others then
+    named := null; -- no such tenant: the log names what was asked for
+  end;
   select * into known from kpi.error_codes e where e.sqlstate = failed_sqlstate;
   if known.code is null then
     select * into known from kpi.error_codes e where e.code = 'INTERNAL_ERROR';
   end if;
-  run_id := kpi.start_kpi_run('fill', try_fill_kpi_history.tenant_id, null, null, 'failed');
+  run_id := kpi.start_kpi_run('fill', named, null, null, 'failed');
   update kpi.kpi_runs r set total_count = 1, ok_count = 0, rows_written = 0,
-    errors = jsonb_build_array(jsonb_build_object('tenant_id', try_fill_kpi_history.tenant_id, 'code', known.code,
-                                                  'sqlstate', failed_sqlstate, 'message', failed_message))
+    errors = jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+               'tenant_id', named, 'code', known.code, 'sqlstate', failed_sqlstate, 'message', failed_message,
+               'hint', nullif(failed_hint, '')))),
+    details = case when named is null then jsonb_build_object('tenant', left(tenant, 100)) end
   where r.id = run_id;
   return jsonb_build_object(
     'ok', false, 'code', known.code, 'http_status', known.http_status, 'sqlstate', failed_sqlstate,
@@ -2132,22 +2743,21 @@ $$;
 
 
 --
--- Name: FUNCTION try_fill_kpi_history(tenant_id uuid); Type: COMMENT; Schema: kpi; Owner: -
+-- Name: FUNCTION try_fill_kpi_history(tenant text); Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON FUNCTION kpi.try_fill_kpi_history(tenant_id uuid) IS 'kpi.fill_kpi_history that logs a failure as a failed run and returns {"ok": false, "code", "http_status", "sqlstate", "message", "run_id"} instead of raising. Example: select kpi.try_fill_kpi_history(''<tenant uuid>'');';
+COMMENT ON FUNCTION kpi.try_fill_kpi_history(tenant text) IS 'kpi.fill_kpi_history that logs a failure as a failed run and returns {"ok": false, "code", "http_status", "sqlstate", "message", "run_id"} instead of raising. Example: select kpi.try_fill_kpi_history(''acme'');';
 
 
 --
--- Name: try_lock_all_tenants(boolean); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: try_lock_all_tenants(); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.try_lock_all_tenants(for_session boolean) RETURNS boolean
+CREATE FUNCTION kpi.try_lock_all_tenants() RETURNS boolean
     LANGUAGE sql
     SET search_path TO ''
     AS $$
-  select case when for_session then pg_catalog.pg_try_advisory_lock(1263552840, 1)
-              else pg_catalog.pg_try_advisory_xact_lock(1263552840, 1) end
+  select pg_catalog.pg_try_advisory_xact_lock(1263552840, 1)
 $$;
 
 
@@ -2159,144 +2769,6 @@ CREATE FUNCTION kpi.utc_iso(ts timestamp with time zone) RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path TO ''
     RETURN ((to_json((ts AT TIME ZONE 'UTC'::text)) #>> '{}'::text[]) || '+00:00'::text);
-
-
---
--- Name: validate_custom_kpi(); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.validate_custom_kpi() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO ''
-    AS $_$
-declare
-  built_in constant text[] := array['aiv_pct', 'ati_pct', 'crs_pct', 'elasticity_usd_per_point', 'vli_integrity_pct', 'hrp_pct'];
-  limit_active integer;
-  operand text;
-  used_by text;
-begin
-  if tg_op = 'DELETE' then
-    perform kpi.refuse_non_admin();
-    select string_agg(d.key, ', ' order by d.key) into used_by from kpi.custom_kpis d
-    where d.tenant_id = old.tenant_id and d.combine is not null and old.key in (d.left_kpi, d.right_kpi) and d.key <> old.key;
-    if used_by is not null then
-      perform kpi.raise_request_error('INVALID_INPUT', format('key: %s is combined in %s; change or delete that first', old.key, used_by));
-    end if;
-    return old;
-  end if;
-  perform kpi.refuse_non_admin();
-  if new.tenant_id is null then
-    perform kpi.raise_request_error('INVALID_INPUT', 'tenant_id: required');
-  end if;
-  if tg_op = 'UPDATE' and (new.key is distinct from old.key or new.tenant_id is distinct from old.tenant_id) then
-    perform kpi.raise_request_error('INVALID_INPUT', 'key: cannot be changed; define a new KPI and delete this one');
-  end if;
-  if new.key is null or new.key !~ '^[a-z][a-z0-9_]{0,39}$' then
-    perform kpi.raise_request_error('INVALID_INPUT',
-      format('key: 1 to 40 lower-case letters, digits or _, starting with a letter (got %s)', coalesce(left(new.key, 60), 'null')));
-  end if;
-  if new.key = any (built_in) then
-    perform kpi.raise_request_error('INVALID_INPUT', format('key: %s is a built-in KPI', new.key));
-  end if;
-  if new.key = 'custom' then
-    -- The anomaly rule of every custom KPI is named so.
-    perform kpi.raise_request_error('INVALID_INPUT', 'key: custom is reserved');
-  end if;
-  if tg_op = 'INSERT' and exists (select from kpi.custom_kpis d where d.tenant_id = new.tenant_id and d.key = new.key) then
-    perform kpi.raise_request_error('INVALID_INPUT', format('key: %s is already defined', new.key));
-  end if;
-  if new.label is null or char_length(btrim(new.label)) not between 1 and 100 then
-    perform kpi.raise_request_error('INVALID_INPUT', 'label: required, up to 100 characters');
-  end if;
-  if char_length(new.unit) > 20 then
-    perform kpi.raise_request_error('INVALID_INPUT', 'unit: up to 20 characters');
-  end if;
-  if (new.source is null) = (new.combine is null) then
-    perform kpi.raise_request_error('INVALID_INPUT', 'source: give either a source (clarity, avi, vli) with an aggregate, or a combine of two KPIs');
-  end if;
-  if new.source is not null then
-    if new.source not in ('clarity', 'avi', 'vli') then
-      perform kpi.raise_request_error('INVALID_INPUT', format('source: one of clarity, avi, vli (got %s)', left(new.source, 40)));
-    end if;
-    if new.aggregate is null or new.aggregate not in ('latest', 'avg', 'min', 'max', 'sum', 'count') then
-      perform kpi.raise_request_error('INVALID_INPUT',
-        format('aggregate: one of latest, avg, min, max, sum, count (got %s)', coalesce(left(new.aggregate, 40), 'null')));
-    end if;
-    if new.source = 'clarity' then
-      if new.path is null or cardinality(new.path) not between 1 and 8 or array_position(new.path, null) is not null
-         or array_position(new.path, '') is not null then
-        perform kpi.raise_request_error('INVALID_INPUT', 'path: for source clarity, a list of 1 to 8 non-empty keys into metrics, e.g. ["latency", "p95_ms"]');
-      end if;
-      if new.field is not null then
-        perform kpi.raise_request_error('INVALID_INPUT', 'field: only for sources avi and vli (clarity takes a path)');
-      end if;
-    else
-      if new.path is not null then
-        perform kpi.raise_request_error('INVALID_INPUT', 'path: only for source clarity');
-      end if;
-      if new.source = 'avi' and (new.field is null or new.field not in ('aiv_pct', 'ati_pct', 'crs_pct', 'elasticity_usd_per_point')) then
-        perform kpi.raise_request_error('INVALID_INPUT',
-          format('field: for source avi, one of aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point (got %s)', coalesce(left(new.field, 40), 'null')));
-      end if;
-      if new.source = 'vli' and new.field is distinct from 'integrity_pct' then
-        perform kpi.raise_request_error('INVALID_INPUT', format('field: for source vli, integrity_pct (got %s)', coalesce(left(new.field, 40), 'null')));
-      end if;
-    end if;
-  else
-    if new.combine not in ('difference', 'ratio') then
-      perform kpi.raise_request_error('INVALID_INPUT', format('combine: difference or ratio (got %s)', left(new.combine, 40)));
-    end if;
-    if new.aggregate is not null or new.path is not null or new.field is not null then
-      perform kpi.raise_request_error('INVALID_INPUT', 'aggregate: a combine takes no aggregate, path or field: its operands are weekly KPIs already');
-    end if;
-    foreach operand in array array[new.left_kpi, new.right_kpi] loop
-      if operand is null then
-        perform kpi.raise_request_error('INVALID_INPUT', 'left_kpi: a combine needs left_kpi and right_kpi');
-      end if;
-      if operand = new.key then
-        perform kpi.raise_request_error('INVALID_INPUT', format('left_kpi: %s cannot combine itself', new.key));
-      end if;
-      if not (operand = any (built_in)) and not exists (
-        select from kpi.custom_kpis d where d.tenant_id = new.tenant_id and d.key = operand and d.combine is null and d.active) then
-        perform kpi.raise_request_error('INVALID_INPUT', format(
-          'left_kpi: %s is neither a built-in KPI nor an active custom KPI of this tenant with a source (a combine is one level deep)',
-          left(operand, 60)));
-      end if;
-    end loop;
-  end if;
-  if new.valid_min > new.valid_max then
-    perform kpi.raise_request_error('INVALID_INPUT', 'valid_min: greater than valid_max');
-  end if;
-  if tg_op = 'UPDATE' and (new.combine is not null or not new.active) then
-    -- A KPI others combine stays a source KPI, and active.
-    select string_agg(d.key, ', ' order by d.key) into used_by from kpi.custom_kpis d
-    where d.tenant_id = new.tenant_id and d.combine is not null and new.key in (d.left_kpi, d.right_kpi) and d.key <> new.key;
-    if used_by is not null then
-      perform kpi.raise_request_error('INVALID_INPUT', format('combine: %s is combined in %s, so it stays an active KPI with a source', new.key, used_by));
-    end if;
-  end if;
-  if new.active and (tg_op = 'INSERT' or not old.active) then
-    -- One writer per tenant at a time, so two concurrent inserts cannot both pass the count: the
-    -- tenant's row, locked (a row lock lives in the row, so a bulk definition of every tenant's
-    -- KPIs takes no lock-table slot per tenant; NO KEY UPDATE leaves writers of sources alone).
-    perform from kpi.tenants t where t.id = new.tenant_id for no key update;
-    select s.max_active_per_tenant into limit_active from kpi.custom_kpi_settings s;
-    if (select count(*) from kpi.custom_kpis d where d.tenant_id = new.tenant_id and d.active and d.key <> new.key) >= limit_active then
-      perform kpi.raise_request_error('INVALID_INPUT',
-        format('active: this tenant has %s active custom KPIs, the limit (kpi.custom_kpi_settings)', limit_active));
-    end if;
-  end if;
-  if tg_op = 'UPDATE' and (old.source, old.path, old.field, old.aggregate, old.combine, old.left_kpi, old.right_kpi,
-                           old.valid_min, old.valid_max, old.active)
-                          is distinct from
-                          (new.source, new.path, new.field, new.aggregate, new.combine, new.left_kpi, new.right_kpi,
-                           new.valid_min, new.valid_max, new.active) then
-    new.revision := old.revision + 1;
-  end if;
-  new.updated_at := now();
-  return new;
-end
-$_$;
 
 
 --
@@ -2370,8 +2842,9 @@ begin
         where d.tenant_id = w.tenant_id and d.active and d.source is not null
       ),
       checked as (
+        -- Outside its valid range, or beyond what is stored at all: NULL, with a warning.
         select s.key, s.not_numbers, s.value as computed,
-               coalesce(s.value < s.valid_min or s.value > s.valid_max, false) as out_of_range
+               coalesce(s.value < s.valid_min or s.value > s.valid_max, false) or not kpi.custom_value_is_storable(s.value) as out_of_range
         from sourced s
       ),
       all_values as (
@@ -2392,7 +2865,7 @@ begin
                                   else (select case when not c.out_of_range then c.computed end from checked c where c.key = d.right_kpi) end as right_value
         ) o
         cross join lateral (
-          select r.value, coalesce(r.value < d.valid_min or r.value > d.valid_max, false) as out_of_range
+          select r.value, coalesce(r.value < d.valid_min or r.value > d.valid_max, false) or not kpi.custom_value_is_storable(r.value) as out_of_range
           from (select case d.combine when 'difference' then o.left_value - o.right_value
                                       else o.left_value / nullif(o.right_value, 0) end as value) r
         ) x
@@ -2426,7 +2899,8 @@ begin
              select jsonb_agg(jsonb_build_object(
                       'tenant_id', c.tenant_id, 'as_of', c.as_of, 'code', 'INVALID_CUSTOM', 'kpi', p ->> 'kpi',
                       'message', case when (p ->> 'out_of_range')::boolean
-                                      then format('custom KPI %s computed %s, outside its valid range, so it is NULL', p ->> 'kpi', p ->> 'computed')
+                                      then format('custom KPI %s computed %s, outside its valid range, so it is NULL', p ->> 'kpi',
+                                                  left(p ->> 'computed', 40))
                                       else format('custom KPI %s: %s clarity value(s) that week were not numbers and were left out',
                                                   p ->> 'kpi', p ->> 'not_numbers') end)
                     order by c.tenant_id, c.as_of, p ->> 'kpi')
@@ -2446,10 +2920,10 @@ COMMENT ON FUNCTION kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks dat
 
 
 --
--- Name: write_kpi_history(uuid, date, date, boolean, boolean); Type: FUNCTION; Schema: kpi; Owner: -
+-- Name: write_weeks(uuid[], date[]); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE FUNCTION kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to date, p_latest_only boolean, p_stale_only boolean DEFAULT false) RETURNS jsonb
+CREATE FUNCTION kpi.write_weeks(p_tenant_ids uuid[], p_weeks date[]) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     SET plan_cache_mode TO 'force_custom_plan'
@@ -2458,91 +2932,35 @@ CREATE FUNCTION kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to date, 
     AS $$
 declare
   stats jsonb;
-  -- Custom KPIs: computed for the weeks this statement computes, then any definition not yet
-  -- derived over the older weeks.
-  has_custom boolean := exists (select from kpi.custom_kpis d where d.active and (p_tenant_id is null or d.tenant_id = p_tenant_id));
-  computed_tenants uuid[];
-  computed_weeks date[];
   custom jsonb;
-  derived jsonb;
 begin
-  with consumed as (
-    -- The change records there are when this run starts (incremental mode); the same statement
-    -- deletes exactly these at the end.
-    select s.id, s.tenant_ids, s.from_weeks from kpi.source_changes s where p_stale_only
-  ),
-  stale as (
-    select c.tenant_id, min(c.from_week) as from_week
-    from consumed s cross join lateral unnest(s.tenant_ids, s.from_weeks) as c (tenant_id, from_week)
-    group by c.tenant_id
-  ),
-  avi as (
-    -- Every tenant with its latest report, or NULLs when it has none (those are reported).
-    select t.id as tenant_id, t.slug, latest.week_start, latest.aiv_pct, latest.ati_pct, latest.crs_pct,
-           latest.elasticity_usd_per_point,
-           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
-                              rs.last_cleanup_as_of) as horizon
-    from kpi.tenants t
-    join kpi.plans p on p.plan = t.plan
-    cross join kpi.retention_state rs
-    left join lateral (
-      select r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
-      from kpi.avi_reports r
-      where r.tenant_id = t.id
-      order by r.week_start desc
-      limit 1
-    ) latest on true
-    where p_latest_only and (p_tenant_id is null or t.id = p_tenant_id)
-    union all
-    select r.tenant_id, null, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point,
-           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
-                              rs.last_cleanup_as_of)
-    from kpi.avi_reports r
-    join kpi.tenants t on t.id = r.tenant_id
-    join kpi.plans p on p.plan = t.plan
-    cross join kpi.retention_state rs
-    where not p_latest_only and not p_stale_only
-      and (p_tenant_id is null or r.tenant_id = p_tenant_id)
-      and r.week_start >= coalesce(p_from, '-infinity'::date)
-      and r.week_start <= coalesce(p_to, 'infinity'::date)
-    union all
-    -- Incremental: the recorded tenants' weeks from the earliest one that may have changed.
-    select r.tenant_id, null, r.week_start, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point,
-           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
-                              rs.last_cleanup_as_of)
-    from stale s
-    join kpi.tenants t on t.id = s.tenant_id
-    join kpi.plans p on p.plan = t.plan
-    cross join kpi.retention_state rs
-    join kpi.avi_reports r on r.tenant_id = s.tenant_id and r.week_start >= s.from_week
-    where p_stale_only
-  ),
-  computed as materialized (
-    select a.tenant_id,
-           a.week_start as as_of,
-           a.aiv_pct, a.ati_pct, a.crs_pct, a.elasticity_usd_per_point,
+  with computed as materialized (
+    select w.tenant_id, w.as_of, a.aiv_pct, a.ati_pct, a.crs_pct, a.elasticity_usd_per_point,
            coalesce(vli.integrity_pct, 100) as vli_integrity_pct,
            vli.integrity_pct is null as vli_is_fallback,
            kpi.hrp_pct(clarity.hrp) as hrp_pct,
            kpi.hrp_is_invalid(clarity.hrp) as hrp_is_invalid,
            clarity.hrp,
            clarity.measured_at
-    from avi a
+    from unnest(p_tenant_ids, p_weeks) as w (tenant_id, as_of)
+    join lateral (
+      select r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
+      from kpi.avi_reports r where r.tenant_id = w.tenant_id and r.week_start = w.as_of
+    ) a on true
     left join lateral (
       select v.integrity_pct
       from kpi.vli_audits v
-      where v.tenant_id = a.tenant_id and v.audited_at < kpi.week_end(a.week_start)
+      where v.tenant_id = w.tenant_id and v.audited_at < kpi.week_end(w.as_of)
       order by v.audited_at desc, v.id desc
       limit 1
     ) vli on true
     left join lateral (
       select c.hrp, c.measured_at
       from kpi.clarity_reports c
-      where c.tenant_id = a.tenant_id and c.measured_at < kpi.week_end(a.week_start)
+      where c.tenant_id = w.tenant_id and c.measured_at < kpi.week_end(w.as_of)
       order by c.measured_at desc, c.id desc
       limit 1
     ) clarity on true
-    where a.week_start is not null and kpi.week_end(a.week_start) > a.horizon
   ),
   written as (
     insert into kpi.kpi_history as h (
@@ -2581,85 +2999,29 @@ begin
           (excluded.aiv_pct, excluded.ati_pct, excluded.crs_pct, excluded.elasticity_usd_per_point,
            excluded.vli_integrity_pct, excluded.vli_is_fallback, excluded.hrp_pct)
     returning h.tenant_id, h.as_of
-  ),
-  removed as (
-    -- Only the records this run read: one committed since (or still uncommitted) is another row,
-    -- kept for the next run.
-    delete from kpi.source_changes s using consumed c where s.id = c.id
-    returning 1
-  ),
-  no_avi as (
-    -- NO_AVI: tenants without any report — from the reports themselves when every tenant is
-    -- read, else from the list the triggers keep.
-    select a.tenant_id, a.slug from avi a where a.week_start is null and p_latest_only
-    union all
-    -- (The slug by one probe per such tenant: a join would scan every tenant.)
-    select w.tenant_id, (select t.slug from kpi.tenants t where t.id = w.tenant_id) from kpi.tenants_without_avi w
-    where p_stale_only and p_tenant_id is null
   )
   select jsonb_build_object(
-           -- A tenant whose latest week is final (kept by retention) counts as ok: its row stands.
-           'ok', case when p_latest_only then (select count(*) from avi where week_start is not null)
-                      when p_stale_only then (select c.tenants from kpi.tenant_count c) - (select count(*) from no_avi)
-                      else (select count(distinct tenant_id) from avi where week_start is not null) end,
-           'total', case when p_latest_only then (select count(*) from avi)
-                         when p_stale_only then (select c.tenants from kpi.tenant_count c)
-                         else (select count(distinct tenant_id) from avi) end,
-           'tenants_considered', case when p_stale_only then (select count(*) from stale s where exists (select from kpi.tenants t where t.id = s.tenant_id))
-                                      else (select count(distinct tenant_id) from avi) end,
-           'records_consumed', (select count(*) from removed),
            'weeks', (select count(*) from computed),
-           -- History weeks left as they are because their sources are (or may be) gone: the
-           -- latest week of a tenant that stopped reporting long ago, or, for a backfill, every
-           -- history week in the range that ends at or before its tenant's horizon.
-           'weeks_kept', case when p_latest_only or p_stale_only
-             then (select count(*) from avi where week_start is not null and kpi.week_end(week_start) <= horizon)
-             else (select count(*)
-                   from kpi.tenants t
-                   join kpi.plans p on p.plan = t.plan
-                   cross join kpi.retention_state rs
-                   cross join lateral (select kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days),
-                                                                 t.sources_purged_before, rs.last_cleanup_as_of) as horizon) x
-                   join kpi.kpi_history h on h.tenant_id = t.id
-                    and h.as_of >= coalesce(p_from, '-infinity'::date) and h.as_of <= coalesce(p_to, 'infinity'::date)
-                    and kpi.week_end(h.as_of) <= x.horizon
-                   where (p_tenant_id is null or t.id = p_tenant_id) and x.horizon > '-infinity'::timestamptz) end,
            'rows_written', (select count(*) from written),
-           -- In an all-tenant run of every latest week, the first rows written (a full run's
-           -- reconciliation reports them: the change records should have covered them).
-           'written_sample', case when p_latest_only and p_tenant_id is null then coalesce((
+           'written', coalesce((
              select jsonb_agg(jsonb_build_object('tenant_id', w.tenant_id, 'as_of', w.as_of) order by w.tenant_id, w.as_of)
-             from (select tenant_id, as_of from written order by tenant_id, as_of limit 100) w), '[]'::jsonb) end,
-           'as_of', (select max(week_start) from avi),
-           'no_avi', coalesce((
-             select jsonb_agg(jsonb_build_object('tenant_id', tenant_id, 'slug', slug) order by tenant_id)
-             from no_avi), '[]'::jsonb),
+             from (select x.tenant_id, x.as_of from written x order by x.tenant_id, x.as_of limit 100) w), '[]'::jsonb),
            'warnings', coalesce((
              select jsonb_agg(jsonb_build_object(
-                      'tenant_id', tenant_id,
-                      'as_of', as_of,
+                      'tenant_id', c.tenant_id,
+                      'as_of', c.as_of,
                       'code', 'INVALID_CLARITY',
                       'message', format('clarity report measured at %s has hrp %s; expected a number from 0 to 1, so hrp_pct is NULL',
-                                        to_char(measured_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), hrp::text))
-                    order by tenant_id, as_of)
-             from computed where hrp_is_invalid), '[]'::jsonb)),
-         w.tenant_ids, w.weeks
-  into stats, computed_tenants, computed_weeks
-  -- (Both arrays from one aggregate pass, so that they stay aligned.)
-  from (select array_agg(c.tenant_id) as tenant_ids, array_agg(c.as_of) as weeks from computed c where has_custom) w;
-  if has_custom then
-    -- Pending definitions first, over every week; the run's own weeks then find their values.
-    derived := kpi.derive_pending_custom_kpis(p_tenant_id);
-    custom := kpi.write_custom_kpi_values(coalesce(computed_tenants, '{}'), coalesce(computed_weeks, '{}'));
-    stats := stats || jsonb_build_object(
-      -- Weeks whose custom values were written (one row holds a week's values), and the values.
-      'custom_weeks_written', (custom ->> 'rows_written')::bigint + (derived ->> 'rows_written')::bigint,
-      'custom_values', (custom ->> 'values')::bigint + (derived ->> 'values')::bigint,
-      'custom_kpis_derived', (derived ->> 'kpis_derived')::integer,
-      -- (A pending KPI's warning for one of the run's weeks is in both: once is enough.)
-      'warnings', (stats -> 'warnings') || (
-        select coalesce(jsonb_agg(w.warning order by w.warning ->> 'tenant_id', w.warning ->> 'as_of', w.warning ->> 'kpi'), '[]'::jsonb)
-        from (select distinct x.warning from jsonb_array_elements((derived -> 'warnings') || (custom -> 'warnings')) as x (warning)) w));
+                                        to_char(c.measured_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), left(c.hrp::text, 40)))
+                    order by c.tenant_id, c.as_of)
+             from computed c where c.hrp_is_invalid), '[]'::jsonb))
+  into stats;
+  -- The custom KPIs of the same weeks, when any tenant among them has one.
+  if exists (select from kpi.custom_kpis d where d.active and d.tenant_id = any (p_tenant_ids)) then
+    custom := kpi.write_custom_kpi_values(p_tenant_ids, p_weeks);
+    stats := stats || jsonb_build_object('custom_weeks_written', (custom ->> 'rows_written')::bigint,
+                                         'custom_values', (custom ->> 'values')::bigint,
+                                         'warnings', (stats -> 'warnings') || (custom -> 'warnings'));
   end if;
   return stats;
 end
@@ -2667,10 +3029,83 @@ $$;
 
 
 --
--- Name: FUNCTION write_kpi_history(p_tenant_id uuid, p_from date, p_to date, p_latest_only boolean, p_stale_only boolean); Type: COMMENT; Schema: kpi; Owner: -
+-- Name: FUNCTION write_weeks(p_tenant_ids uuid[], p_weeks date[]); Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON FUNCTION kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to date, p_latest_only boolean, p_stale_only boolean) IS 'The one set-based write behind every fill: one tenant or all, the latest week, a range of weeks, or (p_stale_only) the weeks the change records name.';
+COMMENT ON FUNCTION kpi.write_weeks(p_tenant_ids uuid[], p_weeks date[]) IS 'Computes and writes the kpi_history rows (and custom KPI values) of the given (tenant, week) pairs from their sources; unchanged rows are not written. The one write behind every fill; idempotent.';
+
+
+--
+-- Name: write_weeks_contained(uuid[], date[]); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.write_weeks_contained(p_tenant_ids uuid[], p_weeks date[]) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  result jsonb;
+  failed_sqlstate text;
+  failed_message text;
+  tenants uuid[];
+  half uuid;
+  first_half jsonb;
+  second_half jsonb;
+begin
+  if cardinality(p_tenant_ids) = 0 then
+    return jsonb_build_object('weeks', 0, 'rows_written', 0, 'written', '[]'::jsonb, 'warnings', '[]'::jsonb, 'failed', '[]'::jsonb);
+  end if;
+  begin
+    return kpi.write_weeks(p_tenant_ids, p_weeks) || jsonb_build_object('failed', '[]'::jsonb);
+  exception when others then
+    get stacked diagnostics failed_sqlstate = returned_sqlstate, failed_message = message_text;
+  end;
+  select array_agg(distinct t order by t) into tenants from unnest(p_tenant_ids) t;
+  if cardinality(tenants) = 1 then
+    return jsonb_build_object('weeks', 0, 'rows_written', 0, 'written', '[]'::jsonb, 'warnings', '[]'::jsonb,
+      'failed', jsonb_build_array(jsonb_build_object('tenant_id', tenants[1], 'sqlstate', failed_sqlstate,
+                                                     'message', left(failed_message, 500))));
+  end if;
+  half := tenants[(cardinality(tenants) + 1) / 2];
+  first_half := kpi.write_weeks_contained(
+    array(select t from unnest(p_tenant_ids, p_weeks) x (t, w) where t <= half order by t, w),
+    array(select w from unnest(p_tenant_ids, p_weeks) x (t, w) where t <= half order by t, w));
+  second_half := kpi.write_weeks_contained(
+    array(select t from unnest(p_tenant_ids, p_weeks) x (t, w) where t > half order by t, w),
+    array(select w from unnest(p_tenant_ids, p_weeks) x (t, w) where t > half order by t, w));
+  return kpi.add_fill_stats(first_half, second_half);
+end
+$$;
+
+
+--
+-- Name: change_log_head(uuid); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.change_log_head(of_tenant uuid) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select c.txid::text || '.' || c.seq from kpi.kpi_changes c
+  where c.txid < pg_snapshot_xmin(pg_current_snapshot()) and (of_tenant is null or c.tenant_id = of_tenant)
+  order by c.txid desc, c.seq desc limit 1
+$$;
+
+
+--
+-- Name: changes_held_back(text, uuid); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.changes_held_back(after_cursor text, of_tenant uuid) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select exists (
+    select from kpi.kpi_changes c, kpi_api.cursor_position(after_cursor) p
+    where (c.txid, c.seq) > (p.txid, p.seq)
+      and c.txid >= pg_snapshot_xmin(pg_current_snapshot())
+      and (of_tenant is null or c.tenant_id = of_tenant))
+$$;
 
 
 --
@@ -2678,46 +3113,16 @@ COMMENT ON FUNCTION kpi.write_kpi_history(p_tenant_id uuid, p_from date, p_to da
 --
 
 CREATE FUNCTION kpi_api.changes_page(cursor text, page_size integer) RETURNS json
-    LANGUAGE plpgsql STABLE
+    LANGUAGE sql STABLE
     SET search_path TO ''
     AS $$
-declare
-  after_position record;
-  settings kpi.change_feed_settings;
-  settled_before xid8 := pg_snapshot_xmin(pg_current_snapshot());
-  result json;
-begin
-  select * into after_position from kpi_api.cursor_position(cursor);
-  select * into settings from kpi.change_feed_settings;
-  if cursor is not null and btrim(cursor) <> ''
-     and (after_position.txid, after_position.seq) < (settings.pruned_txid, settings.pruned_seq) then
-    perform kpi_api.raise_http_error('CURSOR_EXPIRED',
-      format('changes after %s have been pruned (the feed keeps %s)', cursor, settings.keep),
-      'Re-read the current state (GET /kpi_history, /kpi_anomalies), then follow the feed without a cursor.');
-  end if;
-  with page as (
-    select c.txid, c.seq, c.entity, c.op, c.as_of, c.kpi, c.data, c.changed_at
-    from kpi.kpi_changes c
-    where c.tenant_id = (select kpi_api.current_tenant_id())
-      and (c.txid, c.seq) > (after_position.txid, after_position.seq)
-      and c.txid < settled_before
-    order by c.txid, c.seq
-    limit page_size
-  )
   select json_build_object(
            'changes', coalesce(json_agg(json_build_object(
-                        'cursor', p.txid::text || '.' || p.seq, 'entity', p.entity, 'op', p.op, 'as_of', p.as_of,
-                        'kpi', p.kpi, 'data', p.data,
-                        -- ISO 8601 in UTC, as kpi.utc_iso writes it (which API roles may not call).
-                        'changed_at', (to_json(p.changed_at at time zone 'UTC') #>> '{}') || '+00:00')
-                        order by p.txid, p.seq), '[]'),
-           'next', coalesce((select p2.txid::text || '.' || p2.seq from page p2 order by p2.txid desc, p2.seq desc limit 1),
-                            nullif(btrim(cursor), ''), after_position.txid::text || '.' || after_position.seq),
-           'has_more', count(*) = page_size)
-  into result
-  from page p;
-  return result;
-end
+                        'cursor', p.cursor, 'entity', p.entity, 'op', p.op, 'as_of', p.as_of, 'kpi', p.kpi, 'data', p.data,
+                        'changed_at', p.changed_at) order by p.txid, p.seq), '[]'),
+           'next', coalesce((array_agg(p.cursor order by p.txid desc, p.seq desc))[1], nullif(btrim(changes_page.cursor), ''), '0.0'),
+           'has_more', count(*) = changes_page.page_size)
+  from kpi_api.read_changes(changes_page.cursor, (select kpi_api.current_tenant_id()), changes_page.page_size) p
 $$;
 
 
@@ -2810,7 +3215,8 @@ begin
     return;
   end if;
   if cursor !~ '^\s*\d{1,19}\.\d{1,18}\s*$' then
-    perform kpi_api.raise_http_error('INVALID_INPUT', format('after must be a cursor from an earlier page ("<digits>.<digits>"), got %s', left(cursor, 40)));
+    perform kpi_api.raise_request_error('INVALID_INPUT',
+      format('after must be a cursor from an earlier page ("<digits>.<digits>"), got %s', left(cursor, 40)));
   end if;
   txid := split_part(btrim(cursor), '.', 1)::xid8;
   seq := split_part(btrim(cursor), '.', 2)::bigint;
@@ -2835,7 +3241,7 @@ begin
   end if;
   return value::date;
 exception when datetime_field_overflow or invalid_datetime_format then
-  perform kpi_api.raise_http_error('INVALID_INPUT', format('%s is not a calendar date: %s', name, value));
+  perform kpi_api.raise_http_error('INVALID_INPUT', format('%s is not a calendar date: %s', name, left(value, 40)));
   return null;
 end
 $_$;
@@ -2862,78 +3268,23 @@ $$;
 
 
 --
--- Name: health(); Type: FUNCTION; Schema: kpi_api; Owner: -
+-- Name: health(boolean); Type: FUNCTION; Schema: kpi_api; Owner: -
 --
 
-CREATE FUNCTION kpi_api.health() RETURNS json
+CREATE FUNCTION kpi_api.health(details boolean) RETURNS json
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
-    AS $_$
+    AS $$
 declare
-  last_run kpi.kpi_runs;
-  last_full kpi.kpi_runs;
-  last_success timestamptz;
-  schedule jsonb;
-  holder jsonb := kpi.all_tenant_lock_holder();
-  alerts jsonb;
-  reasons text[] := '{}';
+  report jsonb := kpi.health_report();
 begin
-  select * into last_run from kpi.kpi_runs
-  where kind = 'fill_all' and status <> 'skipped' order by started_at desc, id desc limit 1;
-  select max(finished_at) into last_success from kpi.kpi_runs
-  where kind = 'fill_all' and status in ('ok', 'partial');
-  select * into last_full from kpi.kpi_runs
-  where kind = 'fill_all' and mode = 'full' and status in ('ok', 'partial') order by started_at desc, id desc limit 1;
-
-  if last_run.status = 'failed' then
-    reasons := reasons || 'the last run failed'::text;
-  elsif last_run.status = 'running'
-        and not exists (select from pg_catalog.pg_stat_activity a where a.pid = last_run.backend_pid) then
-    reasons := reasons || 'the last run never finished'::text;
+  if details then
+    return report::json;
   end if;
-  if last_success is null or last_success < now() - interval '26 hours' then
-    reasons := reasons || 'no successful run in the last 26 hours'::text;
-  end if;
-  if (holder ->> 'since')::timestamptz < now() - interval '1 hour' then
-    reasons := reasons || format('the all-tenant lock has been held since %s by pid %s (longer than a run takes)',
-                                 holder ->> 'since', holder ->> 'pid');
-  end if;
-  if (last_full.details ->> 'corrected')::integer > 0 then
-    reasons := reasons || format('the last full run corrected %s rows the change tracking missed (run %s)',
-                                 last_full.details ->> 'corrected', last_full.id);
-  end if;
-
-  -- Alerts: how many wait, how many were given up on (the partial indexes keep these cheap).
-  select jsonb_build_object(
-           'pending', (select count(*) from kpi.alerts a where a.status = 'pending'),
-           'overdue', (select count(*) from kpi.alerts a where a.status = 'pending' and a.next_attempt_at < now() - interval '1 hour'),
-           'dead', (select count(*) from kpi.alerts a where a.status = 'dead'))
-  into alerts;
-  if (alerts ->> 'dead')::integer > 0 then
-    reasons := reasons || format('%s alerts are dead (not delivered within the retry window, or refused): see kpi.alerts',
-                                 alerts ->> 'dead');
-  end if;
-  if (alerts ->> 'overdue')::integer > 0 then
-    reasons := reasons || format('%s alerts have waited over an hour: is a worker running (npm run worker)?', alerts ->> 'overdue');
-  end if;
-
-  if to_regclass('cron.job') is not null then
-    execute $q$select jsonb_build_object('job', jobname, 'cron', schedule, 'timezone', 'UTC', 'active', active)
-               from cron.job where jobname = 'kpi-history'$q$ into schedule;
-  end if;
-
-  return json_build_object(
-    'status', case when cardinality(reasons) = 0 then 'healthy' else 'degraded' end,
-    'timestamp', kpi.utc_iso(now()),
-    'reasons', to_json(reasons),
-    'last_run', case when last_run.id is null then null else json_build_object(
-                  'status', last_run.status, 'trigger', last_run.trigger,
-                  'started_at', kpi.utc_iso(last_run.started_at), 'finished_at', kpi.utc_iso(last_run.finished_at)) end,
-    'last_success_at', kpi.utc_iso(last_success),
-    'schedule', schedule,
-    'alerts', alerts);
+  return json_build_object('status', report -> 'status', 'timestamp', report -> 'timestamp',
+                           'last_success_at', report -> 'last_success_at');
 end
-$_$;
+$$;
 
 
 --
@@ -3028,6 +3379,64 @@ $$;
 
 
 --
+-- Name: raise_request_error(text, text, text); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.raise_request_error(code text, message text, hint text DEFAULT NULL::text) RETURNS void
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  if coalesce(current_setting('request.method', true), '') <> '' then
+    perform kpi_api.raise_http_error(code, message, hint);
+  end if;
+  perform kpi.raise_error(code, message, hint);
+end
+$$;
+
+
+--
+-- Name: read_changes(text, uuid, integer); Type: FUNCTION; Schema: kpi_api; Owner: -
+--
+
+CREATE FUNCTION kpi_api.read_changes(after_cursor text, of_tenant uuid, page_size integer) RETURNS TABLE(tenant_id uuid, cursor text, txid xid8, seq bigint, entity text, op text, as_of date, kpi text, data jsonb, changed_at text)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  position record;
+  settings kpi.change_feed_settings;
+begin
+  select * into position from kpi_api.cursor_position(after_cursor);
+  select * into settings from kpi.change_feed_settings;
+  if after_cursor is not null and btrim(after_cursor) <> ''
+     and (position.txid, position.seq) < (settings.pruned_txid, settings.pruned_seq) then
+    perform kpi_api.raise_request_error('CURSOR_EXPIRED',
+      format('changes after %s have been pruned (the feed keeps %s)', btrim(after_cursor), settings.keep),
+      'Re-read the current state (GET /kpi_history, /kpi_anomalies, /custom_kpi_values), then follow the feed without a cursor.');
+  end if;
+  return query
+  select c.tenant_id, c.txid::text || '.' || c.seq, c.txid, c.seq, c.entity, c.op, c.as_of, c.kpi, c.data,
+         -- ISO 8601 in UTC, as kpi.utc_iso writes it (which API roles may not call).
+         (to_json(c.changed_at at time zone 'UTC') #>> '{}') || '+00:00'
+  from kpi.kpi_changes c
+  where (of_tenant is null or c.tenant_id = of_tenant)
+    and (c.txid, c.seq) > (position.txid, position.seq)
+    and c.txid < pg_snapshot_xmin(pg_current_snapshot())
+  order by c.txid, c.seq
+  limit page_size;
+end
+$$;
+
+
+--
+-- Name: FUNCTION read_changes(after_cursor text, of_tenant uuid, page_size integer); Type: COMMENT; Schema: kpi_api; Owner: -
+--
+
+COMMENT ON FUNCTION kpi_api.read_changes(after_cursor text, of_tenant uuid, page_size integer) IS 'The change feed after a cursor, settled transactions only, in order: the one reader behind the API, the stream and the export. Raises INVALID_INPUT for a malformed cursor and CURSOR_EXPIRED for a pruned one.';
+
+
+--
 -- Name: request_claims(); Type: FUNCTION; Schema: kpi_api; Owner: -
 --
 
@@ -3079,7 +3488,7 @@ begin
        or (body ->> 'tenantId') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
       perform kpi_api.raise_http_error('INVALID_INPUT', 'tenantId must be a UUID string');
     end if;
-    result := kpi.try_fill_kpi_history((body ->> 'tenantId')::uuid);
+    result := kpi.try_fill_kpi_history(body ->> 'tenantId');
     if result ->> 'ok' = 'false' then
       perform set_config('response.status', result ->> 'http_status', true);
       return json_build_object('code', result ->> 'code', 'message', result ->> 'message', 'details', null, 'hint', null);
@@ -3098,54 +3507,6 @@ begin
   return result::json;
 end
 $_$;
-
-
---
--- Name: tenants; Type: TABLE; Schema: kpi; Owner: -
---
-
-CREATE TABLE kpi.tenants (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    slug text NOT NULL,
-    name text NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    plan text DEFAULT 'enterprise'::text NOT NULL,
-    source_retention_days integer,
-    sources_purged_before timestamp with time zone,
-    CONSTRAINT tenants_name_not_blank CHECK ((btrim(name) <> ''::text)),
-    CONSTRAINT tenants_slug_format CHECK ((slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'::text)),
-    CONSTRAINT tenants_source_retention_positive CHECK ((source_retention_days > 0))
-);
-
-ALTER TABLE ONLY kpi.tenants FORCE ROW LEVEL SECURITY;
-
-
---
--- Name: TABLE tenants; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON TABLE kpi.tenants IS 'Customers of the SaaS. The slug is URL- and filename-safe (used in CSV file names).';
-
-
---
--- Name: COLUMN tenants.plan; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON COLUMN kpi.tenants.plan IS 'The tenant''s plan: how long its source reports are kept (kpi.plans).';
-
-
---
--- Name: COLUMN tenants.source_retention_days; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON COLUMN kpi.tenants.source_retention_days IS 'Overrides the plan''s source retention for this tenant (days); NULL: the plan''s.';
-
-
---
--- Name: COLUMN tenants.sources_purged_before; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON COLUMN kpi.tenants.sources_purged_before IS 'Sources older than this may have been deleted under an earlier, shorter retention: history weeks ending before it are never recomputed.';
 
 
 --
@@ -3172,7 +3533,7 @@ Example: GET /active_tenant?select=slug,name';
 --
 
 CREATE TABLE kpi.custom_kpis (
-    tenant_id uuid DEFAULT kpi_api.current_tenant_id() NOT NULL,
+    tenant_id uuid NOT NULL,
     key text NOT NULL,
     label text NOT NULL,
     unit text,
@@ -3740,6 +4101,7 @@ CREATE VIEW kpi.kpi_history_rollups WITH (security_invoker='true') AS
                     h.hrp_pct,
                     h.created_at,
                     h.updated_at,
+                    h.revision,
                     p.period,
                     p.length,
                     (date_trunc(p.period, ((h.as_of + 3))::timestamp without time zone))::date AS period_start
@@ -4634,7 +4996,9 @@ ALTER TABLE kpi.cron_secrets ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 CREATE TABLE kpi.custom_kpi_settings (
     singleton boolean DEFAULT true NOT NULL,
     max_active_per_tenant integer DEFAULT 20 NOT NULL,
+    max_per_tenant integer DEFAULT 100 NOT NULL,
     CONSTRAINT custom_kpi_settings_max_active CHECK (((max_active_per_tenant >= 0) AND (max_active_per_tenant <= 1000))),
+    CONSTRAINT custom_kpi_settings_max_total CHECK (((max_per_tenant >= max_active_per_tenant) AND (max_per_tenant <= 1000))),
     CONSTRAINT custom_kpi_settings_singleton CHECK (singleton)
 );
 
@@ -4645,7 +5009,31 @@ ALTER TABLE ONLY kpi.custom_kpi_settings FORCE ROW LEVEL SECURITY;
 -- Name: TABLE custom_kpi_settings; Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON TABLE kpi.custom_kpi_settings IS 'One row: how many active custom KPIs a tenant may have (default 20).';
+COMMENT ON TABLE kpi.custom_kpi_settings IS 'One row: how many custom KPIs a tenant may have, active (default 20) and in all (default 100).';
+
+
+--
+-- Name: definitions_state; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.definitions_state (
+    singleton boolean DEFAULT true NOT NULL,
+    checksum text NOT NULL,
+    migration_version text,
+    files jsonb NOT NULL,
+    applied_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    applied_by text DEFAULT CURRENT_USER NOT NULL,
+    CONSTRAINT definitions_state_one_row CHECK (singleton)
+);
+
+ALTER TABLE ONLY kpi.definitions_state FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE definitions_state; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.definitions_state IS 'The definitions (db/definitions/*.sql) last applied by scripts/migrate.sh: their checksum, the latest migration then, and when. One row.';
 
 
 --
@@ -5144,6 +5532,14 @@ ALTER TABLE ONLY kpi.custom_kpis
 
 
 --
+-- Name: definitions_state definitions_state_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
+--
+
+ALTER TABLE ONLY kpi.definitions_state
+    ADD CONSTRAINT definitions_state_pkey PRIMARY KEY (singleton);
+
+
+--
 -- Name: error_codes error_codes_pkey; Type: CONSTRAINT; Schema: kpi; Owner: -
 --
 
@@ -5410,119 +5806,119 @@ CREATE TRIGGER clarity_reports_track_update AFTER UPDATE ON kpi.clarity_reports 
 -- Name: custom_kpi_weeks custom_kpi_weeks_logged_delete; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER custom_kpi_weeks_logged_delete AFTER DELETE ON kpi.custom_kpi_weeks REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_custom_value_changes();
+CREATE TRIGGER custom_kpi_weeks_logged_delete AFTER DELETE ON kpi.custom_kpi_weeks REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_changes('custom_values');
 
 
 --
 -- Name: custom_kpi_weeks custom_kpi_weeks_logged_insert; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER custom_kpi_weeks_logged_insert AFTER INSERT ON kpi.custom_kpi_weeks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_custom_value_changes();
+CREATE TRIGGER custom_kpi_weeks_logged_insert AFTER INSERT ON kpi.custom_kpi_weeks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_changes('custom_values');
 
 
 --
 -- Name: custom_kpi_weeks custom_kpi_weeks_logged_update; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER custom_kpi_weeks_logged_update AFTER UPDATE ON kpi.custom_kpi_weeks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_custom_value_changes();
+CREATE TRIGGER custom_kpi_weeks_logged_update AFTER UPDATE ON kpi.custom_kpi_weeks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_changes('custom_values');
 
 
 --
 -- Name: custom_kpi_weeks custom_kpi_weeks_scored_delete; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER custom_kpi_weeks_scored_delete AFTER DELETE ON kpi.custom_kpi_weeks REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_custom_values();
+CREATE TRIGGER custom_kpi_weeks_scored_delete AFTER DELETE ON kpi.custom_kpi_weeks REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_weeks('custom');
 
 
 --
 -- Name: custom_kpi_weeks custom_kpi_weeks_scored_insert; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER custom_kpi_weeks_scored_insert AFTER INSERT ON kpi.custom_kpi_weeks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_custom_values();
+CREATE TRIGGER custom_kpi_weeks_scored_insert AFTER INSERT ON kpi.custom_kpi_weeks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_weeks('custom');
 
 
 --
 -- Name: custom_kpi_weeks custom_kpi_weeks_scored_update; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER custom_kpi_weeks_scored_update AFTER UPDATE ON kpi.custom_kpi_weeks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_custom_values();
+CREATE TRIGGER custom_kpi_weeks_scored_update AFTER UPDATE ON kpi.custom_kpi_weeks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_weeks('custom');
 
 
 --
--- Name: custom_kpis custom_kpis_forget_changed; Type: TRIGGER; Schema: kpi; Owner: -
+-- Name: custom_kpis custom_kpis_apply_delete; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER custom_kpis_forget_changed AFTER UPDATE ON kpi.custom_kpis FOR EACH ROW WHEN ((old.revision IS DISTINCT FROM new.revision)) EXECUTE FUNCTION kpi.forget_changed_custom_kpis();
-
-
---
--- Name: custom_kpis custom_kpis_forget_deleted; Type: TRIGGER; Schema: kpi; Owner: -
---
-
-CREATE TRIGGER custom_kpis_forget_deleted AFTER DELETE ON kpi.custom_kpis REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.forget_defined_custom_kpis();
+CREATE TRIGGER custom_kpis_apply_delete AFTER DELETE ON kpi.custom_kpis REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.apply_custom_kpi_changes();
 
 
 --
--- Name: custom_kpis custom_kpis_forget_inserted; Type: TRIGGER; Schema: kpi; Owner: -
+-- Name: custom_kpis custom_kpis_apply_insert; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER custom_kpis_forget_inserted AFTER INSERT ON kpi.custom_kpis REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.forget_defined_custom_kpis();
-
-
---
--- Name: custom_kpis custom_kpis_validate; Type: TRIGGER; Schema: kpi; Owner: -
---
-
-CREATE TRIGGER custom_kpis_validate BEFORE INSERT OR DELETE ON kpi.custom_kpis FOR EACH ROW EXECUTE FUNCTION kpi.validate_custom_kpi();
+CREATE TRIGGER custom_kpis_apply_insert AFTER INSERT ON kpi.custom_kpis REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.apply_custom_kpi_changes();
 
 
 --
--- Name: custom_kpis custom_kpis_validate_update; Type: TRIGGER; Schema: kpi; Owner: -
+-- Name: custom_kpis custom_kpis_apply_update; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER custom_kpis_validate_update BEFORE UPDATE ON kpi.custom_kpis FOR EACH ROW WHEN ((((((((((((((((old.tenant_id IS DISTINCT FROM new.tenant_id) OR (old.key IS DISTINCT FROM new.key)) OR (old.label IS DISTINCT FROM new.label)) OR (old.unit IS DISTINCT FROM new.unit)) OR (old.source IS DISTINCT FROM new.source)) OR (old.path IS DISTINCT FROM new.path)) OR (old.field IS DISTINCT FROM new.field)) OR (old.aggregate IS DISTINCT FROM new.aggregate)) OR (old.combine IS DISTINCT FROM new.combine)) OR (old.left_kpi IS DISTINCT FROM new.left_kpi)) OR (old.right_kpi IS DISTINCT FROM new.right_kpi)) OR (old.valid_min IS DISTINCT FROM new.valid_min)) OR (old.valid_max IS DISTINCT FROM new.valid_max)) OR (old.active IS DISTINCT FROM new.active)) OR (old.revision IS DISTINCT FROM new.revision))) EXECUTE FUNCTION kpi.validate_custom_kpi();
+CREATE TRIGGER custom_kpis_apply_update AFTER UPDATE ON kpi.custom_kpis REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.apply_custom_kpi_changes();
+
+
+--
+-- Name: custom_kpis custom_kpis_check_row; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER custom_kpis_check_row BEFORE INSERT OR DELETE ON kpi.custom_kpis FOR EACH ROW EXECUTE FUNCTION kpi.check_custom_kpi_row();
+
+
+--
+-- Name: custom_kpis custom_kpis_check_row_update; Type: TRIGGER; Schema: kpi; Owner: -
+--
+
+CREATE TRIGGER custom_kpis_check_row_update BEFORE UPDATE ON kpi.custom_kpis FOR EACH ROW WHEN ((((((((((((((((old.tenant_id IS DISTINCT FROM new.tenant_id) OR (old.key IS DISTINCT FROM new.key)) OR (old.label IS DISTINCT FROM new.label)) OR (old.unit IS DISTINCT FROM new.unit)) OR (old.source IS DISTINCT FROM new.source)) OR (old.path IS DISTINCT FROM new.path)) OR (old.field IS DISTINCT FROM new.field)) OR (old.aggregate IS DISTINCT FROM new.aggregate)) OR (old.combine IS DISTINCT FROM new.combine)) OR (old.left_kpi IS DISTINCT FROM new.left_kpi)) OR (old.right_kpi IS DISTINCT FROM new.right_kpi)) OR (old.valid_min IS DISTINCT FROM new.valid_min)) OR (old.valid_max IS DISTINCT FROM new.valid_max)) OR (old.active IS DISTINCT FROM new.active)) OR (old.revision IS DISTINCT FROM new.revision))) EXECUTE FUNCTION kpi.check_custom_kpi_row();
 
 
 --
 -- Name: kpi_anomalies kpi_anomalies_logged_delete; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER kpi_anomalies_logged_delete AFTER DELETE ON kpi.kpi_anomalies REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_anomaly_changes();
+CREATE TRIGGER kpi_anomalies_logged_delete AFTER DELETE ON kpi.kpi_anomalies REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_changes('anomaly');
 
 
 --
 -- Name: kpi_anomalies kpi_anomalies_logged_insert; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER kpi_anomalies_logged_insert AFTER INSERT ON kpi.kpi_anomalies REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_anomaly_changes();
+CREATE TRIGGER kpi_anomalies_logged_insert AFTER INSERT ON kpi.kpi_anomalies REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_changes('anomaly');
 
 
 --
 -- Name: kpi_anomalies kpi_anomalies_logged_update; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER kpi_anomalies_logged_update AFTER UPDATE ON kpi.kpi_anomalies REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_anomaly_changes();
+CREATE TRIGGER kpi_anomalies_logged_update AFTER UPDATE ON kpi.kpi_anomalies REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_changes('anomaly');
 
 
 --
 -- Name: kpi_history kpi_history_logged_delete; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER kpi_history_logged_delete AFTER DELETE ON kpi.kpi_history REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_history_changes();
+CREATE TRIGGER kpi_history_logged_delete AFTER DELETE ON kpi.kpi_history REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_changes('history');
 
 
 --
 -- Name: kpi_history kpi_history_logged_insert; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER kpi_history_logged_insert AFTER INSERT ON kpi.kpi_history REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_history_changes();
+CREATE TRIGGER kpi_history_logged_insert AFTER INSERT ON kpi.kpi_history REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_changes('history');
 
 
 --
 -- Name: kpi_history kpi_history_logged_update; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER kpi_history_logged_update AFTER UPDATE ON kpi.kpi_history REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_history_changes();
+CREATE TRIGGER kpi_history_logged_update AFTER UPDATE ON kpi.kpi_history REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.log_changes('history');
 
 
 --
@@ -5536,14 +5932,14 @@ CREATE TRIGGER kpi_history_revision BEFORE UPDATE ON kpi.kpi_history FOR EACH RO
 -- Name: kpi_history kpi_history_scored_insert; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER kpi_history_scored_insert AFTER INSERT ON kpi.kpi_history REFERENCING NEW TABLE AS written_weeks FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_weeks();
+CREATE TRIGGER kpi_history_scored_insert AFTER INSERT ON kpi.kpi_history REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_weeks('built_in');
 
 
 --
 -- Name: kpi_history kpi_history_scored_update; Type: TRIGGER; Schema: kpi; Owner: -
 --
 
-CREATE TRIGGER kpi_history_scored_update AFTER UPDATE ON kpi.kpi_history REFERENCING NEW TABLE AS written_weeks FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_weeks();
+CREATE TRIGGER kpi_history_scored_update AFTER UPDATE ON kpi.kpi_history REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION kpi.score_written_weeks('built_in');
 
 
 --
@@ -5572,13 +5968,6 @@ CREATE TRIGGER tenant_anomaly_rules_rescore_insert AFTER INSERT ON kpi.tenant_an
 --
 
 CREATE TRIGGER tenant_anomaly_rules_rescore_update AFTER UPDATE ON kpi.tenant_anomaly_rules REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new FOR EACH STATEMENT EXECUTE FUNCTION kpi.rescore_after_rule_change();
-
-
---
--- Name: tenants tenants_forget_custom_weeks; Type: TRIGGER; Schema: kpi; Owner: -
---
-
-CREATE TRIGGER tenants_forget_custom_weeks AFTER DELETE ON kpi.tenants REFERENCING OLD TABLE AS old_tenants FOR EACH STATEMENT EXECUTE FUNCTION kpi.forget_deleted_tenants_custom_weeks();
 
 
 --
@@ -5747,10 +6136,10 @@ ALTER TABLE ONLY kpi.vli_audits
 
 
 --
--- Name: tenants A tenant is visible to its own members while active; Type: POLICY; Schema: kpi; Owner: -
+-- Name: tenants A tenant is visible to its own members; Type: POLICY; Schema: kpi; Owner: -
 --
 
-CREATE POLICY "A tenant is visible to its own members while active" ON kpi.tenants FOR SELECT TO authenticated USING ((id = ( SELECT kpi_api.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY "A tenant is visible to its own members" ON kpi.tenants FOR SELECT TO authenticated USING ((id = ( SELECT kpi_api.current_tenant_id() AS current_tenant_id)));
 
 
 --
@@ -5817,10 +6206,10 @@ CREATE POLICY "The feed's watermark is readable by tenant members" ON kpi.change
 
 
 --
--- Name: custom_kpi_settings The limit is readable by tenant members; Type: POLICY; Schema: kpi; Owner: -
+-- Name: custom_kpi_settings The limits are readable by tenant members; Type: POLICY; Schema: kpi; Owner: -
 --
 
-CREATE POLICY "The limit is readable by tenant members" ON kpi.custom_kpi_settings FOR SELECT TO authenticated USING (true);
+CREATE POLICY "The limits are readable by tenant members" ON kpi.custom_kpi_settings FOR SELECT TO authenticated USING (true);
 
 
 --
@@ -5830,24 +6219,10 @@ CREATE POLICY "The limit is readable by tenant members" ON kpi.custom_kpi_settin
 ALTER TABLE kpi.alert_settings ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: alert_settings alert_settings are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "alert_settings are maintained by their owner" ON kpi.alert_settings TO postgres USING (true) WITH CHECK (true);
-
-
---
 -- Name: alert_webhooks; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
 ALTER TABLE kpi.alert_webhooks ENABLE ROW LEVEL SECURITY;
-
---
--- Name: alert_webhooks alert_webhooks are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "alert_webhooks are maintained by their owner" ON kpi.alert_webhooks TO postgres USING (true) WITH CHECK (true);
-
 
 --
 -- Name: alerts; Type: ROW SECURITY; Schema: kpi; Owner: -
@@ -5856,24 +6231,10 @@ CREATE POLICY "alert_webhooks are maintained by their owner" ON kpi.alert_webhoo
 ALTER TABLE kpi.alerts ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: alerts alerts are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "alerts are maintained by their owner" ON kpi.alerts TO postgres USING (true) WITH CHECK (true);
-
-
---
 -- Name: anomaly_rules; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
 ALTER TABLE kpi.anomaly_rules ENABLE ROW LEVEL SECURITY;
-
---
--- Name: anomaly_rules anomaly_rules are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "anomaly_rules are maintained by their owner" ON kpi.anomaly_rules TO postgres USING (true) WITH CHECK (true);
-
 
 --
 -- Name: api_denials; Type: ROW SECURITY; Schema: kpi; Owner: -
@@ -5882,24 +6243,10 @@ CREATE POLICY "anomaly_rules are maintained by their owner" ON kpi.anomaly_rules
 ALTER TABLE kpi.api_denials ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: api_denials api_denials are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "api_denials are maintained by their owner" ON kpi.api_denials TO postgres USING (true) WITH CHECK (true);
-
-
---
 -- Name: avi_reports; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
 ALTER TABLE kpi.avi_reports ENABLE ROW LEVEL SECURITY;
-
---
--- Name: avi_reports avi_reports are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "avi_reports are maintained by their owner" ON kpi.avi_reports TO postgres USING (true) WITH CHECK (true);
-
 
 --
 -- Name: change_feed_settings; Type: ROW SECURITY; Schema: kpi; Owner: -
@@ -5908,24 +6255,10 @@ CREATE POLICY "avi_reports are maintained by their owner" ON kpi.avi_reports TO 
 ALTER TABLE kpi.change_feed_settings ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: change_feed_settings change_feed_settings are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "change_feed_settings are maintained by their owner" ON kpi.change_feed_settings TO postgres USING (true) WITH CHECK (true);
-
-
---
 -- Name: clarity_reports; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
 ALTER TABLE kpi.clarity_reports ENABLE ROW LEVEL SECURITY;
-
---
--- Name: clarity_reports clarity_reports are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "clarity_reports are maintained by their owner" ON kpi.clarity_reports TO postgres USING (true) WITH CHECK (true);
-
 
 --
 -- Name: cron_secrets; Type: ROW SECURITY; Schema: kpi; Owner: -
@@ -5934,24 +6267,10 @@ CREATE POLICY "clarity_reports are maintained by their owner" ON kpi.clarity_rep
 ALTER TABLE kpi.cron_secrets ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: cron_secrets cron_secrets are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "cron_secrets are maintained by their owner" ON kpi.cron_secrets TO postgres USING (true) WITH CHECK (true);
-
-
---
 -- Name: custom_kpi_settings; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
 ALTER TABLE kpi.custom_kpi_settings ENABLE ROW LEVEL SECURITY;
-
---
--- Name: custom_kpi_settings custom_kpi_settings are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "custom_kpi_settings are maintained by their owner" ON kpi.custom_kpi_settings TO postgres USING (true) WITH CHECK (true);
-
 
 --
 -- Name: custom_kpi_weeks; Type: ROW SECURITY; Schema: kpi; Owner: -
@@ -5960,24 +6279,16 @@ CREATE POLICY "custom_kpi_settings are maintained by their owner" ON kpi.custom_
 ALTER TABLE kpi.custom_kpi_weeks ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: custom_kpi_weeks custom_kpi_weeks are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "custom_kpi_weeks are maintained by their owner" ON kpi.custom_kpi_weeks TO postgres USING (true) WITH CHECK (true);
-
-
---
 -- Name: custom_kpis; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
 ALTER TABLE kpi.custom_kpis ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: custom_kpis custom_kpis are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+-- Name: definitions_state; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
-CREATE POLICY "custom_kpis are maintained by their owner" ON kpi.custom_kpis TO postgres USING (true) WITH CHECK (true);
-
+ALTER TABLE kpi.definitions_state ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: error_codes; Type: ROW SECURITY; Schema: kpi; Owner: -
@@ -5986,24 +6297,10 @@ CREATE POLICY "custom_kpis are maintained by their owner" ON kpi.custom_kpis TO 
 ALTER TABLE kpi.error_codes ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: error_codes error_codes are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "error_codes are maintained by their owner" ON kpi.error_codes TO postgres USING (true) WITH CHECK (true);
-
-
---
 -- Name: kpi_anomalies; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
 ALTER TABLE kpi.kpi_anomalies ENABLE ROW LEVEL SECURITY;
-
---
--- Name: kpi_anomalies kpi_anomalies are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "kpi_anomalies are maintained by their owner" ON kpi.kpi_anomalies TO postgres USING (true) WITH CHECK (true);
-
 
 --
 -- Name: kpi_changes; Type: ROW SECURITY; Schema: kpi; Owner: -
@@ -6012,24 +6309,10 @@ CREATE POLICY "kpi_anomalies are maintained by their owner" ON kpi.kpi_anomalies
 ALTER TABLE kpi.kpi_changes ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: kpi_changes kpi_changes are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "kpi_changes are maintained by their owner" ON kpi.kpi_changes TO postgres USING (true) WITH CHECK (true);
-
-
---
 -- Name: kpi_history; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
 ALTER TABLE kpi.kpi_history ENABLE ROW LEVEL SECURITY;
-
---
--- Name: kpi_history kpi_history are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "kpi_history are maintained by their owner" ON kpi.kpi_history TO postgres USING (true) WITH CHECK (true);
-
 
 --
 -- Name: kpi_runs; Type: ROW SECURITY; Schema: kpi; Owner: -
@@ -6038,24 +6321,10 @@ CREATE POLICY "kpi_history are maintained by their owner" ON kpi.kpi_history TO 
 ALTER TABLE kpi.kpi_runs ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: kpi_runs kpi_runs are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "kpi_runs are maintained by their owner" ON kpi.kpi_runs TO postgres USING (true) WITH CHECK (true);
-
-
---
 -- Name: plans; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
 ALTER TABLE kpi.plans ENABLE ROW LEVEL SECURITY;
-
---
--- Name: plans plans are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "plans are maintained by their owner" ON kpi.plans TO postgres USING (true) WITH CHECK (true);
-
 
 --
 -- Name: retention_state; Type: ROW SECURITY; Schema: kpi; Owner: -
@@ -6064,24 +6333,10 @@ CREATE POLICY "plans are maintained by their owner" ON kpi.plans TO postgres USI
 ALTER TABLE kpi.retention_state ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: retention_state retention_state is maintained by its owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "retention_state is maintained by its owner" ON kpi.retention_state TO postgres USING (true) WITH CHECK (true);
-
-
---
 -- Name: source_changes; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
 ALTER TABLE kpi.source_changes ENABLE ROW LEVEL SECURITY;
-
---
--- Name: source_changes source_changes are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "source_changes are maintained by their owner" ON kpi.source_changes TO postgres USING (true) WITH CHECK (true);
-
 
 --
 -- Name: table_distribution; Type: ROW SECURITY; Schema: kpi; Owner: -
@@ -6090,24 +6345,10 @@ CREATE POLICY "source_changes are maintained by their owner" ON kpi.source_chang
 ALTER TABLE kpi.table_distribution ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: table_distribution table_distribution is maintained by its owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "table_distribution is maintained by its owner" ON kpi.table_distribution TO postgres USING (true) WITH CHECK (true);
-
-
---
 -- Name: tenant_anomaly_rules; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
 ALTER TABLE kpi.tenant_anomaly_rules ENABLE ROW LEVEL SECURITY;
-
---
--- Name: tenant_anomaly_rules tenant_anomaly_rules are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "tenant_anomaly_rules are maintained by their owner" ON kpi.tenant_anomaly_rules TO postgres USING (true) WITH CHECK (true);
-
 
 --
 -- Name: tenant_count; Type: ROW SECURITY; Schema: kpi; Owner: -
@@ -6116,24 +6357,10 @@ CREATE POLICY "tenant_anomaly_rules are maintained by their owner" ON kpi.tenant
 ALTER TABLE kpi.tenant_count ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: tenant_count tenant_count is maintained by its owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "tenant_count is maintained by its owner" ON kpi.tenant_count TO postgres USING (true) WITH CHECK (true);
-
-
---
 -- Name: tenant_slugs; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
 ALTER TABLE kpi.tenant_slugs ENABLE ROW LEVEL SECURITY;
-
---
--- Name: tenant_slugs tenant_slugs are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "tenant_slugs are maintained by their owner" ON kpi.tenant_slugs TO postgres USING (true) WITH CHECK (true);
-
 
 --
 -- Name: tenants; Type: ROW SECURITY; Schema: kpi; Owner: -
@@ -6142,23 +6369,205 @@ CREATE POLICY "tenant_slugs are maintained by their owner" ON kpi.tenant_slugs T
 ALTER TABLE kpi.tenants ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: tenants tenants are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "tenants are maintained by their owner" ON kpi.tenants TO postgres USING (true) WITH CHECK (true);
-
-
---
 -- Name: tenants_without_avi; Type: ROW SECURITY; Schema: kpi; Owner: -
 --
 
 ALTER TABLE kpi.tenants_without_avi ENABLE ROW LEVEL SECURITY;
 
 --
--- Name: tenants_without_avi tenants_without_avi are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
+-- Name: alert_settings the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
 --
 
-CREATE POLICY "tenants_without_avi are maintained by their owner" ON kpi.tenants_without_avi TO postgres USING (true) WITH CHECK (true);
+CREATE POLICY "the owner maintains it" ON kpi.alert_settings TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: alert_webhooks the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.alert_webhooks TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: alerts the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.alerts TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: anomaly_rules the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.anomaly_rules TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: api_denials the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.api_denials TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: avi_reports the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.avi_reports TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: change_feed_settings the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.change_feed_settings TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: clarity_reports the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.clarity_reports TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: cron_secrets the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.cron_secrets TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: custom_kpi_settings the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.custom_kpi_settings TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: custom_kpi_weeks the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.custom_kpi_weeks TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: custom_kpis the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.custom_kpis TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: definitions_state the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.definitions_state TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: error_codes the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.error_codes TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: kpi_anomalies the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.kpi_anomalies TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: kpi_changes the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.kpi_changes TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: kpi_history the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.kpi_history TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: kpi_runs the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.kpi_runs TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: plans the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.plans TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: retention_state the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.retention_state TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: source_changes the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.source_changes TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: table_distribution the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.table_distribution TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: tenant_anomaly_rules the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.tenant_anomaly_rules TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: tenant_count the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.tenant_count TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: tenant_slugs the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.tenant_slugs TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: tenants the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.tenants TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: tenants_without_avi the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.tenants_without_avi TO postgres USING (true) WITH CHECK (true);
+
+
+--
+-- Name: vli_audits the owner maintains it; Type: POLICY; Schema: kpi; Owner: -
+--
+
+CREATE POLICY "the owner maintains it" ON kpi.vli_audits TO postgres USING (true) WITH CHECK (true);
 
 
 --
@@ -6166,13 +6575,6 @@ CREATE POLICY "tenants_without_avi are maintained by their owner" ON kpi.tenants
 --
 
 ALTER TABLE kpi.vli_audits ENABLE ROW LEVEL SECURITY;
-
---
--- Name: vli_audits vli_audits are maintained by their owner; Type: POLICY; Schema: kpi; Owner: -
---
-
-CREATE POLICY "vli_audits are maintained by their owner" ON kpi.vli_audits TO postgres USING (true) WITH CHECK (true);
-
 
 --
 -- PostgreSQL database dump complete
@@ -6186,20 +6588,6 @@ CREATE POLICY "vli_audits are maintained by their owner" ON kpi.vli_audits TO po
 --
 
 INSERT INTO public.schema_migrations (version) VALUES
-    ('20261130000100'),
-    ('20261130000200'),
-    ('20261130000300'),
-    ('20261130000400'),
-    ('20261130000500'),
-    ('20261130000600'),
-    ('20261130000700'),
-    ('20261130000800'),
-    ('20261201000100'),
-    ('20261201000200'),
-    ('20261201000300'),
-    ('20261201000400'),
-    ('20261201000500'),
-    ('20261201000600'),
-    ('20261201000700'),
-    ('20261201000800'),
-    ('20261201000900');
+    ('20261201000900'),
+    ('20261203000100'),
+    ('20261203000200');

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
+import { applyDefinitions } from '../definitions.js';
 import { generate, LAST_WEEK } from './generate.js';
 import { timed } from './measure.js';
 
@@ -33,7 +34,8 @@ export function benchDatabase(): { url: string; source: string } {
   return { url: `postgres://postgres@127.0.0.1:${port}/kpi_bench`, source: `.data/bench-pg (127.0.0.1:${port})` };
 }
 
-function migrate(url: string): void {
+/** The migrations (tables), then the definitions (functions, views, triggers…), as npm run db:migrate does. */
+async function migrate(url: string): Promise<void> {
   const parsed = new URL(url);
   parsed.searchParams.set('sslmode', 'disable');
   execFileSync(`${root}node_modules/.bin/dbmate`, ['--migrations-dir', 'db/migrations', '--no-dump-schema', 'up'], {
@@ -41,6 +43,7 @@ function migrate(url: string): void {
     env: { ...process.env, DATABASE_URL: parsed.toString() },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  await applyDefinitions(url);
 }
 
 /** Re-creates the benchmark database unless it already holds this data set (then it is reused). */
@@ -49,7 +52,8 @@ export async function prepare(url: string, tenants: number, weeks: number): Prom
   const server = new URL(url);
   server.pathname = '/postgres';
   const admin = postgres(server.toString(), { max: 1, onnotice: () => {} });
-  // The data is reused only for the same scale and the same migrations.
+  // The data is reused only for the same scale and the same migrations (the definitions are
+  // applied again whenever they changed).
   const migrations = createHash('sha1');
   for (const file of readdirSync(`${root}db/migrations`).sort()) migrations.update(readFileSync(`${root}db/migrations/${file}`));
   const dataSet = `${tenants}x${weeks}/${migrations.digest('hex').slice(0, 12)}`;
@@ -59,14 +63,17 @@ export async function prepare(url: string, tenants: number, weeks: number): Prom
       const sql = postgres(url, { max: 1, onnotice: () => {} });
       const [meta] = await sql`select data_set from public.bench_meta`.catch(() => [] as { data_set: string }[]);
       await sql.end();
-      if (meta?.data_set === dataSet) return { generatedMs: null };
+      if (meta?.data_set === dataSet) {
+        await applyDefinitions(url);
+        return { generatedMs: null };
+      }
       await admin.unsafe(`drop database "${name}" with (force)`);
     }
     await admin.unsafe(`create database "${name}"`);
   } finally {
     await admin.end();
   }
-  migrate(url);
+  await migrate(url);
   const sql = postgres(url, { max: 1, onnotice: () => {} });
   try {
     const { ms } = await timed(() => generate(sql, tenants, weeks));

@@ -40,7 +40,7 @@ let sql: Sql;
 beforeAll(async () => {
   const up = dbsh('up');
   expect(up.status, up.stderr).toBe(0);
-  migrate(url);
+  await migrate(url);
   sql = connect(url, { max: 1 });
   await insertGeneratedTenants(sql, TENANTS, 2);
   await sql`select kpi.fill_all_kpi_history()`;

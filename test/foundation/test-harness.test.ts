@@ -43,10 +43,10 @@ function innerRun(testDatabaseUrl: string, files: string[]) {
   return { code: result.status, out: `${result.stdout}${result.stderr}` };
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   const up = dbsh('up');
   expect(up.status, up.stderr).toBe(0);
-  migrate(realUrl);
+  await migrate(realUrl);
   const seeded = spawnSync('psql', [realUrl, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', 'db/seed/demo.sql', '-c', 'select kpi.backfill_kpi_history()'], {
     cwd: projectRoot,
     encoding: 'utf8',

@@ -1,7 +1,8 @@
-// Runs the project's migrations the way `npm run db:migrate` does (dbmate), so the tests exercise
-// the very files a deployment applies.
+// Runs the project's migrations the way `npm run db:migrate` does (dbmate, then the definitions),
+// so the tests exercise the very files a deployment applies.
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { applyDefinitions } from '../../scripts/definitions.js';
 
 export const projectRoot = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -28,7 +29,8 @@ export function dbmate(url: string, ...args: string[]): string {
   });
 }
 
-/** Applies every pending migration without touching the committed db/schema.sql. */
-export function migrate(url: string): void {
+/** Applies every pending migration, then the definitions, without touching the committed db/schema.sql. */
+export async function migrate(url: string): Promise<void> {
   dbmate(url, '--no-dump-schema', 'up');
+  await applyDefinitions(url);
 }

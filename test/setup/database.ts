@@ -234,18 +234,18 @@ export default async function setup(project: TestProject) {
         await cron.end();
       }
       if (!launcherRuns) await server.restart?.();
-      migrate(databaseUrl(server.serverUrl, name));
+      await migrate(databaseUrl(server.serverUrl, name));
       cronDatabase = name;
     } else {
       const found = await cronDatabaseOnGivenServer(admin, server.serverUrl, cronSetting);
-      if (found.name) migrate(databaseUrl(server.serverUrl, found.name));
+      if (found.name) await migrate(databaseUrl(server.serverUrl, found.name));
       cronDatabase = found.name;
       cronUnavailableReason = found.reason;
     }
 
     await admin.unsafe(`create database "${TEMPLATE}"`);
     await markAsOurs(admin, TEMPLATE);
-    migrate(databaseUrl(server.serverUrl, TEMPLATE));
+    await migrate(databaseUrl(server.serverUrl, TEMPLATE));
 
     project.provide('testDatabase', {
       source: server.source,

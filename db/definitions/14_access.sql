@@ -1,0 +1,120 @@
+-- Who may do what: every policy and grant, in one place. PostgREST connects as `authenticator`
+-- and becomes `anon` (no token) or `authenticated` (a JWT) per request. The API roles may use
+-- the api schema, the request helpers in kpi_api, and read a few kpi tables under row-level
+-- security (their tenant's rows only); nothing else. No function is executable by PUBLIC (the
+-- baseline's default privileges), so every one an API role calls is granted here.
+
+-- ============================================================================================
+-- Row-level security (enabled and forced on every kpi table by the migrations)
+-- ============================================================================================
+
+-- The owner — the role that runs the migrations, whatever its name — maintains every table:
+-- forced row-level security applies to it too, so each table has a policy for it.
+do $$
+declare
+  t regclass;
+begin
+  for t in select c.oid::regclass from pg_catalog.pg_class c where c.relnamespace = 'kpi'::regnamespace and c.relkind = 'r' loop
+    execute format('drop policy if exists "the owner maintains it" on %s', t);
+    execute format('create policy "the owner maintains it" on %s for all to %I using (true) with check (true)', t, current_user);
+  end loop;
+end
+$$;
+
+-- A tenant's members read its rows (the active tenant: kpi_api.current_tenant_id(), evaluated
+-- once per statement).
+drop policy if exists "A tenant is visible to its own members" on kpi.tenants;
+create policy "A tenant is visible to its own members" on kpi.tenants
+  for select to authenticated using (id = (select kpi_api.current_tenant_id()));
+drop policy if exists "KPI history is visible to members of the active tenant" on kpi.kpi_history;
+create policy "KPI history is visible to members of the active tenant" on kpi.kpi_history
+  for select to authenticated using (tenant_id = (select kpi_api.current_tenant_id()));
+drop policy if exists "Anomalies are visible to members of the active tenant" on kpi.kpi_anomalies;
+create policy "Anomalies are visible to members of the active tenant" on kpi.kpi_anomalies
+  for select to authenticated using (tenant_id = (select kpi_api.current_tenant_id()));
+drop policy if exists "Changes are visible to members of the active tenant" on kpi.kpi_changes;
+create policy "Changes are visible to members of the active tenant" on kpi.kpi_changes
+  for select to authenticated using (tenant_id = (select kpi_api.current_tenant_id()));
+drop policy if exists "Custom KPI values are visible to members of the active tenant" on kpi.custom_kpi_weeks;
+create policy "Custom KPI values are visible to members of the active tenant" on kpi.custom_kpi_weeks
+  for select to authenticated using (tenant_id = (select kpi_api.current_tenant_id()));
+-- One row each, holding no tenant data: readers compare their cursor with the feed's watermark,
+-- and see the limit of custom KPIs.
+drop policy if exists "The feed's watermark is readable by tenant members" on kpi.change_feed_settings;
+create policy "The feed's watermark is readable by tenant members" on kpi.change_feed_settings
+  for select to authenticated using (true);
+drop policy if exists "The limits are readable by tenant members" on kpi.custom_kpi_settings;
+create policy "The limits are readable by tenant members" on kpi.custom_kpi_settings
+  for select to authenticated using (true);
+
+-- Custom KPI definitions: members read them; admins of the tenant (tenant_roles: "kpi_admin")
+-- write them. The delete policy leaves out the admin test on purpose: a member's delete reaches
+-- the row trigger, which answers FORBIDDEN instead of "0 rows" (and the update policy refuses a
+-- member's update).
+drop policy if exists "Custom KPIs are visible to members of the active tenant" on kpi.custom_kpis;
+create policy "Custom KPIs are visible to members of the active tenant" on kpi.custom_kpis
+  for select to authenticated using (tenant_id = (select kpi_api.current_tenant_id()));
+drop policy if exists "Admins of the active tenant define custom KPIs" on kpi.custom_kpis;
+create policy "Admins of the active tenant define custom KPIs" on kpi.custom_kpis
+  for insert to authenticated
+  with check (tenant_id = (select kpi_api.current_tenant_id()) and (select kpi_api.is_tenant_admin()));
+drop policy if exists "Admins of the active tenant change custom KPIs" on kpi.custom_kpis;
+create policy "Admins of the active tenant change custom KPIs" on kpi.custom_kpis
+  for update to authenticated
+  using (tenant_id = (select kpi_api.current_tenant_id()))
+  with check (tenant_id = (select kpi_api.current_tenant_id()) and (select kpi_api.is_tenant_admin()));
+drop policy if exists "Admins of the active tenant delete custom KPIs" on kpi.custom_kpis;
+create policy "Admins of the active tenant delete custom KPIs" on kpi.custom_kpis
+  for delete to authenticated
+  using (tenant_id = (select kpi_api.current_tenant_id()));
+
+-- ============================================================================================
+-- Grants
+-- ============================================================================================
+
+grant usage on schema api to anon, authenticated;
+grant usage on schema kpi_api to anon, authenticated;
+-- The API views read these kpi tables (row-level security above decides the rows).
+grant usage on schema kpi to authenticated;
+grant select on kpi.kpi_history, kpi.kpi_anomalies, kpi.kpi_changes, kpi.custom_kpi_weeks,
+                kpi.change_feed_settings, kpi.custom_kpi_settings to authenticated;
+grant select (id, slug, name) on kpi.tenants to authenticated;
+grant select on kpi.kpi_history_rollups, kpi.custom_kpi_values, kpi.custom_kpi_rollups to authenticated;
+grant select, delete on kpi.custom_kpis to authenticated;
+grant insert (key, label, unit, source, path, field, aggregate, combine, left_kpi, right_kpi, valid_min, valid_max, active),
+      update (label, unit, source, path, field, aggregate, combine, left_kpi, right_kpi, valid_min, valid_max, active)
+  on kpi.custom_kpis to authenticated;
+
+-- The API: reads for tenant members; the cron RPC and health for anyone (they check themselves).
+grant select on api.kpi_history, api.kpi_history_export, api.active_tenant, api.kpi_history_monthly,
+                api.kpi_history_quarterly, api.kpi_anomalies, api.custom_kpi_values, api.custom_kpi_rollups to authenticated;
+grant select, insert, update, delete on api.custom_kpis to authenticated;
+grant execute on function api.kpi_history_csv(text, text, text, text, text), api.kpi_history_changes(text) to authenticated;
+grant execute on function api.kpi_history_cron(json), api.kpi_history_health() to anon, authenticated;
+
+-- The request helpers the API's functions and policies call as the caller.
+grant execute on function kpi_api.request_claims(), kpi_api.request_header(text), kpi_api.raise_http_error(text, text, text),
+                          kpi_api.raise_request_error(text, text, text), kpi_api.raise_caught_error(text, text, text),
+                          kpi_api.run_cron(jsonb, text), kpi_api.health(boolean), kpi_api.cron_secret_matches(text)
+  to anon, authenticated;
+grant execute on function kpi_api.current_tenant_id(), kpi_api.is_tenant_admin(), kpi_api.date_argument(text, text),
+                          kpi_api.integer_argument(text, text, integer, integer), kpi_api.csv_field(text),
+                          kpi_api.csv_header(regclass), kpi_api.cursor_position(text), kpi_api.read_changes(text, uuid, integer),
+                          kpi_api.changes_page(text, integer)
+  to authenticated;
+
+-- ============================================================================================
+-- Bounded requests: a statement timeout for the API roles, set on the role in this database as
+-- PostgREST expects (it applies the role's settings to each request). A function that must run
+-- longer says so in its own SET clause, which PostgREST hoists (the cron RPC). Altering a role
+-- needs CREATEROLE; without it the migration says what to run instead.
+-- ============================================================================================
+do $$
+begin
+  execute format('alter role anon in database %I set statement_timeout = %L', current_database(), '5s');
+  execute format('alter role authenticated in database %I set statement_timeout = %L', current_database(), '15s');
+exception when insufficient_privilege then
+  raise notice 'kpi-history: could not set the API roles'' statement_timeout (needs CREATEROLE); as an administrator run: alter role anon in database % set statement_timeout = ''5s''; alter role authenticated in database % set statement_timeout = ''15s'';',
+    current_database(), current_database();
+end
+$$;

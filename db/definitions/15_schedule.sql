@@ -1,0 +1,35 @@
+-- The schedule (pg_cron, in UTC: pg_cron 1.4 schedules in GMT), where pg_cron is installed in this
+-- database. Jobs are found by name: a missing one is created, an existing one gets this schedule
+-- and command but keeps its `active` — a job an operator paused stays paused when the definitions
+-- are applied again. Where pg_cron lives in another database, db/setup/schedule_in_database.sql
+-- creates the same jobs from there (docs/deploy.md).
+do $$
+declare
+  wanted record;
+  existing bigint;
+begin
+  if not exists (select from pg_catalog.pg_extension where extname = 'pg_cron') then
+    raise notice 'pg_cron is not installed in this database: nothing is scheduled here';
+    return;
+  end if;
+  for wanted in
+    select * from (values
+      -- The daily fill, incremental.
+      ('kpi-history', '0 4 * * *', 'call kpi.run_scheduled_kpi_fill()'),
+      -- The run log, the denial audit, finished alerts, the change feed, pg_cron's own run details.
+      ('kpi-history-cleanup', '30 4 * * *', 'select kpi.clean_up_run_history()'),
+      -- Source retention per plan, in short batches.
+      ('kpi-history-retention', '45 4 * * *', 'call kpi.run_source_cleanup()'),
+      -- The weekly reconciliation: every tenant's latest week, reporting what tracking missed.
+      ('kpi-history-reconcile', '0 5 * * 0', 'call kpi.run_scheduled_kpi_fill(full => true)')) j (name, schedule, command)
+  loop
+    execute 'select jobid from cron.job where jobname = $1 and database = current_database() and username = current_user'
+      into existing using wanted.name;
+    if existing is null then
+      execute 'select cron.schedule($1, $2, $3)' using wanted.name, wanted.schedule, wanted.command;
+    else
+      execute 'select cron.alter_job($1, schedule => $2, command => $3)' using existing, wanted.schedule, wanted.command;
+    end if;
+  end loop;
+end
+$$;
