@@ -166,32 +166,31 @@ export async function exportChanges(options: ExportOptions): Promise<ExportResul
         cursor = first ? `${first.txid}.${BigInt(first.seq) - 1n}` : '0.0';
       } else throw new ExportError('INVALID_INPUT', '--since is a cursor (<digits>.<digits>) or a date (YYYY-MM-DD)');
     }
-    const [txid, seq] = cursor.split('.');
-    const [watermark] = await sql<[{ expired: boolean }]>`
-      select (${txid!}::xid8, ${seq!}::bigint) < (pruned_txid, pruned_seq) and ${cursor} <> '0.0' as expired from kpi.change_feed_settings`;
-    if (watermark.expired) {
-      throw new ExportError('CURSOR_EXPIRED', `the changes after ${cursor} have been pruned: export the current tables once, then start a new directory`);
-    }
-    // Files of at most FILE_ROWS changes, until nothing settled is left.
+    // Files of at most FILE_ROWS changes, until nothing settled is left. The database's one reader
+    // of the log (kpi_api.read_changes) decides what is settled and whether the cursor expired.
     const result: ExportResult = { file: null, changes: 0, cursor };
-    for (let from = cursor; ; ) {
-      const rows = await sql<ChangeRow[]>`
-        select c.txid::text, c.seq::text, c.tenant_id::text, t.slug as tenant, c.entity, c.op, c.as_of::text, c.kpi,
-               c.data ->> 'aiv_pct' as aiv_pct, c.data ->> 'ati_pct' as ati_pct, c.data ->> 'crs_pct' as crs_pct,
-               c.data ->> 'elasticity_usd_per_point' as elasticity_usd_per_point, c.data ->> 'vli_integrity_pct' as vli_integrity_pct,
-               (c.data ->> 'vli_is_fallback')::boolean as vli_is_fallback, c.data ->> 'hrp_pct' as hrp_pct,
-               (c.data ->> 'revision')::integer as revision,
-               c.data ->> 'value' as value, c.data ->> 'baseline_median' as baseline_median,
-               case when c.data ->> 'score' in ('Infinity', '-Infinity') then null else (c.data ->> 'score')::float8 end as score,
-               c.data ->> 'direction' as direction,
-               (to_json(c.changed_at at time zone 'UTC') #>> '{}') || 'Z' as changed_at
-        from kpi.kpi_changes c
-        left join kpi.tenants t on t.id = c.tenant_id
-        where (c.txid, c.seq) > (${from.split('.')[0]!}::xid8, ${from.split('.')[1]!}::bigint)
-          and c.txid < pg_snapshot_xmin(pg_current_snapshot())
-          and (${options.tenant ?? null}::uuid is null or c.tenant_id = ${options.tenant ?? null}::uuid)
-        order by c.txid, c.seq
-        limit ${FILE_ROWS}`;
+    for (let from: string | null = cursor === '0.0' ? null : cursor; ; ) {
+      let rows: ChangeRow[];
+      try {
+        rows = await sql<ChangeRow[]>`
+          select c.txid::text, c.seq::text, c.tenant_id::text, t.slug as tenant, c.entity, c.op, c.as_of::text, c.kpi,
+                 c.data ->> 'aiv_pct' as aiv_pct, c.data ->> 'ati_pct' as ati_pct, c.data ->> 'crs_pct' as crs_pct,
+                 c.data ->> 'elasticity_usd_per_point' as elasticity_usd_per_point, c.data ->> 'vli_integrity_pct' as vli_integrity_pct,
+                 (c.data ->> 'vli_is_fallback')::boolean as vli_is_fallback, c.data ->> 'hrp_pct' as hrp_pct,
+                 (c.data ->> 'revision')::integer as revision,
+                 c.data ->> 'value' as value, c.data ->> 'baseline_median' as baseline_median,
+                 case when c.data ->> 'score' in ('Infinity', '-Infinity') then null else (c.data ->> 'score')::float8 end as score,
+                 c.data ->> 'direction' as direction,
+                 replace(c.changed_at, '+00:00', 'Z') as changed_at
+          from kpi_api.read_changes(${from}, ${options.tenant ?? null}::uuid, ${FILE_ROWS}) c
+          left join kpi.tenants t on t.id = c.tenant_id
+          order by c.txid, c.seq`;
+      } catch (error) {
+        if ((error as { code?: string }).code === 'KH410') {
+          throw new ExportError('CURSOR_EXPIRED', `the changes after ${from} have been pruned: export the current tables once, then start a new directory`);
+        }
+        throw error;
+      }
       if (rows.length === 0) return result;
       const last = cursorOf(rows.at(-1)!);
       const file = join(options.out, `kpi-changes-${cursorOf(rows[0]!)}-${last}.${options.format}`);

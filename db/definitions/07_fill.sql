@@ -131,8 +131,10 @@ begin
            clarity.measured_at
     from unnest(p_tenant_ids, p_weeks) as w (tenant_id, as_of)
     join lateral (
+      -- (LIMIT 1 keeps this an index probe: flattened into a join, the planner would hash the table.)
       select r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
       from kpi.avi_reports r where r.tenant_id = w.tenant_id and r.week_start = w.as_of
+      limit 1
     ) a on true
     left join lateral (
       select v.integrity_pct
@@ -354,6 +356,7 @@ declare
   no_avi uuid[];
   weeks_kept bigint;
   tenants_considered bigint;
+  tenants_listed bigint;
   latest_week date;
   derived jsonb;
   written jsonb;
@@ -365,9 +368,12 @@ begin
          coalesce(array_agg(t.as_of order by t.tenant_id, t.as_of) filter (where t.as_of is not null and not t.kept), '{}'),
          coalesce(array_agg(t.tenant_id order by t.tenant_id) filter (where t.as_of is null), '{}'),
          count(*) filter (where t.kept),
-         count(distinct t.tenant_id) filter (where t.as_of is not null),
+         -- The tenants whose sources were read: all of them but those the stale mode lists from
+         -- kpi.tenants_without_avi.
+         count(distinct t.tenant_id) filter (where t.as_of is not null or p_mode <> 'stale'),
+         count(distinct t.tenant_id),
          max(t.as_of)
-  into tenant_ids, weeks, no_avi, weeks_kept, tenants_considered, latest_week
+  into tenant_ids, weeks, no_avi, weeks_kept, tenants_considered, tenants_listed, latest_week
   from kpi.fill_targets(p_mode, p_tenants, p_from, p_to) t;
 
   -- A backfill counts the history weeks it left as they are, not the reports (retention may have
@@ -402,7 +408,7 @@ begin
 
   total := case when p_tenants is not null then cardinality(p_tenants)
                 when p_mode = 'stale' then (select c.tenants from kpi.tenant_count c)
-                else tenants_considered + cardinality(no_avi) end;
+                else tenants_listed end;
   return jsonb_strip_nulls(jsonb_build_object(
     'ok', total - cardinality(no_avi) - (select count(distinct f ->> 'tenant_id') from jsonb_array_elements(failed) f),
     'total', total,
@@ -574,7 +580,8 @@ exception when others then
   begin
     named := kpi.tenant_id_of(tenant);
   exception when others then
-    named := null; -- no such tenant: the log names what was asked for
+    -- No such tenant: the log names what was asked for (an id as its tenant_id).
+    named := case when btrim(tenant) ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then btrim(tenant)::uuid end;
   end;
   select * into known from kpi.error_codes e where e.sqlstate = failed_sqlstate;
   if known.code is null then

@@ -14,8 +14,7 @@
 do $$
 begin
   if to_regnamespace('kpi') is not null then
-    raise exception 'kpi-history: this database has a kpi schema but not the migrations up to 20261201000900'
-      using hint = 'Migrate it with the release before the baseline first (git checkout 7a3aaf2 && npm run db:migrate), then with this one.';
+    raise exception 'kpi-history: this database has a kpi schema but not the migrations up to 20261201000900: migrate it with the release before the baseline first (git checkout 7a3aaf2 && npm run db:migrate), then with this one';
   end if;
 end
 $$;

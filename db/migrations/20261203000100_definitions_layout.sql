@@ -25,21 +25,24 @@ begin
   loop
     execute object.command;
   end loop;
-  -- Views first (they may call functions), then functions and procedures; cascade reaches only
-  -- what goes anyway (a view on a view).
+  -- Views first (they may call functions), then functions and procedures. A drop cascades to
+  -- what goes anyway (a view on a view, a function whose SQL body calls another), so each is
+  -- looked up again before its turn.
   for object in
-    select format('drop view if exists %s cascade', c.oid::regclass) as command
-    from pg_catalog.pg_class c
+    select c.oid from pg_catalog.pg_class c
     where c.relkind = 'v' and c.relnamespace in ('kpi'::regnamespace, 'kpi_api'::regnamespace, 'api'::regnamespace)
   loop
-    execute object.command;
+    if exists (select from pg_catalog.pg_class c where c.oid = object.oid) then
+      execute format('drop view %s cascade', object.oid::regclass);
+    end if;
   end loop;
   for object in
-    select format('drop routine if exists %s cascade', p.oid::regprocedure) as command
-    from pg_catalog.pg_proc p
+    select p.oid from pg_catalog.pg_proc p
     where p.pronamespace in ('kpi'::regnamespace, 'kpi_api'::regnamespace, 'api'::regnamespace)
   loop
-    execute object.command;
+    if exists (select from pg_catalog.pg_proc p where p.oid = object.oid) then
+      execute format('drop routine %s cascade', object.oid::regprocedure);
+    end if;
   end loop;
 end
 $$;

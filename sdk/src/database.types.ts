@@ -305,7 +305,7 @@ export type Database = {
       };
     };
     Functions: {
-      /** The active tenant's changes to its history and anomalies after the cursor `after` (omit it to start from the oldest change kept): {"changes": [{"cursor", "entity": "history"|"anomaly", "op": "insert"|"update"|"delete", "as_of", "kpi", "data", "changed_at"}], "next": "<cursor>", "has_more"}. Up to 1,000 per page; each change once, none skipped: only settled transactions are returned. History rows carry a revision (the highest is the latest). */
+      /** The active tenant's changes to its history, anomalies and custom KPI values after the cursor `after` (omit it to start from the oldest change kept): {"changes": [{"cursor", "entity": "history"|"anomaly"|"custom_values", "op": "insert"|"update"|"delete", "as_of", "kpi", "data", "changed_at"}], "next": "<cursor>", "has_more"}. Up to 1,000 per page; each change once, none skipped: only settled transactions are returned. History rows carry a revision (the highest is the latest). */
       kpi_history_changes: {
         Args: { after?: string };
         Returns: Json;
@@ -320,7 +320,7 @@ export type Database = {
         Args: { weeks?: string; from?: string; to?: string; period?: string; custom?: string };
         Returns: string;
       };
-      /** Health of the daily KPI fill; no token needed, nothing tenant-specific. {"status": "healthy" | "degraded", "timestamp", "reasons": [...], "last_run": {"status", "trigger", "started_at", "finished_at"}, "last_success_at", "schedule": {"job", "cron", "timezone", "active"}}. Degraded when the last run failed or never finished, or no run succeeded in the last 26 hours. */
+      /** Health of kpi-history; no token needed. Anyone: {"status": "healthy" | "degraded", "timestamp", "last_success_at"}. With the cron secret in the x-cron-secret header (and in psql), the whole report: "reasons" (each thing to act on), "last_run", "failing_tenants", "schedule", "alerts" — see kpi.health_report(). */
       kpi_history_health: {
         Args: Record<PropertyKey, never>;
         Returns: Json;

@@ -56,47 +56,43 @@ export function changeLogReader(sql: postgres.Sql, options: { tenantId?: string;
   if (options.after !== undefined && !/^\d+\.\d+$/.test(options.after)) {
     throw new KpiHistoryError({ code: 'INVALID_INPUT', message: 'after must be a cursor ("<digits>.<digits>")' });
   }
-  let [txid, seq] = (options.after ?? '0.0').split('.') as [string, string];
+  // NULL: the start of what the log keeps (no cursor to check against what was pruned).
+  let cursor: string | null = options.after ?? null;
   const tenantId = options.tenantId ?? null;
+  // The database's one reader of the log (kpi_api.read_changes): settled transactions only, the
+  // cursor parsed and checked against what was pruned there, as for the API and the export.
   return {
-    position: () => `${txid}.${seq}`,
+    position: () => cursor ?? '0.0',
     async skipToHead() {
-      const [head] = await sql<{ txid: string; seq: string }[]>`
-        select txid::text, seq::text from kpi.kpi_changes
-        where txid < pg_snapshot_xmin(pg_current_snapshot()) and (${tenantId}::uuid is null or tenant_id = ${tenantId}::uuid)
-        order by txid desc, seq desc limit 1`;
-      if (head && (BigInt(head.txid) > BigInt(txid) || (head.txid === txid && BigInt(head.seq) > BigInt(seq)))) [txid, seq] = [head.txid, head.seq];
+      const [{ head }] = await sql<[{ head: string | null }]>`select kpi_api.change_log_head(${tenantId}::uuid) as head`;
+      if (head && (cursor === null || compareCursors(head, cursor) > 0)) cursor = head;
     },
     async pending() {
-      const [row] = await sql<[{ pending: boolean }]>`
-        select exists (
-          select from kpi.kpi_changes
-          where (txid, seq) > (${txid}::xid8, ${seq}::bigint)
-            and txid >= pg_snapshot_xmin(pg_current_snapshot())
-            and (${tenantId}::uuid is null or tenant_id = ${tenantId}::uuid)) as pending`;
+      const [row] = await sql<[{ pending: boolean }]>`select kpi_api.changes_held_back(${cursor}, ${tenantId}::uuid) as pending`;
       return row.pending;
     },
     async read(handle) {
       let count = 0;
       for (;;) {
-        const rows = await sql<(LoggedChange & { txid: string; seq: string })[]>`
-          select tenant_id::text, txid::text, seq::text, txid::text || '.' || seq as cursor, entity, op, as_of::text, kpi, data,
-                 (to_json(changed_at at time zone 'UTC') #>> '{}') || '+00:00' as changed_at
-          from kpi.kpi_changes
-          where (txid, seq) > (${txid}::xid8, ${seq}::bigint)
-            and txid < pg_snapshot_xmin(pg_current_snapshot())
-            and (${tenantId}::uuid is null or tenant_id = ${tenantId}::uuid)
-          order by txid, seq
-          limit ${PAGE}`;
-        for (const { txid: rowTxid, seq: rowSeq, ...change } of rows) {
+        const rows = await sql<LoggedChange[]>`
+          select tenant_id::text, cursor, entity, op, as_of::text, kpi, data, changed_at
+          from kpi_api.read_changes(${cursor}, ${tenantId}::uuid, ${PAGE})`;
+        for (const change of rows) {
           await handle(change);
-          [txid, seq] = [rowTxid, rowSeq];
+          cursor = change.cursor;
           count += 1;
         }
         if (rows.length < PAGE) return count;
       }
     },
   };
+}
+
+/** Orders two cursors ("<txid>.<seq>") as the log does. */
+export function compareCursors(a: string, b: string): number {
+  const [at, as] = a.split('.').map(BigInt) as [bigint, bigint];
+  const [bt, bs] = b.split('.').map(BigInt) as [bigint, bigint];
+  return at === bt ? (as === bs ? 0 : as < bs ? -1 : 1) : at < bt ? -1 : 1;
 }
 
 export interface WatchKpiHistoryOptions {

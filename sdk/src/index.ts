@@ -21,6 +21,7 @@ import {
   type FillAllResult,
   type FillResult,
   type HealthResult,
+  type HealthSummary,
   type HistoryQuery,
   type KpiAnomalyRow,
   type KpiChangePage,
@@ -340,9 +341,9 @@ export function createKpiHistoryClient(options: KpiHistoryClientOptions) {
       return watchChanges({ streamUrl: options.streamUrl, headers: { ...options.headers, ...auth }, fetch: fetchLogged }, watchOptions);
     },
 
-    /** Health of the daily fill (no tenant data in it). */
-    async health(): Promise<HealthResult> {
-      return unwrap(await client.rpc('kpi_history_health', {}, { get: true }), 'health') as unknown as HealthResult;
+    /** Health of kpi-history as anyone sees it: the status and its freshness (the whole report: the cron client's health()). */
+    async health(): Promise<HealthSummary> {
+      return unwrap(await client.rpc('kpi_history_health', {}, { get: true }), 'health') as unknown as HealthSummary;
     },
   };
 }
@@ -354,6 +355,8 @@ export interface KpiCronClient {
   run(): Promise<FillAllResult | SkippedResult>;
   /** Fills one tenant's latest week. */
   run(input: { tenantId: string }): Promise<FillResult>;
+  /** The whole health report (the cron secret unlocks it). */
+  health(): Promise<HealthResult>;
 }
 
 export function createKpiCronClient(options: KpiCronClientOptions): KpiCronClient {
@@ -363,5 +366,9 @@ export function createKpiCronClient(options: KpiCronClientOptions): KpiCronClien
     const result = unwrap(await client.rpc('kpi_history_cron', body), 'cron run');
     return result as unknown as FillResult | FillAllResult | SkippedResult;
   }
-  return { run } as KpiCronClient;
+  /** The whole health report: every reason to act, the last run, failing tenants, the schedule, the alerts. */
+  async function health(): Promise<HealthResult> {
+    return unwrap(await client.rpc('kpi_history_health', {}, { get: true }), 'health') as unknown as HealthResult;
+  }
+  return { run, health } as KpiCronClient;
 }

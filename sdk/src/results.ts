@@ -75,12 +75,17 @@ export interface CustomValuesQuery {
 /** The KPIs of a history row, as anomalies and rules name them. */
 export type KpiName = 'aiv_pct' | 'ati_pct' | 'crs_pct' | 'elasticity_usd_per_point' | 'vli_integrity_pct' | 'hrp_pct';
 /**
+ * What an anomaly names: a built-in KPI, or a custom KPI's key (any other string; `string & {}`
+ * keeps the built-in names suggested by editors).
+ */
+export type AnomalyKpi = KpiName | (string & {});
+/**
  * An anomaly of the active tenant: a week whose KPI is far from the previous 12 weeks. `score` is
  * a number, or "Infinity" / "-Infinity" (JSON has no infinite numbers) when the baseline had no
  * spread at all.
  */
 export type KpiAnomalyRow = Omit<Database['api']['Views']['kpi_anomalies']['Row'], 'kpi' | 'direction' | 'score'> & {
-  kpi: KpiName;
+  kpi: AnomalyKpi;
   direction: 'up' | 'down';
   score: number | 'Infinity' | '-Infinity';
 };
@@ -90,8 +95,8 @@ export interface AnomalyQuery {
   from?: string;
   /** Latest week (as_of), YYYY-MM-DD (inclusive). */
   to?: string;
-  /** One KPI only. */
-  kpi?: KpiName;
+  /** One KPI only: built-in, or a custom KPI's key. */
+  kpi?: AnomalyKpi;
   /** Anomalies to return, newest week first unless `order` is 'asc' (default 100). */
   limit?: number;
   order?: 'asc' | 'desc';
@@ -104,10 +109,18 @@ export interface KpiRollupRows {
 
 export interface TenantProblem {
   tenant_id: string;
+  /** The tenant's slug (errors). */
+  tenant?: string;
   code: string;
   message: string;
+  /** What to do about it (NO_AVI: insert an AVI report first). */
+  hint?: string;
+  /** PostgreSQL's SQLSTATE, for INTERNAL_ERROR: a tenant whose write failed. */
+  sqlstate?: string;
   /** The week concerned, for warnings. */
   as_of?: string;
+  /** The custom KPI concerned, for INVALID_CUSTOM warnings. */
+  kpi?: string;
 }
 
 /** `fillKpiHistory(tenantId)`: the tenant's latest week was written (or already right). */
@@ -154,6 +167,17 @@ export interface FillAllResult {
    * never recomputed, so the history never changes when sources expire.
    */
   weeks_kept: number;
+  /**
+   * `errors` and `warnings` hold at most 100 each; these count every one by code, and
+   * `complete_lists` says where the whole lists are (the run's row in kpi.kpi_runs) when cut.
+   */
+  error_counts?: Record<string, number>;
+  warning_counts?: Record<string, number>;
+  complete_lists?: string;
+  /** Custom KPIs: weeks whose values were written, values computed, definitions derived anew. */
+  custom_weeks_written?: number;
+  custom_values?: number;
+  custom_kpis_derived?: number;
 }
 
 /** What the database answers for a failed all-tenant run; the SDK turns it into INTERNAL_ERROR. */
@@ -179,13 +203,24 @@ export interface SkippedResult {
   run_id: number;
 }
 
-export interface HealthResult {
+/** What anyone learns from the health endpoint: the status and its freshness. */
+export interface HealthSummary {
   status: 'healthy' | 'degraded';
   timestamp: string;
-  reasons: string[];
-  last_run: { status: RunStatus | 'running'; trigger: 'pg_cron' | 'api' | 'sql'; started_at: string; finished_at: string | null } | null;
   last_success_at: string | null;
-  schedule: { job: string; cron: string; timezone: string; active: boolean } | null;
+}
+
+/**
+ * The whole health report (the cron secret over HTTP, or the server SDK): every reason an operator
+ * must act on, the last run, tenants failing run after run, the schedule, the alert outbox.
+ */
+export interface HealthResult extends HealthSummary {
+  reasons: string[];
+  last_run: { run_id: number; status: RunStatus | 'running'; trigger: 'pg_cron' | 'api' | 'sql'; started_at: string; finished_at: string | null } | null;
+  /** Tenants whose fill failed in each of the last three runs. */
+  failing_tenants: { count: number; by_code: Record<string, number>; tenants: string[]; run_id: number } | null;
+  /** The pg_cron jobs of this database (null where pg_cron runs elsewhere). */
+  schedule: { job: string; cron: string; timezone: string; active: boolean; last_status?: 'succeeded' | 'failed'; last_start?: string }[] | null;
   /** Alerts waiting, waiting over an hour (is a worker running?), and given up on. */
   alerts: { pending: number; overdue: number; dead: number };
 }

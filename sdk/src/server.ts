@@ -151,7 +151,7 @@ export function createKpiHistoryServer(options: KpiHistoryServerOptions = {}) {
         if (value !== null && !DATE.test(value)) return Promise.reject(invalid(`${name} must be a date, YYYY-MM-DD`));
       }
       return single('backfill_kpi_history', () => sql<{ result: RunResult }[]>`
-        select kpi.backfill_kpi_history(${tenantId}::uuid, ${from}::date, ${to}::date) as result`).then(completed);
+        select kpi.backfill_kpi_history(${tenantId}::text, ${from}::date, ${to}::date) as result`).then(completed);
     },
 
     /** A tenant's weeks, newest first (52 by default), shaped exactly like the HTTP API's rows. */
@@ -206,7 +206,7 @@ export function createKpiHistoryServer(options: KpiHistoryServerOptions = {}) {
 
     /** Health of the daily fill, as GET /rpc/kpi_history_health answers it. */
     health(): Promise<HealthResult> {
-      return single('health', () => sql<{ result: HealthResult }[]>`select kpi_api.health() as result`);
+      return single('health', () => sql<{ result: HealthResult }[]>`select kpi.health_report() as result`);
     },
 
     /** Closes the connection pool, unless it was passed in. */

@@ -141,8 +141,10 @@ export async function startChangeStream(options: ChangeStreamOptions): Promise<C
   async function asTenantUser<T>(access: { claims: Record<string, unknown>; headers: Record<string, string> }, work: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> {
     try {
       return (await sql.begin(async (tx) => {
+        // As PostgREST sets them: the database answers a refusal as an HTTP error (SQLSTATE PGRST).
         await tx`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${JSON.stringify(access.claims)}, true),
-                        set_config('request.headers', ${JSON.stringify(access.headers)}, true)`;
+                        set_config('request.headers', ${JSON.stringify(access.headers)}, true),
+                        set_config('request.method', 'GET', true), set_config('request.path', '/v1/stream', true)`;
         return work(tx);
       })) as T;
     } catch (error) {

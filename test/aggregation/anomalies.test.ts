@@ -181,33 +181,33 @@ describe('fills and backfills keep the anomalies right', () => {
 
   it('a backfill that creates an anomaly, one that changes it through its baseline, one that removes it; each run says how many', async () => {
     const t = await tenantWithReports([...Array.from({ length: 12 }, () => 50), 50]);
-    expect((await db.sql`select kpi.backfill_kpi_history(${t}::uuid) as r`)[0]!.r).toMatchObject({ anomalies: 0 });
+    expect((await db.sql`select kpi.backfill_kpi_history(${t}::text) as r`)[0]!.r).toMatchObject({ anomalies: 0 });
     expect(await anomaliesOf(t)).toEqual([]);
 
     await db.sql`update kpi.avi_reports set aiv_pct = 53 where tenant_id = ${t} and week_start = ${week(12)}`;
-    expect((await db.sql`select kpi.backfill_kpi_history(${t}::uuid, ${week(12)}::date, ${week(12)}::date) as r`)[0]!.r).toMatchObject({ anomalies: 1 });
+    expect((await db.sql`select kpi.backfill_kpi_history(${t}::text, ${week(12)}::date, ${week(12)}::date) as r`)[0]!.r).toMatchObject({ anomalies: 1 });
     expect(await anomaliesOf(t)).toMatchObject([{ as_of: week(12), value: 53, baseline_mad: 0, score: Infinity }]);
 
     // A week nine weeks earlier changes: it is in week 12's baseline, so week 12 is re-scored.
     // Eleven 50s and one 49: MAD 0, mean absolute deviation 1/12 → 3 / (1.253314 / 12) = 28.7238.
     await db.sql`update kpi.avi_reports set aiv_pct = 49 where tenant_id = ${t} and week_start = ${week(3)}`;
-    expect((await db.sql`select kpi.backfill_kpi_history(${t}::uuid, ${week(3)}::date, ${week(3)}::date) as r`)[0]!.r).toMatchObject({ anomalies: 1 });
+    expect((await db.sql`select kpi.backfill_kpi_history(${t}::text, ${week(3)}::date, ${week(3)}::date) as r`)[0]!.r).toMatchObject({ anomalies: 1 });
     const [changed] = await anomaliesOf(t);
     expect(changed!.score).toBeCloseTo(3 / (1.253314 / 12), 8);
 
     await db.sql`update kpi.avi_reports set aiv_pct = 50 where tenant_id = ${t} and week_start = ${week(12)}`;
-    await db.sql`select kpi.backfill_kpi_history(${t}::uuid, ${week(12)}::date, ${week(12)}::date)`;
+    await db.sql`select kpi.backfill_kpi_history(${t}::text, ${week(12)}::date, ${week(12)}::date)`;
     expect(await anomaliesOf(t)).toEqual([]);
   });
 
   it('the daily fill scores the week it writes; running it again changes nothing (same rows, same detected_at)', async () => {
     const t = await tenantWithReports([...AROUND_51.map((w) => w.aiv), 30]);
-    await db.sql`select kpi.backfill_kpi_history(${t}::uuid, ${week(0)}::date, ${week(11)}::date)`;
+    await db.sql`select kpi.backfill_kpi_history(${t}::text, ${week(0)}::date, ${week(11)}::date)`;
     expect(await anomaliesOf(t)).toEqual([]);
-    expect((await db.sql`select kpi.fill_kpi_history(${t}::uuid) as r`)[0]!.r).toMatchObject({ as_of: week(12), anomalies: 1 });
+    expect((await db.sql`select kpi.fill_kpi_history(${t}::text) as r`)[0]!.r).toMatchObject({ as_of: week(12), anomalies: 1 });
     const before = await db.sql`select *, detected_at::text from kpi.kpi_anomalies where tenant_id = ${t}`;
     expect(before).toHaveLength(1);
-    expect((await db.sql`select kpi.fill_kpi_history(${t}::uuid) as r`)[0]!.r).toMatchObject({ anomalies: 0 });
+    expect((await db.sql`select kpi.fill_kpi_history(${t}::text) as r`)[0]!.r).toMatchObject({ anomalies: 0 });
     expect((await db.sql`select kpi.fill_all_kpi_history(full => true) as r`)[0]!.r).toMatchObject({ anomalies: 0 });
     expect(await db.sql`select *, detected_at::text from kpi.kpi_anomalies where tenant_id = ${t}`).toEqual(before);
     const [{ run_id: runId }] = await db.sql<[{ run_id: string }]>`select run_id from kpi.kpi_anomalies where tenant_id = ${t}`;
@@ -284,7 +284,7 @@ describe('after random writes and backfills, the anomalies equal a detection fro
       await db.sql`update kpi.avi_reports set aiv_pct = ${aiv}, ati_pct = ${random() < 0.2 ? 90 : 41} where tenant_id = ${t} and week_start = ${week(w)}`;
       const from = Math.max(0, w - Math.floor(random() * 3));
       const to = Math.min(39, w + Math.floor(random() * 3));
-      await db.sql`select kpi.backfill_kpi_history(${random() < 0.3 ? null : t}::uuid, ${week(from)}::date, ${week(to)}::date)`;
+      await db.sql`select kpi.backfill_kpi_history(${random() < 0.3 ? null : t}::text, ${week(from)}::date, ${week(to)}::date)`;
     }
     const snapshot = (sql: typeof db.sql) => sql`
       select tenant_id, as_of::text, kpi, value, baseline_median, baseline_mad, baseline_weeks, score, direction, threshold

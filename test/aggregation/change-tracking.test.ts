@@ -252,7 +252,7 @@ describe('the full run (weekly reconciliation)', () => {
     const run = await full();
     expect(run).toMatchObject({ mode: 'full', corrected: 1 });
     expect(run.warnings).toContainEqual(expect.objectContaining({ tenant_id: tenant, as_of: LAST_WEEK, code: 'UNTRACKED_CHANGE' }));
-    const [{ health }] = await db.sql<[{ health: { status: string; reasons: string[] } }]>`select kpi_api.health() as health`;
+    const [{ health }] = await db.sql<[{ health: { status: string; reasons: string[] } }]>`select kpi.health_report() as health`;
     expect(health.status).toBe('degraded');
     expect(health.reasons).toContainEqual(expect.stringMatching(/^the last full run corrected 1 rows the change tracking missed \(run \d+\)$/));
   });

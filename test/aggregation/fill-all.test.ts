@@ -38,7 +38,9 @@ describe('kpi.fill_all_kpi_history', () => {
     // The change records were dropped on purpose (beforeAll): every row is one they did not cover.
     expect(result).toMatchObject({ ok: TENANTS, total: TENANTS + 1, rows_written: TENANTS, status: 'partial', corrected: TENANTS });
     expect(result.warnings.filter((w) => w.code !== 'UNTRACKED_CHANGE')).toEqual([]);
-    expect(result.errors).toEqual([{ tenant_id: INITECH, code: 'NO_AVI', message: 'tenant initech has no AVI report' }]);
+    expect(result.errors).toEqual([
+      { tenant_id: INITECH, tenant: 'initech', code: 'NO_AVI', message: 'tenant initech has no AVI report', hint: 'Insert a row into kpi.avi_reports for this tenant first.' },
+    ]);
     const [{ rows, tenants, weeks }] = await db.sql<[{ rows: number; tenants: number; weeks: string[] }]>`
       select count(*)::int as rows, count(distinct tenant_id)::int as tenants, array_agg(distinct as_of::text) as weeks
       from kpi.kpi_history`;

@@ -95,7 +95,7 @@ async function expectUnfinishedThenHealed(before: Awaited<ReturnType<typeof hist
   expect(await historySnapshot(sql)).toEqual(before);
   const [run] = await sql`select status, finished_at from kpi.kpi_runs where kind = 'fill_all' order by id desc limit 1`;
   expect(run).toEqual({ status: 'running', finished_at: null });
-  const [{ health }] = (await sql`select kpi_api.health() as health`) as unknown as [{ health: unknown }];
+  const [{ health }] = (await sql`select kpi.health_report() as health`) as unknown as [{ health: unknown }];
   expect(health).toMatchObject({ status: 'degraded', reasons: expect.arrayContaining(['the last run never finished']) });
   // The next run heals it: every tenant's row rewritten, healthy again.
   await sql`call kpi.run_scheduled_kpi_fill()`;
@@ -103,7 +103,7 @@ async function expectUnfinishedThenHealed(before: Awaited<ReturnType<typeof hist
   expect(healed).toEqual({ status: 'ok', rows_written: TENANTS });
   const after = await historySnapshot(sql);
   expect(after.filter((row, i) => row.crs_pct !== before[i]!.crs_pct && row.as_of === '2024-03-25')).toHaveLength(TENANTS);
-  const [{ health: again }] = (await sql`select kpi_api.health() as health`) as unknown as [{ health: unknown }];
+  const [{ health: again }] = (await sql`select kpi.health_report() as health`) as unknown as [{ health: unknown }];
   expect(again).toMatchObject({ status: 'healthy', reasons: [] });
 }
 

@@ -124,13 +124,13 @@ describe('health', () => {
     const holder = session();
     const pid = await pidOf(holder);
     await holder.begin(async (tx) => {
-      await tx`select kpi.try_lock_all_tenants(false)`;
-      const [fresh] = await db.sql`select kpi_api.health() as h`;
+      await tx`select kpi.try_lock_all_tenants()`;
+      const [fresh] = await db.sql`select kpi.health_report() as h`;
       expect(fresh!.h.reasons).toEqual([]);
       // The holder's run started two hours ago and is still going.
       await db.sql`insert into kpi.kpi_runs (kind, trigger, backend_pid, status, started_at)
                    values ('fill_all', 'sql', ${pid}, 'running', now() - interval '2 hours')`;
-      const [stale] = await db.sql`select kpi_api.health() as h`;
+      const [stale] = await db.sql`select kpi.health_report() as h`;
       expect(stale!.h.status).toBe('degraded');
       expect(stale!.h.reasons).toContainEqual(expect.stringMatching(new RegExp(`^the all-tenant lock has been held since .+ by pid ${pid} \\(longer than a run takes\\)$`)));
     });

@@ -78,10 +78,11 @@ describe('the cleanup', () => {
     const by = Object.fromEntries(after.map((row) => [row.slug, row]));
     // enterprise: forever.
     expect(by['enterprise-tenant']).toMatchObject({ avi: 104, vli: 104, clarity: 104 });
-    // free, 90 days: the weeks ending after the cutoff, plus the audit and report in effect at it.
+    // free, 90 days: the weeks ending after the cutoff, plus the report, audit and clarity report
+    // in effect at it (for AVI: the last week that ended before it).
     const [free] = await oldestKept(db.sql, FREE);
-    expect(free!.avi.getTime()).toBeGreaterThan(Date.now() - 98 * 86_400_000);
-    expect(by['free-tenant']!.avi).toBeLessThanOrEqual(13);
+    expect(free!.avi.getTime()).toBeGreaterThan(Date.now() - 105 * 86_400_000);
+    expect(by['free-tenant']!.avi).toBeLessThanOrEqual(14);
     expect(by['free-tenant']!.vli).toBeLessThanOrEqual(14);
     expect(free!.vli.getTime()).toBeLessThan(Date.now() - 90 * 86_400_000); // the one still in effect at the cutoff
     expect(free!.vli.getTime()).toBeGreaterThan(Date.now() - 98 * 86_400_000);
@@ -138,7 +139,7 @@ describe('the cleanup', () => {
     expect((await counts(db.sql)).find((r) => r.slug === 'pro-tenant')).toEqual(proBefore); // nothing until the cleanup
     await db.sql`call kpi.run_source_cleanup()`;
     const proAfter = (await counts(db.sql)).find((r) => r.slug === 'pro-tenant')!;
-    expect(proAfter.avi).toBeLessThanOrEqual(13);
+    expect(proAfter.avi).toBeLessThanOrEqual(14);
     // Back to a longer retention: the weeks whose sources went stay final.
     const history = await historySnapshot(db.sql);
     await db.sql`update kpi.tenants set plan = 'enterprise' where id in (${PRO}, ${FREE})`;
@@ -148,14 +149,26 @@ describe('the cleanup', () => {
     expect(await historySnapshot(db.sql)).toEqual(history);
   });
 
+  it('keeps the latest AVI report of a tenant that stopped reporting long ago: the daily fill still has its week, no NO_AVI', async () => {
+    // The free tenant's last report was 200 days ago (the guard is moot for tenants that report).
+    await db.sql`delete from kpi.avi_reports where tenant_id = ${FREE} and week_start > current_date - 200`;
+    const [{ latest }] = await db.sql<[{ latest: Date }]>`select max(week_start) as latest from kpi.avi_reports where tenant_id = ${FREE}`;
+    await db.sql`call kpi.run_source_cleanup()`;
+    expect(await db.sql`select week_start from kpi.avi_reports where tenant_id = ${FREE}`).toEqual([{ week_start: latest }]);
+    const [{ run }] = await db.sql<[{ run: { errors: { tenant_id: string }[] } }]>`select kpi.fill_all_kpi_history(full => true) as run`;
+    expect(run.errors.filter((e) => e.tenant_id === FREE)).toEqual([]);
+    const [{ result }] = await db.sql<[{ result: { ok: boolean; as_of: string } }]>`select kpi.fill_kpi_history(${FREE}) as result`;
+    expect(new Date(result.as_of).getTime()).toBe(latest.getTime());
+  });
+
   it("a per-tenant override wins over the plan; a plan's retention is editable data", async () => {
     await db.sql`update kpi.tenants set source_retention_days = 30 where id = ${PRO}`;
     await db.sql`update kpi.plans set source_retention_days = 200 where plan = 'free'`;
     await db.sql`call kpi.run_source_cleanup()`;
     const [pro] = await oldestKept(db.sql, PRO);
     const [free] = await oldestKept(db.sql, FREE);
-    expect(pro!.avi.getTime()).toBeGreaterThan(Date.now() - 38 * 86_400_000);
-    expect(free!.avi.getTime()).toBeGreaterThan(Date.now() - 208 * 86_400_000);
+    expect(pro!.avi.getTime()).toBeGreaterThan(Date.now() - 45 * 86_400_000);
+    expect(free!.avi.getTime()).toBeGreaterThan(Date.now() - 215 * 86_400_000);
     expect(free!.avi.getTime()).toBeLessThan(Date.now() - 150 * 86_400_000);
   });
 

@@ -222,14 +222,14 @@ describe('rollups always agree with the weekly rows', () => {
     for (const [i, week] of ['2025-03-03', '2025-03-10', '2025-03-17', '2025-03-24', '2025-03-31', '2025-04-07'].entries()) {
       await insertAvi(db.sql, t, { weekStart: week, aivPct: 10 * (i + 1) });
     }
-    await db.sql`select kpi.backfill_kpi_history(${t}::uuid)`;
+    await db.sql`select kpi.backfill_kpi_history(${t}::text)`;
     const months = async () => (await rollups(t, 'month')).map((r) => [r.period_start, r.weeks, r.aiv_pct_avg]);
     // Week of Mar 31: Thursday Apr 3 → April.
     expect(await months()).toEqual([['2025-03-01', 4, 25], ['2025-04-01', 2, 55]]);
 
     await db.sql`update kpi.avi_reports set aiv_pct = 90 where tenant_id = ${t} and week_start = '2025-03-10'`;
     const quartersBefore = await rollups(t, 'quarter');
-    await db.sql`select kpi.backfill_kpi_history(${t}::uuid, '2025-03-10'::date, '2025-03-10'::date)`;
+    await db.sql`select kpi.backfill_kpi_history(${t}::text, '2025-03-10'::date, '2025-03-10'::date)`;
     expect(await months()).toEqual([['2025-03-01', 4, 42.5], ['2025-04-01', 2, 55]]); // (10 + 90 + 30 + 40) / 4
     const quartersAfter = await rollups(t, 'quarter');
     expect(quartersAfter[0]).toMatchObject({ period_start: '2025-01-01', aiv_pct_avg: 42.5, aiv_pct_max: 90 });

@@ -1,14 +1,15 @@
-// The pg_cron side, in the database pg_cron really runs in: the job rows the migration creates,
-// re-scheduling without duplicates, the retention job, and pg_cron firing the fill for real.
+// The pg_cron side, in the database pg_cron really runs in: the jobs the definitions schedule,
+// re-scheduling without duplicates and without resuming a paused job, the retention job, and
+// pg_cron firing the fill for real.
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, cronDatabase, type Sql } from '../helpers/database.js';
-import { dbmate, projectRoot } from '../helpers/dbmate.js';
+import { projectRoot } from '../helpers/dbmate.js';
 import { insertAvi, insertTenant } from '../fixtures/sources.js';
 import { ACME, GLOBEX } from '../fixtures/tenants.js';
 
 const cron = cronDatabase();
-const SCHEDULE_MIGRATION = `${projectRoot}db/migrations/20261130000500_schedule_daily_fill.sql`;
+const SCHEDULE = readFileSync(`${projectRoot}db/definitions/15_schedule.sql`, 'utf8');
 if (!cron.url) console.warn(`[kpi-history tests] pg_cron suite not run: ${cron.reason}`);
 
 describe.skipIf(!cron.url)(`pg_cron${cron.url ? '' : ` — not run: ${cron.reason}`}`, () => {
@@ -24,7 +25,7 @@ describe.skipIf(!cron.url)(`pg_cron${cron.url ? '' : ` — not run: ${cron.reaso
     select jobname, schedule, command, database, username, active from cron.job
     where jobname like 'kpi-history%' order by jobname`;
 
-  it('the migrations scheduled the daily fill at 04:00 UTC, the run-log cleanup at 04:30, the source retention at 04:45 and the full reconciliation on Sundays at 05:00', async () => {
+  it('the definitions scheduled the daily fill at 04:00 UTC, the run-log cleanup at 04:30, the source retention at 04:45 and the full reconciliation on Sundays at 05:00', async () => {
     const [{ db }] = await sql<[{ db: string }]>`select current_database() as db`;
     expect(await jobs()).toEqual([
       { jobname: 'kpi-history', schedule: '0 4 * * *', command: 'call kpi.run_scheduled_kpi_fill()', database: db, username: 'postgres', active: true },
@@ -35,31 +36,29 @@ describe.skipIf(!cron.url)(`pg_cron${cron.url ? '' : ` — not run: ${cron.reaso
   });
 
   it('the health check reports the schedule', async () => {
-    const [{ health }] = await sql<[{ health: { schedule: unknown } }]>`select kpi_api.health() as health`;
-    expect(health.schedule).toEqual({ job: 'kpi-history', cron: '0 4 * * *', timezone: 'UTC', active: true });
+    const [{ health }] = await sql<[{ health: { schedule: unknown[] } }]>`select kpi.health_report() as health`;
+    expect(health.schedule).toContainEqual(expect.objectContaining({ job: 'kpi-history', cron: '0 4 * * *', timezone: 'UTC', active: true }));
+    expect(health.schedule).toHaveLength(4);
   });
 
   it('scheduling again does not duplicate the jobs', async () => {
-    const before = await sql`select jobid, jobname from cron.job order by jobid`;
-    const up = readFileSync(SCHEDULE_MIGRATION, 'utf8').split('-- migrate:down')[0]!;
-    const scheduleBlock = up.slice(up.indexOf('do $$'));
-    await sql.unsafe(scheduleBlock);
-    await sql.unsafe(scheduleBlock);
-    expect(await sql`select jobid, jobname from cron.job order by jobid`).toEqual(before);
+    const before = await sql`select jobid, jobname, schedule, command from cron.job order by jobid`;
+    await sql.unsafe(SCHEDULE);
+    await sql.unsafe(SCHEDULE);
+    expect(await sql`select jobid, jobname, schedule, command from cron.job order by jobid`).toEqual(before);
   });
 
-  it('rolling the migrations back down to the schedule unschedules the jobs; applying them again restores them', async () => {
-    // Later migrations are rolled back first, which exercises their down sections too.
-    const scheduleVersion = SCHEDULE_MIGRATION.split('/').at(-1)!.split('_')[0]!;
-    for (let i = 0; i < 20; i++) {
-      const [{ applied }] = await sql<[{ applied: boolean }]>`
-        select exists (select from public.schema_migrations where version = ${scheduleVersion}) as applied`;
-      if (!applied) break;
-      dbmate(cron.url!, '--no-dump-schema', 'rollback');
+  it('a job an operator paused stays paused when the definitions are applied again, and health says so', async () => {
+    await sql`select cron.alter_job(jobid, active => false) from cron.job where jobname = 'kpi-history'`;
+    try {
+      await sql.unsafe(SCHEDULE);
+      expect((await jobs()).find((j) => j.jobname === 'kpi-history')).toMatchObject({ active: false });
+      const [{ health }] = await sql<[{ health: { status: string; reasons: string[] } }]>`select kpi.health_report() as health`;
+      expect(health.status).toBe('degraded');
+      expect(health.reasons).toContain('the pg_cron job kpi-history is paused (cron.job.active = false)');
+    } finally {
+      await sql`select cron.alter_job(jobid, active => true) from cron.job where jobname = 'kpi-history'`;
     }
-    expect(await jobs()).toEqual([]);
-    dbmate(cron.url!, '--no-dump-schema', 'up');
-    expect((await jobs()).map((j) => j.jobname)).toEqual(['kpi-history', 'kpi-history-cleanup', 'kpi-history-reconcile', 'kpi-history-retention']);
   });
 
   it('the cleanup keeps 90 days of run log and denial audit, and 7 days of pg_cron run details', async () => {

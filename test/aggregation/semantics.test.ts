@@ -143,7 +143,7 @@ describe('kpi.fill_kpi_history', () => {
   });
 
   it('raises UNKNOWN_TENANT (KH404) for an id that is no tenant, and INVALID_INPUT (KH400) for NULL', async () => {
-    await expect(fill(UNKNOWN)).rejects.toMatchObject({ code: 'KH404', message: `no tenant has id ${UNKNOWN}` });
+    await expect(fill(UNKNOWN)).rejects.toMatchObject({ code: 'KH404', message: `no tenant has the slug or id ${UNKNOWN}` });
     await expect(db.sql`select kpi.fill_kpi_history(null)`).rejects.toMatchObject({ code: 'KH400' });
   });
 

@@ -249,7 +249,7 @@ describe('retries', () => {
     const attempts = received.filter((r) => r.id === id).length;
     expect(attempts).toBeGreaterThanOrEqual(3);
     expect(await alertRow(id!)).toMatchObject({ status: 'dead', attempts, last_status: 503, last_error: 'HTTP 503' });
-    const [{ health }] = await db.sql<[{ health: { alerts: unknown; reasons: string[] } }]>`select kpi_api.health() as health`;
+    const [{ health }] = await db.sql<[{ health: { alerts: unknown; reasons: string[] } }]>`select kpi.health_report() as health`;
     expect(health.alerts).toMatchObject({ dead: 2 }); // this one and the 400 above
     expect(health.reasons).toContain('2 alerts are dead (not delivered within the retry window, or refused): see kpi.alerts');
   });

@@ -210,7 +210,7 @@ describe('errors', () => {
       trigger: 'api',
       status: 'failed',
       finished: true,
-      errors: [{ tenant_id: tenantId, code, sqlstate, message: (response.body as { message: string }).message }],
+      errors: [{ tenant_id: tenantId, code, sqlstate, message: (response.body as { message: string }).message, hint: expect.any(String) }],
     });
   });
 

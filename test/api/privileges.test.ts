@@ -59,9 +59,11 @@ describe('privilege matrix', () => {
              or has_any_column_privilege(r.role, c.oid, 'select, insert, update'))
       order by 1, 2`;
     expect(rows.map((r) => `${r.role} ${r.object}`).sort()).toEqual([
+      'anon kpi_api.cron_secret_matches',
       'anon kpi_api.health',
       'anon kpi_api.raise_caught_error',
       'anon kpi_api.raise_http_error',
+      'anon kpi_api.raise_request_error',
       'anon kpi_api.request_claims',
       'anon kpi_api.request_header',
       'anon kpi_api.run_cron',
@@ -76,9 +78,10 @@ describe('privilege matrix', () => {
       'authenticated kpi.kpi_history',
       'authenticated kpi.kpi_history_rollups',
       'authenticated kpi.tenants',
+      'authenticated kpi_api.changes_page',
+      'authenticated kpi_api.cron_secret_matches',
       'authenticated kpi_api.csv_field',
       'authenticated kpi_api.csv_header',
-      'authenticated kpi_api.changes_page',
       'authenticated kpi_api.current_tenant_id',
       'authenticated kpi_api.cursor_position',
       'authenticated kpi_api.date_argument',
@@ -87,6 +90,8 @@ describe('privilege matrix', () => {
       'authenticated kpi_api.is_tenant_admin',
       'authenticated kpi_api.raise_caught_error',
       'authenticated kpi_api.raise_http_error',
+      'authenticated kpi_api.raise_request_error',
+      'authenticated kpi_api.read_changes',
       'authenticated kpi_api.request_claims',
       'authenticated kpi_api.request_header',
       'authenticated kpi_api.run_cron',

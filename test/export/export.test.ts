@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useTestDatabase } from '../helpers/database.js';
+import { connect, useTestDatabase } from '../helpers/database.js';
 import { projectRoot } from '../helpers/dbmate.js';
 import { ACME, GLOBEX, HOOLI } from '../fixtures/tenants.js';
 
@@ -104,6 +104,44 @@ describe('npm run export -- --format parquet', () => {
     const all = await readParquet(`${out}/*.parquet`);
     expect(new Set(all.map((r) => r.cursor)).size).toBe(all.length);
     expect(all).toEqual((await fromLog()).map((row) => ({ ...row })));
+  });
+});
+
+describe('only settled transactions are exported', () => {
+  it('a transaction that wrote first and commits last is exported when it commits, before the later one: never skipped', async () => {
+    const out = join(dir, 'settled');
+    expect(runExport('--format', 'ndjson', '--out', out).code).toBe(0);
+    const exportedSoFar = () => readdirSync(out).filter((f) => f.endsWith('.ndjson'))
+      .flatMap((f) => readFileSync(join(out, f), 'utf8').trim().split('\n'))
+      .map((line) => JSON.parse(line) as { tenant: string; op: string; aiv_pct: string });
+    const before = exportedSoFar().length;
+    const early = connect(db.url, { max: 1 });
+    try {
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      let wrote!: () => void;
+      const written = new Promise<void>((resolve) => (wrote = resolve));
+      // The early transaction takes its transaction id first, and commits last.
+      const first = early.begin(async (tx) => {
+        await tx`update kpi.kpi_history set aiv_pct = 11.11 where tenant_id = ${ACME} and as_of = '2026-11-23'`;
+        wrote();
+        await released;
+      });
+      await written;
+      await db.sql`update kpi.kpi_history set aiv_pct = 22.22 where tenant_id = ${GLOBEX} and as_of = (select max(as_of) from kpi.kpi_history where tenant_id = ${GLOBEX})`;
+      // The later one committed, but behind a transaction still running: not settled, not exported.
+      expect(runExport('--format', 'ndjson', '--out', out).out).toMatch(/^export: nothing new after/);
+      release();
+      await first;
+      expect(runExport('--format', 'ndjson', '--out', out).code).toBe(0);
+      const added = exportedSoFar().slice(before);
+      expect(added.map((c) => [c.tenant, c.op, c.aiv_pct])).toEqual([
+        ['acme', 'update', '11.11'],
+        ['globex', 'update', '22.22'],
+      ]);
+    } finally {
+      await early.end();
+    }
   });
 });
 

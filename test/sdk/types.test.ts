@@ -87,14 +87,17 @@ describe('public API types', () => {
     });
   });
 
-  it('anomalies() rows: a closed set of KPIs and directions, a score that may be infinite', () => {
-    expectTypeOf<KpiAnomalyRow['kpi']>().toEqualTypeOf<'aiv_pct' | 'ati_pct' | 'crs_pct' | 'elasticity_usd_per_point' | 'vli_integrity_pct' | 'hrp_pct'>();
+  it('anomalies() rows: a built-in KPI or a custom KPI\'s key, a closed set of directions, a score that may be infinite', () => {
+    // /kpi_anomalies answers custom KPIs' keys too: the type says so, and still suggests the built-in names.
+    expectTypeOf<'aiv_pct'>().toMatchTypeOf<KpiAnomalyRow['kpi']>();
+    expectTypeOf<'p95_latency_ms'>().toMatchTypeOf<KpiAnomalyRow['kpi']>();
     expectTypeOf<KpiAnomalyRow['direction']>().toEqualTypeOf<'up' | 'down'>();
     expectTypeOf<KpiAnomalyRow['score']>().toEqualTypeOf<number | 'Infinity' | '-Infinity'>();
     void (() => {
       expectTypeOf(client.anomalies({ kpi: 'hrp_pct', from: '2026-01-01' })).resolves.toEqualTypeOf<KpiAnomalyRow[]>();
-      // @ts-expect-error: not a KPI
-      void client.anomalies({ kpi: 'revenue' });
+      expectTypeOf(client.anomalies({ kpi: 'p95_latency_ms' })).resolves.toEqualTypeOf<KpiAnomalyRow[]>();
+      // @ts-expect-error: a KPI is a string
+      void client.anomalies({ kpi: 42 });
     });
   });
 
