@@ -12,6 +12,8 @@ export const KPI_ERROR_CODES = [
   'NETWORK_ERROR',
   /** An answer the SDK does not understand (not JSON, an unknown PostgREST error…). */
   'UNEXPECTED_RESPONSE',
+  /** Too many at once (the stream: streams per token or per tenant); try again after Retry-After. */
+  'RATE_LIMITED',
 ] as const;
 
 export type KpiErrorCode = (typeof KPI_ERROR_CODES)[number];
@@ -66,6 +68,7 @@ export function codeForHttpError(serverCode: string | undefined, status: number)
   if (status === 400 || status === 404 || status === 405 || status === 406 || status === 409 || status === 422) {
     return 'INVALID_INPUT';
   }
+  if (status === 429) return 'RATE_LIMITED';
   if (status >= 500) return 'INTERNAL_ERROR';
   return 'UNEXPECTED_RESPONSE';
 }

@@ -89,6 +89,13 @@ export async function watchChanges(connection: WatchConnection, options: WatchOp
           message: body.message ?? `the stream answered ${response.status}`,
           status: response.status,
         });
+        if (response.status === 429) {
+          // Too many streams at once: asking again later may work, not sooner than Retry-After.
+          options.onError?.(error);
+          const seconds = Number(response.headers.get('retry-after'));
+          await new Promise((resolve) => setTimeout(resolve, Math.min(300, Number.isFinite(seconds) && seconds > 0 ? seconds : 5) * 1000));
+          continue;
+        }
         // A refusal will not change by asking again; a server error may.
         if (response.status < 500) throw error;
         options.onError?.(error);

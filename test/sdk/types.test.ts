@@ -30,7 +30,7 @@ describe('generated types', () => {
 
   it('the error codes come from kpi.error_codes, plus the client-side ones', async () => {
     const rows = await db.sql`select code from kpi.error_codes order by code`;
-    expect([...KPI_ERROR_CODES].sort()).toEqual([...rows.map((r) => r.code), 'NETWORK_ERROR', 'UNAUTHORIZED', 'UNEXPECTED_RESPONSE'].sort());
+    expect([...KPI_ERROR_CODES].sort()).toEqual([...rows.map((r) => r.code), 'NETWORK_ERROR', 'RATE_LIMITED', 'UNAUTHORIZED', 'UNEXPECTED_RESPONSE'].sort());
   });
 });
 
