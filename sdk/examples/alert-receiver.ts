@@ -12,22 +12,37 @@ export function verifyAlertSignature(secret: string, header: string | undefined,
   return timingSafeEqual(expected, Buffer.from(v1!, 'hex'));
 }
 
-// A receiver: verifies, answers 2xx at once, and handles each alert once (delivery is at least
-// once, so the same KPI-Alert-Id can come again). Keep `seen` in your database in production.
+// An alert is a few hundred bytes: anything much bigger is refused before it is read whole.
+const MAX_BODY_BYTES = 64 * 1024;
+
+// A receiver: reads at most MAX_BODY_BYTES, verifies the signature, answers 2xx at once, and
+// handles each alert once. Delivery is at least once, so the same alert can come again: it is
+// known by the `id` inside the signed body — never by a header, which anyone replaying a signed
+// request could change. Keep `seen` in your database in production.
 export function createAlertReceiver(secret: string, onAlert: (alert: { id: string; kpi: string; as_of: string }) => void) {
   const seen = new Set<string>();
   return createServer((request, response) => {
-    let body = '';
-    request.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+    const chunks: Buffer[] = [];
+    let size = 0;
+    request.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        response.writeHead(413, { Connection: 'close' }).end(); // a 4xx: the sender does not retry it
+        request.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
     request.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
       if (!verifyAlertSignature(secret, request.headers['kpi-signature'] as string | undefined, body)) {
         response.writeHead(401).end(); // a 4xx: the sender does not retry it
         return;
       }
-      const id = String(request.headers['kpi-alert-id']);
-      if (!seen.has(id)) {
-        seen.add(id);
-        onAlert(JSON.parse(body));
+      const alert = JSON.parse(body) as { id: string; kpi: string; as_of: string };
+      if (!seen.has(alert.id)) {
+        seen.add(alert.id);
+        onAlert(alert);
       }
       response.writeHead(204).end();
     });

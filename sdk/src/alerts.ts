@@ -4,6 +4,11 @@
 // so no alert is posted by two workers at once, and one whose worker died is due again when the
 // lease ends. Retries back off exponentially with jitter, for the retry window of
 // kpi.alert_settings (24 hours by default); a 4xx other than 429 is final.
+//
+// A receiver is not trusted further than its status code: redirects are never followed (a 3xx
+// is a failure to retry, since correcting the webhook URL then delivers the alert; following one
+// could post the signed alert anywhere, and a 302 to a login page would count as delivered), at
+// most a few KB of its reply are read, and its Retry-After is bounded by the retry window.
 import { createHmac, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import createDebug from 'debug';
@@ -34,6 +39,8 @@ export interface AlertDeliveryOptions {
   workerId?: string;
   /** Defaults to the global fetch. */
   fetch?: typeof fetch;
+  /** Called when claiming or recording fails (the database went away…); delivery goes on trying. */
+  onError?: (error: Error) => void;
 }
 
 export interface AlertDelivery {
@@ -71,6 +78,36 @@ function invalid(message: string): KpiHistoryError {
   return new KpiHistoryError({ code: 'INVALID_INPUT', message });
 }
 
+/** The most of a receiver's reply that is read (the rest is not waited for). */
+const MAX_REPLY_BYTES = 4096;
+/** A Retry-After is never followed past this (the retry window then decides: dead). */
+const LONGEST_RETRY_MS = 7 * 24 * 3_600_000;
+
+/** Reads at most MAX_REPLY_BYTES of the reply, then lets the rest go (the connection is freed). */
+async function readSomeOf(response: Response): Promise<void> {
+  const reader = response.body?.getReader();
+  if (!reader) return;
+  let read = 0;
+  try {
+    while (read < MAX_REPLY_BYTES) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      read += value.byteLength;
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+}
+
+/** Retry-After in milliseconds: seconds or an HTTP date; undefined when absent or unreadable. */
+export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
+  if (!header) return undefined;
+  const trimmed = header.trim();
+  const ms = /^\d+$/.test(trimmed) ? Number(trimmed) * 1000 : Date.parse(trimmed) - now;
+  if (!Number.isFinite(ms)) return undefined;
+  return Math.min(LONGEST_RETRY_MS, Math.max(0, ms));
+}
+
 /**
  * `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: the receiver recomputes it with the
  * shared secret and rejects a stale `t`, so a captured request cannot be replayed later.
@@ -90,7 +127,15 @@ export function startAlertDelivery(options: AlertDeliveryOptions): AlertDelivery
   if (typeof options.secret !== 'string' || options.secret.length < 32) {
     throw invalid('the webhook secret must have at least 32 characters (KPI_ALERT_WEBHOOK_SECRET)');
   }
-  if (!/^https?:\/\/\S+$/.test(options.webhookUrl ?? '')) throw invalid('the webhook URL must be an http(s) URL (KPI_ALERT_WEBHOOK_URL)');
+  if (!/^https?:\/\/\S+$/.test(options.webhookUrl ?? '') || !URL.canParse(options.webhookUrl)) {
+    throw invalid('the webhook URL must be an http(s) URL (KPI_ALERT_WEBHOOK_URL)');
+  }
+  for (const [name, value] of Object.entries({ leaseMs: options.leaseMs, timeoutMs: options.timeoutMs, retryBaseMs: options.retryBaseMs, pollIntervalMs: options.pollIntervalMs })) {
+    if (value !== undefined && !(Number.isFinite(value) && value > 0)) throw invalid(`${name} must be a number of milliseconds above 0 (got ${value})`);
+  }
+  if (options.concurrency !== undefined && !(Number.isInteger(options.concurrency) && options.concurrency > 0)) {
+    throw invalid(`concurrency must be a whole number above 0 (got ${options.concurrency})`);
+  }
   const url = options.databaseUrl ?? process.env.DATABASE_URL;
   if (!options.sql && !url) throw invalid('no database: pass { sql } or { databaseUrl }, or set DATABASE_URL');
   const sql = options.sql ?? postgres(url!, { max: 2, onnotice: () => {}, connection: { application_name: 'kpi-history-alerts' } });
@@ -136,13 +181,17 @@ export function startAlertDelivery(options: AlertDeliveryOptions): AlertDelivery
           'KPI-Signature': signAlert(options.secret, body),
         },
         body,
+        // Never followed: see the top of this file.
+        redirect: 'manual',
         signal: AbortSignal.timeout(timeoutMs),
       });
-      await response.arrayBuffer().catch(() => undefined); // free the connection
-      if (response.ok) return { kind: 'delivered', status: response.status };
+      await readSomeOf(response).catch(() => undefined);
+      if (response.status >= 200 && response.status < 300) return { kind: 'delivered', status: response.status };
+      if (response.status >= 300 && response.status < 400) {
+        return { kind: 'retry', status: response.status, error: `HTTP ${response.status}, a redirect: not followed (set the webhook URL to where it points)` };
+      }
       if (response.status === 429 || response.status >= 500) {
-        const retryAfter = Number(response.headers.get('retry-after'));
-        return { kind: 'retry', status: response.status, error: `HTTP ${response.status}`, retryAfterMs: retryAfter > 0 ? retryAfter * 1000 : undefined };
+        return { kind: 'retry', status: response.status, error: `HTTP ${response.status}`, retryAfterMs: retryAfterMs(response.headers.get('retry-after')) };
       }
       return { kind: 'refused', status: response.status };
     } catch (error) {
@@ -151,10 +200,10 @@ export function startAlertDelivery(options: AlertDeliveryOptions): AlertDelivery
     }
   }
 
-  /** Exponential backoff from retryBaseMs, capped at an hour, with jitter (half to all of it). */
-  function retryDelayMs(attempts: number, retryAfterMs?: number): number {
-    const exponential = Math.min(3_600_000, retryBaseMs * 2 ** Math.max(0, attempts - 1));
-    return Math.max(retryAfterMs ?? 0, Math.round(exponential * (0.5 + Math.random() / 2)));
+  /** Exponential backoff from retryBaseMs, capped at an hour, with jitter (half to all of it); a Retry-After if longer. */
+  function retryDelayMs(attempts: number, retryAfter?: number): number {
+    const exponential = Math.min(3_600_000, retryBaseMs * 2 ** Math.min(30, Math.max(0, attempts - 1)));
+    return Math.min(LONGEST_RETRY_MS, Math.max(retryAfter ?? 0, Math.round(exponential * (0.5 + Math.random() / 2))));
   }
 
   async function record(alert: ClaimedAlert, outcome: Outcome): Promise<void> {
@@ -168,14 +217,16 @@ export function startAlertDelivery(options: AlertDeliveryOptions): AlertDelivery
                last_error = ${`refused by the receiver (HTTP ${outcome.status}); not retried`}
         where tenant_id = ${alert.tenant_id} and id = ${alert.id} and status = 'pending'`;
     } else {
-      // Only the latest claim decides (attempts): a worker whose lease ran out says nothing.
+      // Only the latest claim decides (attempts): a worker whose lease ran out says nothing. The
+      // next attempt is never after the end of the retry window (a long Retry-After included):
+      // the last one is made then, and a failure after it is final.
       const delayMs = retryDelayMs(alert.attempts, outcome.retryAfterMs);
       await sql`
         update kpi.alerts a
-        set next_attempt_at = now() + ${delayMs} * interval '1 millisecond',
+        set next_attempt_at = least(now() + ${delayMs} * interval '1 millisecond', a.created_at + s.retry_window),
             last_status = ${outcome.status}, last_error = ${outcome.error},
-            status = case when now() + ${delayMs} * interval '1 millisecond' > a.created_at + s.retry_window then 'dead' else 'pending' end,
-            finished_at = case when now() + ${delayMs} * interval '1 millisecond' > a.created_at + s.retry_window then now() end
+            status = case when now() >= a.created_at + s.retry_window then 'dead' else 'pending' end,
+            finished_at = case when now() >= a.created_at + s.retry_window then now() end
         from kpi.alert_settings s
         where a.tenant_id = ${alert.tenant_id} and a.id = ${alert.id} and a.status = 'pending' and a.attempts = ${alert.attempts}`;
     }
@@ -185,7 +236,17 @@ export function startAlertDelivery(options: AlertDeliveryOptions): AlertDelivery
     const started = Date.now();
     const outcome = await send(alert);
     log('alert %s attempt %d: %s %s %dms', alert.id, alert.attempts, outcome.kind, outcome.status ?? '-', Date.now() - started);
-    await record(alert, outcome);
+    try {
+      await record(alert, outcome);
+    } catch (error) {
+      // An attempt that cannot be recorded would be retried at every lease forever: the alert is
+      // given up on, saying why (health reports dead alerts).
+      log('alert %s: recording attempt %d failed: %s', alert.id, alert.attempts, (error as Error).message);
+      await sql`
+        update kpi.alerts set status = 'dead', finished_at = now(), last_status = ${outcome.status},
+               last_error = ${`the attempt could not be recorded: ${(error as Error).message}`.slice(0, 500)}
+        where tenant_id = ${alert.tenant_id} and id = ${alert.id} and status = 'pending'`;
+    }
   }
 
   /** Claims and posts what is due, up to `concurrency` at a time; resolves with how many were claimed. */
@@ -202,6 +263,7 @@ export function startAlertDelivery(options: AlertDeliveryOptions): AlertDelivery
         claimed = await round();
       } catch (error) {
         log('claiming failed: %s', (error as Error).message);
+        options.onError?.(error as Error);
       }
       if (claimed === 0 && running) {
         await new Promise<void>((resolve) => {

@@ -181,6 +181,15 @@ describe('the receiver example (docs/alerts.md)', () => {
         fetch(receiverUrl, { method: 'POST', body: text, headers: { 'KPI-Alert-Id': first!, 'KPI-Signature': signature } });
       expect((await post(body, sign(body))).status).toBe(204);
       expect(handled).toHaveLength(2);
+      // The same signed request replayed with other KPI-Alert-Id headers: still the one alert of its body.
+      for (const other of ['1', '2', '3']) {
+        const replay = await fetch(receiverUrl, { method: 'POST', body, headers: { 'KPI-Alert-Id': other, 'KPI-Signature': sign(body) } });
+        expect(replay.status).toBe(204);
+      }
+      expect(handled).toHaveLength(2);
+      // A body far bigger than any alert is refused before it is read (413, final for the sender).
+      const big = await fetch(receiverUrl, { method: 'POST', body: 'x'.repeat(5_000_000), headers: { 'KPI-Signature': sign('x') } }).catch(() => null);
+      expect(big === null || big.status === 413).toBe(true);
       expect((await post(body, sign(body, `${SECRET}x`))).status).toBe(401);
       expect((await post(body.replace('aiv_pct', 'hrp_pct'), sign(body))).status).toBe(401);
       expect((await post(body, sign(body, SECRET, Math.floor(Date.now() / 1000) - 3600))).status).toBe(401);
@@ -249,9 +258,118 @@ describe('retries', () => {
     const attempts = received.filter((r) => r.id === id).length;
     expect(attempts).toBeGreaterThanOrEqual(3);
     expect(await alertRow(id!)).toMatchObject({ status: 'dead', attempts, last_status: 503, last_error: 'HTTP 503' });
-    const [{ health }] = await db.sql<[{ health: { alerts: unknown; reasons: string[] } }]>`select kpi.health_report() as health`;
-    expect(health.alerts).toMatchObject({ dead: 2 }); // this one and the 400 above
-    expect(health.reasons).toContain('2 alerts are dead (not delivered within the retry window, or refused): see kpi.alerts');
+    const [{ health }] = await db.sql<[{ health: { alerts: { dead: number }; reasons: string[] } }]>`select kpi.health_report() as health`;
+    const [{ dead }] = await db.sql<[{ dead: number }]>`select count(*)::int as dead from kpi.alerts where status = 'dead'`;
+    expect(dead).toBeGreaterThanOrEqual(1);
+    expect(health.alerts).toMatchObject({ dead });
+    expect(health.reasons).toContain(`${dead} alerts are dead (not delivered within the retry window, or refused): see kpi.alerts`);
+  });
+});
+
+describe('a receiver is trusted no further than its status', () => {
+  let target: Server;
+  let targetUrl: string;
+  let targetHits: string[] = [];
+  beforeAll(async () => {
+    target = createServer((request, response) => {
+      targetHits.push(request.url ?? '');
+      response.writeHead(200).end('reset done');
+    });
+    await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
+    targetUrl = `http://127.0.0.1:${(target.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise((resolve) => target.close(resolve)));
+
+  it.each([
+    [307, () => `${targetUrl}/admin/reset`],
+    [302, () => '/login'],
+  ])('a %i redirect is not followed, nor counted as delivered: retried, naming the redirect', async (status, location) => {
+    targetHits = [];
+    const redirecting = createServer((_request, response) => response.writeHead(status, { Location: location() }).end());
+    await new Promise<void>((resolve) => redirecting.listen(0, '127.0.0.1', resolve));
+    const [id] = await enqueue(1);
+    const delivery = worker({ webhookUrl: `http://127.0.0.1:${(redirecting.address() as AddressInfo).port}/hook` });
+    try {
+      await delivery.drain();
+    } finally {
+      await delivery.stop();
+      await new Promise((resolve) => redirecting.close(resolve));
+    }
+    expect(targetHits).toEqual([]);
+    expect(await alertRow(id!)).toMatchObject({ status: 'pending', last_status: status, last_error: expect.stringContaining('a redirect: not followed') });
+    await db.sql`update kpi.alerts set status = 'dead', finished_at = now() where tenant_id = ${TENANT} and id = ${id!}`;
+  });
+
+  it('a 200 with an endless body is delivered after reading a few KB of it', async () => {
+    let written = 0;
+    let closedEarly = false;
+    const flooding = createServer((_request, response) => {
+      response.writeHead(200, { 'Content-Type': 'application/octet-stream' });
+      const chunk = Buffer.alloc(64 * 1024, 120);
+      const pump = () => {
+        while (written < 600 * 1024 * 1024) {
+          written += chunk.length;
+          if (!response.write(chunk)) return void response.once('drain', pump);
+        }
+        response.end();
+      };
+      response.on('close', () => (closedEarly = written < 600 * 1024 * 1024));
+      pump();
+    });
+    await new Promise<void>((resolve) => flooding.listen(0, '127.0.0.1', resolve));
+    const [id] = await enqueue(1);
+    const delivery = worker({ webhookUrl: `http://127.0.0.1:${(flooding.address() as AddressInfo).port}/hook` });
+    try {
+      await until(async () => (await alertRow(id!)).status === 'delivered');
+    } finally {
+      await delivery.stop();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      flooding.closeAllConnections();
+      await new Promise((resolve) => flooding.close(resolve));
+    }
+    expect(closedEarly).toBe(true);
+    expect(written).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it('an endless Retry-After is bounded by the retry window: the last attempt is made at its end, then the alert is dead', async () => {
+    await db.sql`update kpi.alert_settings set retry_window = '1.5 seconds'`;
+    const never = createServer((_request, response) => response.writeHead(503, { 'Retry-After': '100000000000000' }).end());
+    await new Promise<void>((resolve) => never.listen(0, '127.0.0.1', resolve));
+    const [id] = await enqueue(1);
+    const delivery = worker({ webhookUrl: `http://127.0.0.1:${(never.address() as AddressInfo).port}/hook` });
+    try {
+      await delivery.drain();
+      const [row] = await db.sql`select next_attempt_at <= created_at + interval '1.5 seconds' as bounded from kpi.alerts where tenant_id = ${TENANT} and id = ${id!}`;
+      expect(row).toEqual({ bounded: true });
+      await until(async () => (await alertRow(id!)).status === 'dead', 10_000);
+    } finally {
+      await delivery.stop();
+      await db.sql`update kpi.alert_settings set retry_window = '24 hours'`;
+      await new Promise((resolve) => never.close(resolve));
+    }
+    expect(await alertRow(id!)).toMatchObject({ status: 'dead', attempts: 2, last_status: 503 });
+  });
+
+  it('an attempt that cannot be recorded makes the alert dead, saying why, instead of retrying it forever', async () => {
+    behaviour = () => 599;
+    await db.sql`
+      create function pg_temp.refuse_599() returns trigger language plpgsql as $$
+      begin raise exception 'recording refused'; end $$`;
+    await db.sql`
+      create trigger refuse_599 before update on kpi.alerts for each row
+      when (new.last_error = 'HTTP 599') execute function pg_temp.refuse_599()`;
+    try {
+      const [id] = await enqueue(1);
+      const delivery = worker();
+      try {
+        await until(async () => (await alertRow(id!)).status === 'dead');
+      } finally {
+        await delivery.stop();
+      }
+      expect(await alertRow(id!)).toMatchObject({ status: 'dead', last_status: 599, last_error: expect.stringContaining('the attempt could not be recorded: recording refused') });
+    } finally {
+      await db.sql`drop trigger refuse_599 on kpi.alerts`;
+    }
   });
 });
 
@@ -332,14 +450,32 @@ describe('configuration and logging', () => {
     expect(() => worker(options as Partial<AlertDeliveryOptions>)).toThrow(message);
   });
 
-  it('npm run worker without a secret says what is missing and exits 2', () => {
-    const result = spawnSync('npm', ['run', '--silent', 'worker'], {
+  const runWorker = (env: NodeJS.ProcessEnv) =>
+    spawnSync('npm', ['run', '--silent', 'worker'], {
       cwd: projectRoot,
-      env: { ...withoutStream(process.env), DATABASE_URL: db.url, KPI_ALERT_WEBHOOK_URL: `${baseUrl}/hook`, KPI_ALERT_WEBHOOK_SECRET: '' },
+      env: { ...withoutStream(process.env), DATABASE_URL: db.url, KPI_ALERT_WEBHOOK_URL: `${baseUrl}/hook`, KPI_ALERT_WEBHOOK_SECRET: SECRET, ...env },
       encoding: 'utf8',
+      timeout: 60_000,
     });
+
+  it.each([
+    [{ KPI_ALERT_WEBHOOK_SECRET: '' }, 'KPI_ALERT_WEBHOOK_SECRET is not set'],
+    [{ KPI_ALERT_WEBHOOK_SECRET: 'short' }, 'KPI_ALERT_WEBHOOK_SECRET must have at least 32 characters'],
+    [{ KPI_ALERT_LEASE_SECONDS: 'abc' }, 'KPI_ALERT_LEASE_SECONDS must be a whole number'],
+    [{ KPI_ALERT_WEBHOOK_URL: 'http://[bad' }, 'KPI_ALERT_WEBHOOK_URL is not an http(s) URL'],
+    [{ KPI_ALERT_TIMEOUT_SECONDS: '120' }, 'KPI_ALERT_LEASE_SECONDS must be longer than KPI_ALERT_TIMEOUT_SECONDS'],
+  ])('npm run worker with %j says what is wrong before it starts and exits 2', (env, message) => {
+    const result = runWorker(env);
     expect(result.status).toBe(2);
-    expect(result.stderr).toContain('KPI_ALERT_WEBHOOK_SECRET');
+    expect(result.stderr).toContain(message);
+    expect(result.stdout).not.toContain('delivering');
+  });
+
+  it('npm run worker with the database out of reach says so, where, and exits 1', () => {
+    const result = runWorker({ DATABASE_URL: 'postgres://nobody@127.0.0.1:9/nowhere' });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/cannot reach the database at 127\.0\.0\.1:9\/nowhere/);
+    expect(result.stdout).not.toContain('delivering');
   });
 
   it('DEBUG=kpi-history:alerts logs each attempt (alert id, outcome, status), never the secret or the body', async () => {
