@@ -4,17 +4,21 @@
 //
 //   npm run export -- --format parquet|ndjson|csv --out DIR [--tenant ID] [--since CURSOR|YYYY-MM-DD]
 //
-// Reads as the table owner (DATABASE_URL, or the local cluster), settled transactions only, like
-// every reader of the feed. One file per run, named after the positions it covers
-// (kpi-changes-<first>-<last>.<ext>): a run that dies after writing its file but before saving its
-// state writes the same file again next time, so nothing is exported twice under two names.
+// Reads as the table owner (DATABASE_URL, or the local cluster) through the feed's one reader
+// (settled transactions only). Files of at most 100,000 changes, each named after the positions it
+// covers (kpi-changes-<first>-<last>.<ext>) and written whole or not at all (an exclusive,
+// randomly named temporary file, synced, then renamed). A run goes on after the last change of the
+// last file written — the state file says it, and so do the files' names — so a run that dies at
+// any point, or a deleted state file, never exports a change twice nor skips one.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import postgres from 'postgres';
+import { compareCursors } from '../sdk/src/follow.js';
 
 type Format = 'parquet' | 'ndjson' | 'csv';
 
@@ -27,7 +31,8 @@ export interface ExportOptions {
 }
 
 export interface ExportResult {
-  file: string | null;
+  /** The files written, in order (none when nothing was new). */
+  files: string[];
   changes: number;
   cursor: string;
 }
@@ -66,6 +71,8 @@ class ExportError extends Error {
 }
 
 const STATE_FILE = '.kpi-export-state.json';
+const FORMATS: Format[] = ['parquet', 'ndjson', 'csv'];
+const CURSOR = /^\d+\.\d+$/;
 const FILE_ROWS = 100_000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -144,32 +151,120 @@ function render(format: Format, rows: ChangeRow[]): Buffer {
   return Buffer.from(rows.map((row) => JSON.stringify(Object.fromEntries(COLUMNS.map((c, i) => [c.name, values(row)[i]])))).join('\n') + (rows.length ? '\n' : ''));
 }
 
+/** The files a directory holds, by the range of positions each covers (their names say it). */
+function exportedFiles(dir: string): { name: string; first: string; last: string; format: string }[] {
+  return readdirSync(dir)
+    .map((name) => /^kpi-changes-(\d+\.\d+)-(\d+\.\d+)\.(parquet|ndjson|csv)$/.exec(name))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ name: m[0], first: m[1]!, last: m[2]!, format: m[3]! }));
+}
+
+interface ExportState {
+  cursor: string;
+  tenant: string | null;
+  format: Format;
+}
+
+/** The state file, checked: a wrong shape is refused with what to do, never exported over. */
+function readState(path: string): ExportState | null {
+  if (!existsSync(path)) return null;
+  let state: Partial<ExportState>;
+  try {
+    state = JSON.parse(readFileSync(path, 'utf8')) as Partial<ExportState>;
+  } catch {
+    throw new ExportError('INVALID_INPUT', `${path} is not the export's state (not JSON): move it away to start the directory anew`);
+  }
+  if (
+    typeof state.cursor !== 'string' || !CURSOR.test(state.cursor) ||
+    !(state.tenant === null || (typeof state.tenant === 'string' && UUID.test(state.tenant))) ||
+    !FORMATS.includes(state.format as Format)
+  ) {
+    throw new ExportError('INVALID_INPUT', `${path} is not a valid export state ({"cursor", "tenant", "format"}): move it away to start the directory anew`);
+  }
+  return state as ExportState;
+}
+
+/** Writes a file whole or not at all: an exclusive temporary file of a random name (never a planted link), synced, then renamed into place. */
+function writeWhole(path: string, content: Buffer | string): void {
+  const temporary = `${path}.${randomBytes(8).toString('hex')}.partial`;
+  const fd = openSync(temporary, 'wx', 0o644);
+  try {
+    writeSync(fd, typeof content === 'string' ? Buffer.from(content) : content);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temporary, path);
+}
+
 export async function exportChanges(options: ExportOptions): Promise<ExportResult> {
-  if (!['parquet', 'ndjson', 'csv'].includes(options.format)) throw new ExportError('INVALID_INPUT', '--format is parquet, ndjson or csv');
+  if (!FORMATS.includes(options.format)) throw new ExportError('INVALID_INPUT', '--format is parquet, ndjson or csv');
   if (options.tenant !== undefined && !UUID.test(options.tenant)) throw new ExportError('INVALID_INPUT', '--tenant must be a tenant id (uuid)');
+  if (options.since !== undefined && !CURSOR.test(options.since) && !/^\d{4}-\d{2}-\d{2}$/.test(options.since)) {
+    throw new ExportError('INVALID_INPUT', '--since is a cursor (<digits>.<digits>) or a date (YYYY-MM-DD)');
+  }
   mkdirSync(options.out, { recursive: true });
+  // One run per directory at a time.
+  const lockPath = join(options.out, '.kpi-export.lock');
+  let lock: number;
+  try {
+    lock = openSync(lockPath, 'wx');
+  } catch {
+    throw new ExportError('INVALID_INPUT', `${lockPath} exists: another export is running in ${options.out} (or one died: remove the file once none runs)`);
+  }
+  try {
+    writeSync(lock, `${process.pid}\n`);
+    return await exportLocked(options);
+  } finally {
+    closeSync(lock);
+    rmSync(lockPath, { force: true });
+  }
+}
+
+async function exportLocked(options: ExportOptions): Promise<ExportResult> {
   const statePath = join(options.out, STATE_FILE);
-  const state = existsSync(statePath) ? (JSON.parse(readFileSync(statePath, 'utf8')) as { cursor: string; tenant: string | null }) : null;
+  const state = readState(statePath);
+  const files = exportedFiles(options.out);
   if (state && (state.tenant ?? null) !== (options.tenant ?? null)) {
     throw new ExportError('INVALID_INPUT', `${options.out} holds the export of ${state.tenant ? `tenant ${state.tenant}` : 'every tenant'}: use another directory`);
   }
+  const format = state?.format ?? files[0]?.format;
+  if (format !== undefined && format !== options.format) {
+    throw new ExportError('INVALID_INPUT', `${options.out} holds a ${format} export: --format ${options.format} would mix them; use another directory`);
+  }
+  // Where it goes on: after the last change of the last file written. The files say it as well as
+  // the state does (a run that died after its file but before its state), and without the state
+  // (deleted), so nothing is ever written twice.
+  const lastWritten = files.map((f) => f.last).sort(compareCursors).at(-1);
+  const resumeAfter = [state?.cursor, lastWritten].filter((c): c is string => c !== undefined).sort(compareCursors).at(-1);
+  if (resumeAfter !== undefined && options.since !== undefined) {
+    throw new ExportError('INVALID_INPUT', `${options.out} goes on after ${resumeAfter}: --since applies to a new directory only`);
+  }
+  // Leftovers of a run that died before its rename are never a result.
+  for (const name of readdirSync(options.out)) if (name.endsWith('.partial')) rmSync(join(options.out, name), { force: true });
 
   const sql = postgres(options.databaseUrl, { max: 1, onnotice: () => {} });
   try {
-    // Where to start: the state, else --since (a cursor, or the first change on or after a date).
-    let cursor = state?.cursor ?? '0.0';
-    if (!state && options.since) {
-      if (/^\d+\.\d+$/.test(options.since)) cursor = options.since;
-      else if (/^\d{4}-\d{2}-\d{2}$/.test(options.since)) {
+    // NULL: from the oldest change kept (nothing to check against what was pruned).
+    let from: string | null = resumeAfter ?? null;
+    if (from === null && options.since !== undefined) {
+      if (CURSOR.test(options.since)) from = options.since;
+      else {
         const [first] = await sql<{ txid: string; seq: string }[]>`
           select txid::text, seq::text from kpi.kpi_changes where changed_at >= ${options.since}::date order by txid, seq limit 1`;
-        cursor = first ? `${first.txid}.${BigInt(first.seq) - 1n}` : '0.0';
-      } else throw new ExportError('INVALID_INPUT', '--since is a cursor (<digits>.<digits>) or a date (YYYY-MM-DD)');
+        if (first) from = `${first.txid}.${BigInt(first.seq) - 1n}`;
+        else {
+          // Nothing on or after that date yet: start after the newest change there is.
+          const [{ head }] = await sql<[{ head: string | null }]>`select kpi_api.change_log_head(${options.tenant ?? null}::uuid) as head`;
+          from = head ?? '0.0';
+          writeWhole(statePath, `${JSON.stringify({ cursor: from, tenant: options.tenant ?? null, format: options.format })}\n`);
+        }
+      }
     }
+    const result: ExportResult = { files: [], changes: 0, cursor: from ?? '0.0' };
     // Files of at most FILE_ROWS changes, until nothing settled is left. The database's one reader
     // of the log (kpi_api.read_changes) decides what is settled and whether the cursor expired.
-    const result: ExportResult = { file: null, changes: 0, cursor };
-    for (let from: string | null = cursor === '0.0' ? null : cursor; ; ) {
+    for (;;) {
       let rows: ChangeRow[];
       try {
         rows = await sql<ChangeRow[]>`
@@ -194,12 +289,13 @@ export async function exportChanges(options: ExportOptions): Promise<ExportResul
       if (rows.length === 0) return result;
       const last = cursorOf(rows.at(-1)!);
       const file = join(options.out, `kpi-changes-${cursorOf(rows[0]!)}-${last}.${options.format}`);
-      // The file first (complete, then renamed into place), the state after it.
-      writeFileSync(`${file}.partial`, render(options.format, rows));
-      renameSync(`${file}.partial`, file);
-      writeFileSync(`${statePath}.partial`, `${JSON.stringify({ cursor: last, tenant: options.tenant ?? null, format: options.format })}\n`);
-      renameSync(`${statePath}.partial`, statePath);
-      Object.assign(result, { file, changes: result.changes + rows.length, cursor: last });
+      // The file whole first, the state after it: a crash between leaves a file that says where
+      // the next run goes on.
+      writeWhole(file, render(options.format, rows));
+      writeWhole(statePath, `${JSON.stringify({ cursor: last, tenant: options.tenant ?? null, format: options.format })}\n`);
+      result.files.push(file);
+      result.changes += rows.length;
+      result.cursor = last;
       if (rows.length < FILE_ROWS) return result;
       from = last;
     }
@@ -208,19 +304,43 @@ export async function exportChanges(options: ExportOptions): Promise<ExportResul
   }
 }
 
+const USAGE = 'usage: npm run export -- --format parquet|ndjson|csv --out DIR [--tenant ID] [--since CURSOR|YYYY-MM-DD]';
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { format: { type: 'string' }, out: { type: 'string' }, tenant: { type: 'string' }, since: { type: 'string' } },
-  });
+  let values: { format?: string; out?: string; tenant?: string; since?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      options: { format: { type: 'string' }, out: { type: 'string' }, tenant: { type: 'string' }, since: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    }));
+  } catch (error) {
+    console.error(`export: ${(error as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (values.help) {
+    console.log(`${USAGE}
+
+Writes the change feed to files for analytics tools, each run the changes since the last one (the
+directory remembers where it stopped, in .kpi-export-state.json and in its files' names).
+  --format   parquet (typed), ndjson or csv
+  --out      the directory (one export per directory: one tenant or all, one format)
+  --tenant   one tenant's changes only (its id)
+  --since    a new directory starts after this cursor, or at the first change on or after this date
+Against DATABASE_URL, or the local cluster. Exit codes: 2 bad arguments, 3 CURSOR_EXPIRED.`);
+    return;
+  }
   if (!values.format || !values.out) {
-    console.error('export: usage: npm run export -- --format parquet|ndjson|csv --out DIR [--tenant ID] [--since CURSOR|YYYY-MM-DD]');
+    console.error(`export: --format and --out are required\n${USAGE}`);
     process.exit(2);
   }
   const databaseUrl =
     process.env.DATABASE_URL ?? execFileSync('bash', [fileURLToPath(new URL('./db.sh', import.meta.url)), 'url'], { encoding: 'utf8' }).trim();
   try {
     const result = await exportChanges({ format: values.format as Format, out: values.out, tenant: values.tenant, since: values.since, databaseUrl });
-    console.log(result.file ? `export: ${result.changes} changes → ${result.file} (next run starts after ${result.cursor})` : `export: nothing new after ${result.cursor}`);
+    if (result.files.length === 0) console.log(`export: nothing new after ${result.cursor}`);
+    else {
+      console.log(`export: ${result.changes} changes → ${result.files.length} file(s) (next run starts after ${result.cursor})`);
+      for (const file of result.files) console.log(`  ${file}`);
+    }
   } catch (error) {
     if (error instanceof ExportError) {
       console.error(`export: ${error.code}: ${error.message}`);

@@ -2,7 +2,7 @@
 // log, resuming where the last run stopped (and after a run that died before saving its state),
 // one tenant's export holding nothing of another, NDJSON and CSV, --since, and CURSOR_EXPIRED.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
@@ -64,7 +64,7 @@ describe('npm run export -- --format parquet', () => {
   it('writes every change so far, typed (DATE, DECIMAL, BOOLEAN), and DuckDB reads back exactly the log', async () => {
     const run = runExport('--format', 'parquet', '--out', out);
     expect(run.code, run.err).toBe(0);
-    expect(run.out).toMatch(/^export: \d+ changes → .*kpi-changes-\d+\.\d+-\d+\.\d+\.parquet/);
+    expect(run.out).toMatch(/^export: \d+ changes → 1 file\(s\) \(next run starts after \d+\.\d+\)\n  .*kpi-changes-\d+\.\d+-\d+\.\d+\.parquet$/);
     const connection = await (await DuckDBInstance.create(':memory:')).connect();
     const types = (await connection.runAndReadAll(`describe select * from read_parquet('${out}/*.parquet')`)).getRowObjectsJson();
     expect(Object.fromEntries(types.map((t) => [t.column_name, t.column_type]))).toMatchObject({
@@ -94,7 +94,7 @@ describe('npm run export -- --format parquet', () => {
     expect(all.at(-1)).toMatchObject({ op: 'update', tenant: 'acme', aiv_pct: '12.34', revision: 2 });
   });
 
-  it('a run that died after its file but before its state writes the same file again: nothing twice', async () => {
+  it('a run that died after its file but before its state goes on after that file: nothing twice', async () => {
     const saved = readFileSync(join(out, '.kpi-export-state.json'), 'utf8');
     await db.sql`update kpi.kpi_history set aiv_pct = 23.45 where tenant_id = ${ACME} and as_of = '2026-11-23'`;
     const cursorBefore = state(out).cursor;
@@ -104,6 +104,58 @@ describe('npm run export -- --format parquet', () => {
     const all = await readParquet(`${out}/*.parquet`);
     expect(new Set(all.map((r) => r.cursor)).size).toBe(all.length);
     expect(all).toEqual((await fromLog()).map((row) => ({ ...row })));
+  });
+});
+
+describe('a crash, a deleted state, a planted link: never a change twice, never one lost', () => {
+  it('with its state file deleted, a directory goes on after its last file, as its names say', async () => {
+    const out = join(dir, 'no-state');
+    expect(runExport('--format', 'ndjson', '--out', out).code).toBe(0);
+    rmSync(join(out, '.kpi-export-state.json'));
+    await db.sql`update kpi.kpi_history set aiv_pct = 33.33 where tenant_id = ${ACME} and as_of = '2026-11-23'`;
+    const run = runExport('--format', 'ndjson', '--out', out);
+    expect(run.out).toMatch(/^export: 1 changes → 1 file/);
+    const cursors = readdirSync(out).filter((f) => f.endsWith('.ndjson'))
+      .flatMap((f) => readFileSync(join(out, f), 'utf8').trim().split('\n')).map((line) => (JSON.parse(line) as { cursor: string }).cursor);
+    expect(new Set(cursors).size).toBe(cursors.length);
+    expect(cursors).toEqual((await fromLog()).map((r) => r.cursor));
+  });
+
+  it('temporary files have exclusive, random names: a link planted where one used to be written is left alone', async () => {
+    const out = join(dir, 'planted');
+    mkdirSync(out, { recursive: true });
+    const victim = join(dir, 'victim.txt');
+    writeFileSync(victim, 'precious');
+    symlinkSync(victim, join(out, '.kpi-export-state.json.partial'));
+    expect(runExport('--format', 'csv', '--out', out).code).toBe(0);
+    expect(readFileSync(victim, 'utf8')).toBe('precious');
+  });
+
+  it('the state is checked: not JSON, a cursor that is none, another format, --since on a directory that goes on — each refused, nothing written', async () => {
+    const out = join(dir, 'checked');
+    expect(runExport('--format', 'ndjson', '--out', out).code).toBe(0);
+    const statePath = join(out, '.kpi-export-state.json');
+    const saved = readFileSync(statePath, 'utf8');
+    const files = () => readdirSync(out).filter((f) => f.startsWith('kpi-changes-')).sort();
+    const before = files();
+    writeFileSync(statePath, 'garbage');
+    expect(runExport('--format', 'ndjson', '--out', out)).toMatchObject({ code: 2, err: expect.stringContaining('not the export\'s state') });
+    writeFileSync(statePath, saved.replace(/"cursor":"[^"]+"/, '"cursor":"x.y"'));
+    expect(runExport('--format', 'ndjson', '--out', out)).toMatchObject({ code: 2, err: expect.stringContaining('not a valid export state') });
+    writeFileSync(statePath, saved);
+    expect(runExport('--format', 'csv', '--out', out)).toMatchObject({ code: 2, err: expect.stringContaining('holds a ndjson export') });
+    expect(runExport('--format', 'ndjson', '--out', out, '--since', '2026-01-01')).toMatchObject({ code: 2, err: expect.stringContaining('--since applies to a new directory only') });
+    expect(files()).toEqual(before);
+  });
+
+  it('--since after the newest change exports nothing, then what comes after', async () => {
+    const out = join(dir, 'future');
+    const first = runExport('--format', 'ndjson', '--out', out, '--since', '2099-01-01');
+    expect(first).toMatchObject({ code: 0, out: expect.stringMatching(/^export: nothing new after \d+\.\d+$/) });
+    expect(readdirSync(out).filter((f) => f.endsWith('.ndjson'))).toEqual([]);
+    await db.sql`update kpi.kpi_history set aiv_pct = 44.44 where tenant_id = ${ACME} and as_of = '2026-11-23'`;
+    const next = runExport('--format', 'ndjson', '--out', out);
+    expect(next.out).toMatch(/^export: 1 changes → 1 file/);
   });
 });
 
