@@ -48,5 +48,6 @@ compose exec -T db psql -U postgres -d kpi_history -X -q -v ON_ERROR_STOP=1 -c '
 compose exec -T db psql -U postgres -d kpi_history -X -q -A -t -c 'select version()'
 
 echo "== test/e2e"
+DATABASE_URL="postgres://postgres:$POSTGRES_PASSWORD@127.0.0.1:$KPI_COMPOSE_DB_PORT/kpi_history" \
 POSTGREST_URL="http://127.0.0.1:$KPI_API_PORT" POSTGREST_ADMIN_URL="http://127.0.0.1:$KPI_ADMIN_PORT" \
   node_modules/.bin/vitest run --config vitest.e2e.config.ts

@@ -252,12 +252,22 @@ describe('the outbox: every new or changed anomaly has an alert, written with it
   });
 
   it('nothing without the other: every anomaly has an alert, every alert its anomaly', async () => {
+    // Anomalies created, changed and removed by every kind of write, in tenants of this test's own.
+    const tenants: string[] = [];
+    for (let n = 0; n < 4; n++) {
+      const t = await newTenant();
+      tenants.push(t);
+      await insertWeeks(t, [...AROUND_51, { aiv: 80 + n }, ...AROUND_51.slice(0, 3), { aiv: 90, hrp: 60 }]);
+    }
+    await db.sql`update kpi.kpi_history set aiv_pct = 95 where tenant_id = ${tenants[0]!} and as_of = ${week(12)}`;
+    await db.sql`update kpi.kpi_history set aiv_pct = 51 where tenant_id = ${tenants[1]!} and as_of = ${week(12)}`;
+    await db.sql`delete from kpi.kpi_history where tenant_id = ${tenants[2]!} and as_of = ${week(16)}`;
     const [orphans] = await db.sql`
-      select (select count(*) from kpi.kpi_anomalies a where not exists (
+      select (select count(*) from kpi.kpi_anomalies a where tenant_id = any(${tenants}::uuid[]) and not exists (
                 select from kpi.alerts l where (l.tenant_id, l.as_of, l.kpi) = (a.tenant_id, a.as_of, a.kpi)))::int as anomalies_without_alert,
-             (select count(*) from kpi.alerts l where not exists (
+             (select count(*) from kpi.alerts l where tenant_id = any(${tenants}::uuid[]) and not exists (
                 select from kpi.kpi_anomalies a where (l.tenant_id, l.as_of, l.kpi) = (a.tenant_id, a.as_of, a.kpi)))::int as alerts_without_anomaly,
-             (select count(*) from kpi.kpi_anomalies)::int as anomalies`;
+             (select count(*) from kpi.kpi_anomalies where tenant_id = any(${tenants}::uuid[]))::int as anomalies`;
     expect(orphans).toMatchObject({ anomalies_without_alert: 0, alerts_without_anomaly: 0 });
     expect(orphans!.anomalies).toBeGreaterThan(5);
   });

@@ -1,7 +1,7 @@
 // The full all-tenant fill (every tenant's latest week; the daily incremental run is in
 // change-tracking.test.ts): its result, idempotency over ten runs, exactly-the-changed-tenant
 // updates, the run log, and a plan that probes the indexes instead of scanning the sources.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connect, useTestDatabase, type Sql } from '../helpers/database.js';
 import { connectAsAuthenticator, postgrestRequest } from '../helpers/postgrest.js';
 import { historySnapshot, insertAvi, insertClarity, insertGeneratedTenants, insertTenant } from '../fixtures/sources.js';
@@ -25,7 +25,9 @@ async function fillAll(sql: Sql = db.sql): Promise<FillResult> {
   return result;
 }
 
-beforeAll(async () => {
+// Every test starts from the same sources and an empty history, whatever ran before it.
+beforeEach(async () => {
+  await db.sql`truncate kpi.tenants, kpi.kpi_runs cascade`;
   await insertGeneratedTenants(db.sql, TENANTS, 6);
   await insertTenant(db.sql, INITECH, 'initech', 'Initech'); // no AVI report
   // As if every change so far had been applied: the full run then writes each tenant's latest week.
@@ -48,6 +50,7 @@ describe('kpi.fill_all_kpi_history', () => {
   });
 
   it('is idempotent: ten more runs write nothing and leave the table identical, updated_at included', async () => {
+    await fillAll();
     const before = await historySnapshot(db.sql);
     for (let i = 0; i < 10; i++) {
       expect((await fillAll()).rows_written).toBe(0);
@@ -56,6 +59,7 @@ describe('kpi.fill_all_kpi_history', () => {
   });
 
   it('a changed source row updates exactly that tenant’s row, and its updated_at', async () => {
+    await fillAll();
     const before = await historySnapshot(db.sql);
     const target = before[42]!;
     await db.sql`update kpi.avi_reports set aiv_pct = 99.99 where tenant_id = ${target.tenant_id} and week_start = ${target.as_of}`;
@@ -68,6 +72,7 @@ describe('kpi.fill_all_kpi_history', () => {
   });
 
   it('a new week adds a row and keeps the old one (one row per tenant per week)', async () => {
+    await fillAll();
     const [row] = await historySnapshot(db.sql);
     await insertAvi(db.sql, row!.tenant_id, { weekStart: '2024-04-01' });
     expect((await fillAll()).rows_written).toBe(1);
@@ -76,8 +81,9 @@ describe('kpi.fill_all_kpi_history', () => {
   });
 
   it('an invalid HRP is a warning: the tenant still counts as ok', async () => {
+    await fillAll();
     const [row] = await historySnapshot(db.sql);
-    await insertClarity(db.sql, row!.tenant_id, '2024-04-02T00:00:00Z', { hrp: 'n/a' });
+    await insertClarity(db.sql, row!.tenant_id, '2024-03-26T00:00:00Z', { hrp: 'n/a' });
     const result = await fillAll();
     expect(result.ok).toBe(TENANTS);
     expect(result.warnings).toMatchObject([{ tenant_id: row!.tenant_id, code: 'INVALID_CLARITY' }]);
@@ -92,6 +98,7 @@ describe('run log', () => {
   afterAll(() => authenticator.end());
 
   it('records each run: kind, trigger, status, counts, errors, duration', async () => {
+    await fillAll();
     const result = await fillAll();
     const [run] = await db.sql`select * from kpi.kpi_runs where id = ${result.run_id}`;
     expect(run).toMatchObject({
@@ -134,6 +141,7 @@ describe('run log', () => {
   });
 
   it('single-tenant fills and backfills are logged with their tenant and range', async () => {
+    await fillAll();
     const [row] = await historySnapshot(db.sql);
     const [{ fill }] = await db.sql<[{ fill: { run_id: number } }]>`select kpi.fill_kpi_history(${row!.tenant_id}) as fill`;
     const [{ back }] = await db.sql<[{ back: { run_id: number } }]>`

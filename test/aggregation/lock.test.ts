@@ -101,6 +101,8 @@ describe('a skipped run names the holder', () => {
     const blocker = session();
     const procedure = session();
     const pid = await pidOf(procedure);
+    // History to change: every tenant's latest week written, then every source changed.
+    await db.sql`select kpi.fill_all_kpi_history(full => true)`;
     await db.sql`update kpi.avi_reports set aiv_pct = (aiv_pct + 1) % 100`;
     let call: Promise<unknown> = Promise.resolve();
     await blocker.begin(async (tx) => {

@@ -2,7 +2,7 @@
 // order with their cursors, updates with revisions, deletes, anomalies; a transaction that starts
 // first and commits last is still delivered; concurrent writers, each change exactly once; pruning
 // and CURSOR_EXPIRED; and another tenant's changes, tried from the attacker's side.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { useTestDatabase, type Sql } from '../helpers/database.js';
 import { connectAsAuthenticator, get, postgrestRequest } from '../helpers/postgrest.js';
 import { insertTwoTenantsWithHistory, userClaims } from '../fixtures/api.js';
@@ -27,25 +27,38 @@ interface Page {
   has_more: boolean;
 }
 
-beforeAll(async () => {
+beforeAll(() => {
   api = connectAsAuthenticator(db.urlAs('authenticator'));
-  await insertTwoTenantsWithHistory(db.sql);
 });
 afterAll(() => api.end());
+// Every test starts from the backfill's changes alone, whatever ran before it.
+beforeEach(async () => {
+  await db.sql`truncate kpi.tenants, kpi.kpi_changes cascade`;
+  await insertTwoTenantsWithHistory(db.sql);
+});
 
 const page = (request: Parameters<typeof get>[2], after?: string) =>
   get<Page>(api, `/rpc/kpi_history_changes${after === undefined ? '' : `?after=${encodeURIComponent(after)}`}`, request);
 
-/** Every change after `after`, following `next` until a page comes back empty. */
-async function follow(after?: string): Promise<{ changes: Change[]; next: string }> {
+/**
+ * Every change after `after`, following `next` until a page comes back empty. The feed holds back
+ * changes behind any older transaction still running on the server, in any database (another test
+ * file's, say): unless `settle` is false, an empty page while changes are held back is waited out (up to a minute).
+ */
+async function follow(after?: string, { settle = true } = {}): Promise<{ changes: Change[]; next: string }> {
   const changes: Change[] = [];
   let cursor = after;
-  for (;;) {
+  for (let waits = 0; ; ) {
     const response = await page(acme, cursor);
     expect(response.status, JSON.stringify(response.body)).toBe(200);
     const body = response.body as Page;
     changes.push(...body.changes);
-    if (body.changes.length === 0) return { changes, next: body.next };
+    if (body.changes.length === 0) {
+      const [{ held }] = await db.sql<[{ held: boolean }]>`select kpi_api.changes_held_back(${body.next}, ${ACME}) as held`;
+      if (!settle || !held || ++waits > 1200) return { changes, next: body.next };
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      continue;
+    }
     cursor = body.next;
   }
 }
@@ -54,7 +67,12 @@ const historyRow = (as_of: string, aiv: number) => ({
   tenant_id: ACME, as_of, aiv_pct: aiv, ati_pct: 1, crs_pct: 1, elasticity_usd_per_point: 1, vli_integrity_pct: 100, vli_is_fallback: true, hrp_pct: null,
 });
 
-let head = '';
+/** Acme's position after every change so far. */
+const headNow = async () => (await follow()).next;
+
+/** `count` weeks of Acme's history from 2025-01-06, AIV around 51 and a spike at the 13th. */
+const acmeWeeks = (count: number) =>
+  Array.from({ length: count }, (_, w) => historyRow(new Date(Date.UTC(2025, 0, 6 + 7 * w)).toISOString().slice(0, 10), w === 12 ? 90 : 50 + (w % 3)));
 
 describe('a page of changes', () => {
   it('starts at the oldest change kept: the backfill’s four weeks, in order, with the rows as the API shows them', async () => {
@@ -68,27 +86,25 @@ describe('a page of changes', () => {
     expect(changes[0]!.data).toMatchObject({ as_of: '2024-01-01', aiv_pct: 10, vli_is_fallback: true, hrp_pct: 12.5, revision: 1 });
     expect(changes.map((c) => c.cursor)).toEqual([...changes.map((c) => c.cursor)].sort((a, b) => compareCursors(a, b)));
     expect(next).toBe(changes.at(-1)!.cursor);
-    head = next;
   });
 
   it('an update carries the new values and a higher revision; a delete carries the key', async () => {
+    const head = await headNow();
     await db.sql`update kpi.kpi_history set aiv_pct = 99 where tenant_id = ${ACME} and as_of = '2024-01-08'`;
     await db.sql`delete from kpi.kpi_history where tenant_id = ${ACME} and as_of = '2024-01-01'`;
-    const { changes, next } = await follow(head);
+    const { changes } = await follow(head);
     expect(changes.map((c) => [c.op, c.as_of, c.data?.aiv_pct ?? null, c.data?.revision ?? null])).toEqual([
       ['update', '2024-01-08', 99, 2],
       ['delete', '2024-01-01', null, null],
     ]);
-    head = next;
   });
 
   it('anomalies are in the feed too', async () => {
-    const rows = Array.from({ length: 13 }, (_, w) => historyRow(new Date(Date.UTC(2025, 0, 6 + 7 * w)).toISOString().slice(0, 10), w === 12 ? 90 : 50 + (w % 3)));
-    await db.sql`insert into kpi.kpi_history ${db.sql(rows)}`;
-    const { changes, next } = await follow(head);
+    const head = await headNow();
+    await db.sql`insert into kpi.kpi_history ${db.sql(acmeWeeks(13))}`;
+    const { changes } = await follow(head);
     expect(changes.filter((c) => c.entity === 'history')).toHaveLength(13);
     expect(changes.filter((c) => c.entity === 'anomaly')).toMatchObject([{ op: 'insert', as_of: '2025-03-31', kpi: 'aiv_pct', data: { value: 90, direction: 'up' } }]);
-    head = next;
   });
 
   it('a malformed cursor is INVALID_INPUT 400', async () => {
@@ -106,6 +122,7 @@ function compareCursors(a: string, b: string): number {
 
 describe('nothing is ever skipped', () => {
   it('a transaction that starts first and commits last is still delivered, to a reader that polled in between', async () => {
+    const head = await headNow();
     const first = await db.sql.reserve();
     try {
       await first`begin`;
@@ -113,7 +130,7 @@ describe('nothing is ever skipped', () => {
       await db.sql`insert into kpi.kpi_history ${db.sql(historyRow('2026-01-12', 12))}`; // starts later, commits first
 
       // The reader polls while the first is still open: the later one is held back behind it.
-      const between = await follow(head);
+      const between = await follow(head, { settle: false });
       expect(between.changes).toEqual([]);
       expect(between.next).toBe(head);
 
@@ -123,10 +140,10 @@ describe('nothing is ever skipped', () => {
     }
     const after = await follow(head);
     expect(after.changes.map((c) => c.as_of)).toEqual(['2026-01-05', '2026-01-12']);
-    head = after.next;
   });
 
   it('4 concurrent writers × 25 transactions while a reader follows: every change exactly once', async () => {
+    const head = await headNow();
     const delivered: string[] = [];
     let cursor = head;
     let writing = true;
@@ -167,12 +184,12 @@ describe('nothing is ever skipped', () => {
       where tenant_id = ${ACME} and entity = 'history' and op = 'insert' and as_of >= '2030-01-07'`;
     expect(inserts).toBe(100);
     expect(delivered).toEqual(logged.map((r) => r.cursor));
-    head = rest.next;
   });
 });
 
 describe('pruning', () => {
   it('prunes what is older than the keep period, up to a settled position; an older cursor is CURSOR_EXPIRED 410', async () => {
+    await db.sql`insert into kpi.kpi_history ${db.sql(acmeWeeks(8))}`;
     const { changes: all } = await follow();
     const oldCursor = all[0]!.cursor;
     await db.sql`update kpi.kpi_changes set changed_at = now() - interval '40 days' where tenant_id = ${ACME} and (txid, seq) <= (split_part(${all[5]!.cursor}, '.', 1)::xid8, split_part(${all[5]!.cursor}, '.', 2)::bigint)`;
@@ -191,6 +208,7 @@ describe('pruning', () => {
 
 describe('Acme’s user cannot read Globex’s changes', () => {
   it('the feed has Acme’s changes only, though Globex’s are in the log', async () => {
+    await db.sql`insert into kpi.kpi_history ${db.sql(acmeWeeks(100))}`;
     await db.sql`update kpi.kpi_history set aiv_pct = aiv_pct + 1 where tenant_id = ${GLOBEX}`;
     const [{ n }] = await db.sql<[{ n: number }]>`select count(*)::int as n from kpi.kpi_changes where tenant_id = ${GLOBEX}`;
     expect(n).toBeGreaterThan(0);

@@ -1,7 +1,7 @@
 // Custom KPIs over HTTP, through the PostgREST replay: admins define, change and delete through
 // api.custom_kpis; members read definitions and values; and every way a member, or an admin of
 // another tenant, might write or read what is not theirs.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { useTestDatabase, type Sql } from '../helpers/database.js';
 import { connectAsAuthenticator, get, postgrestRequest, write } from '../helpers/postgrest.js';
 import { getCsv, insertTwoTenantsWithHistory, userClaims, WEEKS } from '../fixtures/api.js';
@@ -32,8 +32,17 @@ beforeAll(async () => {
 });
 afterAll(() => api.end());
 
+// Every test starts from the same place, whatever ran before it: Acme has AIV − ATI, computed.
+beforeEach(async () => {
+  await db.sql`delete from kpi.custom_kpis where tenant_id = ${ACME}`;
+  await db.sql`insert into kpi.custom_kpis (tenant_id, key, label, unit, combine, left_kpi, right_kpi)
+               values (${ACME}, 'aiv_minus_ati', 'AIV − ATI', 'points', 'difference', 'aiv_pct', 'ati_pct')`;
+  await db.sql`select kpi.fill_kpi_history(${ACME})`;
+});
+
 describe('an admin manages the tenant’s definitions', () => {
   it('POST /custom_kpis defines one: 201 with the row; the next fill computes every week', async () => {
+    await db.sql`delete from kpi.custom_kpis where tenant_id = ${ACME}`;
     const response = await write(api, 'POST', '/custom_kpis', AIV_MINUS_ATI, { ...acmeAdmin, headers: representation });
     expect(response.status).toBe(201);
     expect(response.body).toEqual([expect.objectContaining({ ...AIV_MINUS_ATI, source: null, valid_min: null, active: true })]);
@@ -51,6 +60,7 @@ describe('an admin manages the tenant’s definitions', () => {
   });
 
   it('PATCH changes one; DELETE removes it with its values', async () => {
+    expect((await write(api, 'POST', '/custom_kpis', HRP_MAX, acmeAdmin)).status).toBe(201);
     const patched = await write(api, 'PATCH', '/custom_kpis?key=eq.hrp_max', { label: 'Highest HRP', valid_max: 1 }, { ...acmeAdmin, headers: representation });
     expect(patched).toMatchObject({ status: 200, body: [expect.objectContaining({ key: 'hrp_max', label: 'Highest HRP', valid_max: 1 })] });
     await db.sql`select kpi.backfill_kpi_history(${ACME})`;

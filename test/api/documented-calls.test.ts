@@ -17,7 +17,6 @@ const CRON_SECRET = 'documented-calls-cron-secret-0123456789';
 let api: Sql;
 let replay: Replay;
 let ctx: CallContext;
-const pathsHit = new Set<string>();
 
 beforeAll(async () => {
   const seeded = spawnSync('psql', [db.url, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', 'db/seed/demo.sql'], { cwd: projectRoot, encoding: 'utf8' });
@@ -36,14 +35,16 @@ beforeAll(async () => {
 });
 afterAll(() => api.end());
 
-/** The replay's fetch, remembering which endpoints were called. */
-const recordingReplayFetch = ((input: RequestInfo | URL, init?: RequestInit) => {
-  pathsHit.add(new URL(input instanceof Request ? input.url : String(input)).pathname);
-  return replay.fetch(input, init);
-}) as typeof fetch;
+/** The replay's fetch, adding each endpoint it is sent to to `hit`. */
+const recordingReplayFetch = (hit: Set<string>) =>
+  ((input: RequestInfo | URL, init?: RequestInit) => {
+    hit.add(new URL(input instanceof Request ? input.url : String(input)).pathname);
+    return replay.fetch(input, init);
+  }) as typeof fetch;
 
 describe('the README’s HTTP calls', () => {
   it.each(DOCUMENTED_CALLS.map((call) => [call.name, call] as const))('%s', async (_name, call) => {
+    await call.given?.(db.sql);
     call.check(await sendCall(replay.fetch, BASE_URL, call, ctx), ctx);
   });
 
@@ -60,10 +61,16 @@ describe('the README’s HTTP calls', () => {
 
 describe('the SDK’s calls (browser entry, through the replay’s fetch)', () => {
   it.each(SDK_SCENARIOS.map((scenario) => [scenario.name, scenario] as const))('%s', async (_name, scenario) => {
-    await scenario.run({ url: BASE_URL, fetch: recordingReplayFetch, ctx });
+    await scenario.given?.(db.sql);
+    await scenario.run({ url: BASE_URL, fetch: replay.fetch, ctx });
   });
 
-  it('reached every endpoint the API has', () => {
+  it('reach every endpoint the API has', async () => {
+    const pathsHit = new Set<string>();
+    for (const scenario of SDK_SCENARIOS) {
+      await scenario.given?.(db.sql);
+      await scenario.run({ url: BASE_URL, fetch: recordingReplayFetch(pathsHit), ctx });
+    }
     expect([...pathsHit].sort()).toEqual([
       '/active_tenant',
       '/custom_kpi_rollups',

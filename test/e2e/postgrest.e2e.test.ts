@@ -3,13 +3,14 @@
 // real server shows (CORS, the admin port, the OpenAPI document). `npm run test:e2e` brings the
 // compose stack up, seeds the demo data, runs this file and brings the stack down. Without a
 // running PostgREST (POSTGREST_URL, PGRST_JWT_SECRET, CRON_SECRET) it reports that it did not run.
-import { describe, expect, it } from 'vitest';
+import postgres from 'postgres';
+import { afterAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../../scripts/token.js';
 import { DOCUMENTED_CALLS, SDK_SCENARIOS, sendCall, type CallContext } from '../fixtures/documented-calls.js';
 import { ACME, HOOLI } from '../fixtures/tenants.js';
 
-const { POSTGREST_URL, POSTGREST_ADMIN_URL, PGRST_JWT_SECRET, CRON_SECRET } = process.env;
-const missing = Object.entries({ POSTGREST_URL, PGRST_JWT_SECRET, CRON_SECRET })
+const { POSTGREST_URL, POSTGREST_ADMIN_URL, PGRST_JWT_SECRET, CRON_SECRET, DATABASE_URL } = process.env;
+const missing = Object.entries({ POSTGREST_URL, PGRST_JWT_SECRET, CRON_SECRET, DATABASE_URL })
   .filter(([, value]) => !value)
   .map(([name]) => name);
 const reason = missing.length
@@ -27,15 +28,21 @@ describe.skipIf(missing.length > 0)(`PostgREST at ${POSTGREST_URL ?? '(none)'}${
     today: new Date().toISOString().slice(0, 10),
   });
 
+  // The owner's connection, for the state a call is documented in (DocumentedCall.given).
+  const owner = DATABASE_URL ? postgres(DATABASE_URL, { max: 1, onnotice: () => {} }) : null;
+  afterAll(() => owner?.end());
+
   describe('the README’s HTTP calls', () => {
     it.each(DOCUMENTED_CALLS.map((call) => [call.name, call] as const))('%s', async (_name, call) => {
       const ctx = await context();
+      await call.given?.(owner!);
       call.check(await sendCall(fetch, POSTGREST_URL!, call, ctx), ctx);
     });
   });
 
   describe('the SDK’s calls', () => {
     it.each(SDK_SCENARIOS.map((scenario) => [scenario.name, scenario] as const))('%s', async (_name, scenario) => {
+      await scenario.given?.(owner!);
       await scenario.run({ url: POSTGREST_URL!, fetch, ctx: await context() });
     });
   });
