@@ -104,17 +104,29 @@ grant execute on function kpi_api.current_tenant_id(), kpi_api.is_tenant_admin()
   to authenticated;
 
 -- ============================================================================================
--- Bounded requests: a statement timeout for the API roles, set on the role in this database as
--- PostgREST expects (it applies the role's settings to each request). A function that must run
--- longer says so in its own SET clause, which PostgREST hoists (the cron RPC). Altering a role
--- needs CREATEROLE; without it the migration says what to run instead.
+-- Bounded requests: a statement timeout for the API roles, set on the role itself (ALTER ROLE …
+-- SET): PostgREST reads those settings (pg_roles.rolconfig) when it starts and applies them to
+-- each request; it does not read ALTER ROLE … IN DATABASE settings, and PostgreSQL applies those
+-- only at login, never on SET ROLE. Roles belong to the whole server, so a timeout already set
+-- (Supabase sets its own on anon and authenticated) is kept. A function that must run longer says
+-- so in its own SET clause, which PostgREST hoists (the cron RPC). Altering a role needs
+-- CREATEROLE; without it the migration says what to run instead.
 -- ============================================================================================
 do $$
+declare
+  api_role text;
+  timeout text;
 begin
-  execute format('alter role anon in database %I set statement_timeout = %L', current_database(), '5s');
-  execute format('alter role authenticated in database %I set statement_timeout = %L', current_database(), '15s');
-exception when insufficient_privilege then
-  raise notice 'kpi-history: could not set the API roles'' statement_timeout (needs CREATEROLE); as an administrator run: alter role anon in database % set statement_timeout = ''5s''; alter role authenticated in database % set statement_timeout = ''15s'';',
-    current_database(), current_database();
+  for api_role, timeout in values ('anon', '5s'), ('authenticated', '15s') loop
+    if not exists (select from pg_catalog.pg_roles r, unnest(r.rolconfig) setting
+                   where r.rolname = api_role and setting like 'statement_timeout=%') then
+      begin
+        execute format('alter role %I set statement_timeout = %L', api_role, timeout);
+      exception when insufficient_privilege then
+        raise warning 'kpi-history: could not set % statement_timeout (needs CREATEROLE); as an administrator run: alter role % set statement_timeout = ''%'';',
+          api_role, api_role, timeout;
+      end;
+    end if;
+  end loop;
 end
 $$;

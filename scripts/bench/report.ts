@@ -97,6 +97,11 @@ export function printReport(r: Report): void {
       '',
     ],
     [
+      '  defined again (removed, empty table vacuumed and analyzed)',
+      `${ms(r.customKpis.defineAgainMs)}`,
+      target(r.customKpis.defineAgainMs / r.customKpis.defineMs <= 2, `${x(r.customKpis.defineAgainMs / r.customKpis.defineMs)} the first ≤ 2×`),
+    ],
+    [
       '  full fill with them / without',
       `${ms(r.customKpis.withMs)} with (${r.customKpis.valuesWritten} values), ${ms(r.customKpis.withoutMs)} without`,
       target(r.customKpis.ratio <= 1.5, `${x(r.customKpis.ratio)} ≤ 1.5×`),

@@ -3,7 +3,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connect, useTestDatabase } from '../helpers/database.js';
 import { projectRoot } from '../helpers/dbmate.js';
 import { mintToken } from '../../scripts/token.js';
@@ -90,7 +90,12 @@ describe('scripts/cron-secret.sh', () => {
   });
 });
 
+/** The smoke test's secret, the only one active (whatever another test installed or rotated). */
+const installSmokeSecret = () => expect(run(['bash', 'scripts/cron-secret.sh', 'install'], { CRON_SECRET: SECRET }).code).toBe(0);
+
 describe('scripts/test-kpi-history.sh (psql mode)', () => {
+  beforeEach(installSmokeSecret);
+
   it('passes every check against the demo data', async () => {
     await db.sql`select kpi.fill_all_kpi_history()`;
     const result = run(['bash', 'scripts/test-kpi-history.sh'], { CRON_SECRET: SECRET, BASE_URL: '' });
@@ -144,6 +149,8 @@ describe('scripts/test-kpi-history.sh (psql mode)', () => {
 });
 
 describe('scripts/test-kpi-history.sh (curl mode, against the PostgREST replay over HTTP)', () => {
+  beforeEach(installSmokeSecret);
+
   it('passes every check: the script’s URLs, headers and expectations agree with PostgREST v16.2', async () => {
     await db.sql`select kpi.backfill_kpi_history()`;
     const authenticator = connectAsAuthenticator(db.urlAs('authenticator'));

@@ -47,6 +47,14 @@ function fromLog(after = '0.0', tenant: string | null = null) {
     order by c.txid, c.seq`;
 }
 
+/** A directory of this test's own, holding a first export of every change so far. */
+function exportedDirectory(name: string): string {
+  const out = mkdtempSync(join(dir, `${name}-`));
+  const first = runExport('--format', 'parquet', '--out', out);
+  expect(first.code, first.err).toBe(0);
+  return out;
+}
+
 const state = (out: string) => JSON.parse(readFileSync(join(out, '.kpi-export-state.json'), 'utf8')) as { cursor: string };
 
 beforeAll(() => {
@@ -59,9 +67,8 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('npm run export -- --format parquet', () => {
-  const out = join(dir, 'all');
-
   it('writes every change so far, typed (DATE, DECIMAL, BOOLEAN), and DuckDB reads back exactly the log', async () => {
+    const out = mkdtempSync(join(dir, 'all-'));
     const run = runExport('--format', 'parquet', '--out', out);
     expect(run.code, run.err).toBe(0);
     expect(run.out).toMatch(/^export: \d+ changes → 1 file\(s\) \(next run starts after \d+\.\d+\)\n  .*kpi-changes-\d+\.\d+-\d+\.\d+\.parquet$/);
@@ -82,6 +89,7 @@ describe('npm run export -- --format parquet', () => {
   });
 
   it('the next run exports only what changed since; nothing new writes nothing', async () => {
+    const out = exportedDirectory('next');
     const before = state(out).cursor;
     expect(runExport('--format', 'parquet', '--out', out).out).toBe(`export: nothing new after ${before}`);
     await db.sql`update kpi.kpi_history set aiv_pct = 12.34 where tenant_id = ${ACME} and as_of = '2026-11-23'`;
@@ -95,6 +103,7 @@ describe('npm run export -- --format parquet', () => {
   });
 
   it('a run that died after its file but before its state goes on after that file: nothing twice', async () => {
+    const out = exportedDirectory('died');
     const saved = readFileSync(join(out, '.kpi-export-state.json'), 'utf8');
     await db.sql`update kpi.kpi_history set aiv_pct = 23.45 where tenant_id = ${ACME} and as_of = '2026-11-23'`;
     const cursorBefore = state(out).cursor;
@@ -240,11 +249,17 @@ describe('one tenant, other formats, --since, and expiry', () => {
   });
 
   it('a directory whose position was pruned meanwhile: CURSOR_EXPIRED, exit 3, nothing written', async () => {
-    const out = join(dir, 'all');
+    const out = exportedDirectory('pruned');
+    const files = readdirSync(out);
     await db.sql`update kpi.change_feed_settings set pruned_txid = pg_current_xact_id(), pruned_seq = 0`;
-    const run = runExport('--format', 'parquet', '--out', out);
-    expect(run.code).toBe(3);
-    expect(run.err).toMatch(/CURSOR_EXPIRED: the changes after \d+\.\d+ have been pruned/);
+    try {
+      const run = runExport('--format', 'parquet', '--out', out);
+      expect(run.code).toBe(3);
+      expect(run.err).toMatch(/CURSOR_EXPIRED: the changes after \d+\.\d+ have been pruned/);
+      expect(readdirSync(out)).toEqual(files);
+    } finally {
+      await db.sql`update kpi.change_feed_settings set pruned_txid = '0', pruned_seq = 0`;
+    }
   });
 
   it('bad arguments: exit 2 with what is wrong', () => {

@@ -10,6 +10,11 @@ export interface PostgrestConfig {
   anonRole: string;
   preRequest: string | null;
   maxRows: number | null;
+  /**
+   * `db-hoisted-tx-settings`: the function `SET` clauses PostgREST applies to the request's
+   * transaction — each a regular expression matched against `name=value` (SchemaCache.hs).
+   */
+  hoistedTxSettings: string[];
 }
 
 export function postgrestService(): { image: string; environment: Record<string, string> } {
@@ -34,6 +39,8 @@ export function postgrestConfig(): PostgrestConfig {
     anonRole: env.PGRST_DB_ANON_ROLE ?? 'anon',
     preRequest: env.PGRST_DB_PRE_REQUEST || null,
     maxRows: env.PGRST_DB_MAX_ROWS ? Number(env.PGRST_DB_MAX_ROWS) : null,
+    // Config.hs defaultHoistedAllowList.
+    hoistedTxSettings: list(env.PGRST_DB_HOISTED_TX_SETTINGS, 'statement_timeout,plan_filter.statement_cost_limit,default_transaction_isolation'),
   };
 }
 

@@ -257,7 +257,7 @@ async function planCall(
     ({ raw, isArray } = payload);
     keys = new Set(payload.keys);
   }
-  const routines = await routinesNamed(sql, schema, name);
+  const routines = await routinesNamed(sql, schema, name, config.hoistedTxSettings);
   const match = findRoutine(routines, keys, !isRead, contentIsJson);
   if (match === 'ambiguous') {
     return errorResponse(300, error('PGRST203', `Could not choose the best candidate function between: ${schema}.${name}`));
@@ -576,6 +576,7 @@ export function createReplay(sql: Sql, options: ReplayOptions = {}) {
         readOnly: plan.readOnly,
         preRequest: config.preRequest,
         settings: plan.routine?.settings,
+        isolationLevel: plan.routine?.isolationLevel,
       },
       async (tx: postgres.TransactionSql) =>
         (await tx.unsafe(plan.sql, plan.params as never[])) as unknown as { page_total: string; body: string | null }[],

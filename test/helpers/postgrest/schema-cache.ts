@@ -22,13 +22,18 @@ export interface Routine {
   returnsComposite: boolean;
   /** The media type when the function returns a domain named like one (`"text/csv"`). */
   returnsMediaType: string | null;
-  /** Its `SET name = value` clauses, which PostgREST applies to the transaction too (PreQuery.hs). */
+  /**
+   * Its `SET name = value` clauses that PostgREST applies to the transaction too (PreQuery.hs):
+   * only those `db-hoisted-tx-settings` allows (SchemaCache.hs: `setting ~ ANY(hoisted)`).
+   */
   settings: [string, string][];
+  /** Its `SET default_transaction_isolation`: the request's transaction runs at that level (MainTx.hs). */
+  isolationLevel: string | null;
 }
 
 const MEDIA_TYPE_NAME = /^[A-Za-z0-9.-]+\/[A-Za-z0-9.+-]+$/;
 
-export async function routinesNamed(sql: Sql, schema: string, name: string): Promise<Routine[]> {
+export async function routinesNamed(sql: Sql, schema: string, name: string, hoisted: string[]): Promise<Routine[]> {
   const rows = await sql<
     {
       arg_names: string[] | null;
@@ -78,10 +83,13 @@ export async function routinesNamed(sql: Sql, schema: string, name: string): Pro
       returnsSet: row.returns_set,
       returnsComposite: row.returns_composite,
       returnsMediaType: row.return_is_domain && MEDIA_TYPE_NAME.test(row.return_type_name) ? row.return_type_name.toLowerCase() : null,
-      settings: (row.config ?? []).map((entry) => {
-        const at = entry.indexOf('=');
-        return [entry.slice(0, at), entry.slice(at + 1)] as [string, string];
-      }),
+      settings: (row.config ?? [])
+        .filter((entry) => hoisted.some((pattern) => new RegExp(pattern).test(entry)))
+        .map((entry) => {
+          const at = entry.indexOf('=');
+          return [entry.slice(0, at), entry.slice(at + 1)] as [string, string];
+        }),
+      isolationLevel: (row.config ?? []).find((entry) => entry.startsWith('default_transaction_isolation'))?.split('=')[1]?.split(',')[0] ?? null,
     };
   });
 }
@@ -142,4 +150,30 @@ export function findRoutine(routines: Routine[], keys: Set<string>, isPost: bool
   );
   if (fallback.length === 1) return { routine: fallback[0]!, wholeBody: true };
   return fallback.length > 1 ? 'ambiguous' : null;
+}
+
+/**
+ * The impersonated role's own settings, as Config/Database.hs `queryRoleSettings` reads them when
+ * PostgREST starts: `ALTER ROLE … SET` of the roles the connecting role is a member of
+ * (pg_roles.rolconfig — an `ALTER ROLE … IN DATABASE … SET` is not there), those a user may set
+ * (or, from PostgreSQL 15, the connecting role has SET on), `default_transaction_isolation` apart.
+ */
+export async function impersonatedRoleSettings(sql: Sql, role: string): Promise<{ settings: [string, string][]; isolationLevel: string | null }> {
+  const [{ v15 }] = await sql<[{ v15: boolean }]>`select current_setting('server_version_num')::int >= 150000 as v15`;
+  const rows = await sql<{ key: string; value: string }[]>`
+    with role_setting as (
+      select r.rolname, unnest(r.rolconfig) as setting
+      from pg_catalog.pg_auth_members m join pg_catalog.pg_roles r on r.oid = m.roleid
+      where m.member = quote_ident(current_user)::regrole::oid and r.rolname = ${role}
+    ),
+    kv as (
+      select substr(setting, 1, strpos(setting, '=') - 1) as key, substr(setting, strpos(setting, '=') + 1) as value from role_setting
+    )
+    select kv.key, kv.value from kv
+    join pg_catalog.pg_settings ps on ps.name = kv.key
+      and (ps.context = 'user' or (${v15} and has_parameter_privilege(quote_ident(current_user)::regrole::oid, ps.name, 'set')))`;
+  return {
+    settings: rows.filter((r) => r.key !== 'default_transaction_isolation').map((r) => [r.key, r.value] as [string, string]),
+    isolationLevel: rows.find((r) => r.key === 'default_transaction_isolation')?.value ?? null,
+  };
 }

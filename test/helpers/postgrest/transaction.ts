@@ -1,11 +1,13 @@
-// One request = one transaction, as PostgREST v16.2 runs it (src/library/PostgREST/Query.hs and
-// Query/PreQuery.hs): BEGIN READ COMMITTED with the access mode of the plan, one SELECT of
-// transaction-local set_config calls (search_path, role, request.jwt.claims with the role in it,
-// request.method, request.path, request.headers, request.cookies, the function's own SET
+// One request = one transaction, as PostgREST v16.2 runs it (src/library/PostgREST/MainTx.hs and
+// Query/PreQuery.hs): BEGIN at the function's or the role's isolation level (READ COMMITTED
+// otherwise) with the access mode of the plan, one SELECT of transaction-local set_config calls
+// (search_path, the impersonated role's own settings, role, request.jwt.claims with the role in
+// it, request.method, request.path, request.headers, request.cookies, the function's hoisted SET
 // settings), the pre-request function as the request's role, the main query, COMMIT.
 import postgres from 'postgres';
 import type { Sql } from '../database.js';
 import { qualified, quoteIdent, type PostgrestConfig } from './config.js';
+import { impersonatedRoleSettings } from './schema-cache.js';
 import { httpStatusFor } from './status.js';
 
 export interface RequestContext {
@@ -20,8 +22,10 @@ export interface RequestContext {
   cookies: Record<string, string>;
   readOnly: boolean;
   preRequest: string | null;
-  /** The called function's `SET` clauses. */
+  /** The called function's hoisted `SET` clauses. */
   settings?: [string, string][];
+  /** The called function's `SET default_transaction_isolation`. */
+  isolationLevel?: string | null;
 }
 
 export interface PostgrestErrorBody {
@@ -54,11 +58,17 @@ export async function inRequestTransaction<T>(
   const claims = { ...context.claims, role: context.role };
   let responseStatus: string | null = null;
   let responseHeaders: string | null = null;
+  // Read when PostgREST starts (and on a schema reload); here, for every request.
+  const roleSettings = await impersonatedRoleSettings(sql, context.role);
+  // MainTx.hs planIsoLvl: the function's level, else the role's, else READ COMMITTED.
+  const level = (context.isolationLevel ?? roleSettings.isolationLevel ?? '').toLowerCase();
+  const isolation = level === 'repeatable read' || level === 'serializable' ? level : 'read committed';
   try {
-    const value = await sql.begin(`isolation level read committed ${context.readOnly ? 'read only' : 'read write'}`, async (tx) => {
-      // The role's own `ALTER ROLE … SET` settings are applied by PostgREST too; ours have none.
+    const value = await sql.begin(`isolation level ${isolation} ${context.readOnly ? 'read only' : 'read write'}`, async (tx) => {
+      // Before the role: a GRANT SET ON PARAMETER to the authenticator is then enough (PreQuery.hs).
       const settings: [string, string][] = [
         ['search_path', searchPath],
+        ...roleSettings.settings,
         ['role', context.role],
         ['request.jwt.claims', JSON.stringify(claims)],
         ['request.method', context.method],
