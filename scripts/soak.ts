@@ -257,7 +257,10 @@ async function main(): Promise<void> {
     if (json) writeFileSync(json, `${JSON.stringify(report, null, 2)}\n`);
   } finally {
     for (const socket of sockets) socket.destroy();
+    // Stopped, and waited for: nothing of the soak outlives it.
+    const exited = new Promise((resolve) => (worker.exitCode !== null ? resolve(null) : worker.once('exit', resolve)));
     worker.kill('SIGTERM');
+    await Promise.race([exited, sleep(10_000).then(() => worker.kill('SIGKILL'))]);
     await sql.end();
   }
 }

@@ -96,3 +96,38 @@ begin
     'run_id', run_id);
 end
 $$;
+
+-- How a procedure's run ended, said where its caller looks: a NOTICE for psql (the run id, its
+-- status and counts, where the details are), and for a failed run an error raised after the run
+-- log's row is committed — so pg_cron records the job as failed, with this message, and psql
+-- exits non-zero — instead of a CALL that succeeds whatever happened.
+create or replace function kpi.report_run_outcome(p_run_id bigint) returns void
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+  run kpi.kpi_runs;
+  error_count integer;
+begin
+  select * into run from kpi.kpi_runs r where r.id = p_run_id;
+  error_count := jsonb_array_length(run.errors);
+  if run.status = 'failed' then
+    perform kpi.raise_error('INTERNAL_ERROR',
+      format('%s run %s failed (SQLSTATE %s): %s', run.kind, run.id, coalesce(run.errors -> 0 ->> 'sqlstate', '?'),
+             coalesce(run.errors -> 0 ->> 'message', 'no message')),
+      case when run.kind = 'backfill' and run.details ->> 'next_tenant' is not null
+           then format('The batches before the failure are kept; go on with resume_after => %L. Details: select errors, details from kpi.kpi_runs where id = %s;',
+                       run.details ->> 'next_tenant', run.id)
+           else format('Details: select errors, details from kpi.kpi_runs where id = %s;', run.id) end);
+  end if;
+  raise notice '% run %: %', run.kind, run.id,
+    case run.status
+      when 'skipped' then format('skipped, another all-tenant run holds the lock (%s)', coalesce(run.lock_holder::text, 'gone since'))
+      else format('%s, %s of %s tenants, %s rows written%s', run.status, coalesce(run.ok_count, 0), coalesce(run.total_count, 0),
+                  coalesce(run.rows_written, 0),
+                  case when error_count > 0
+                       then format(', %s tenant errors (select errors from kpi.kpi_runs where id = %s)', error_count, run.id)
+                       else '' end)
+    end;
+end
+$$;

@@ -755,8 +755,7 @@ begin
       -- (A transaction cannot end inside a block with an exception handler: here, after it.)
       perform kpi.fail_run(run_id, failed_sqlstate, failed_message);
       commit;
-      raise exception 'backfill run % failed: %', run_id, failed_message
-        using hint = format('select errors, details from kpi.kpi_runs where id = %s; the batches before the failure are kept.', run_id);
+      perform kpi.report_run_outcome(run_id);
     end if;
     batches := batches + 1;
     result := kpi.add_run_results(result, batch - 'next_tenant');
@@ -775,8 +774,7 @@ begin
     'status', case when coalesce(result -> 'errors', '[]') = '[]'::jsonb then 'ok' else 'partial' end, 'run_id', run_id);
   perform kpi.finish_kpi_run(run_id, result ->> 'status', result);
   commit;
-  raise notice 'backfill run %: %, % of % tenants, % rows written', run_id, result ->> 'status',
-    coalesce(result ->> 'ok', '0'), coalesce(result ->> 'total', '0'), coalesce(result ->> 'rows_written', '0');
+  perform kpi.report_run_outcome(run_id);
 end
 $$;
 comment on procedure kpi.run_backfill(text, date, date, integer, uuid) is
@@ -801,12 +799,14 @@ begin
   if not kpi.try_lock_all_tenants() then
     perform kpi.skipped_run('fill_all', null, null, run_id);
     commit;
-    return;
+  else
+    result := kpi.execute_fill_all(run_id, coalesce(run_scheduled_kpi_fill.full, false));
+    commit;
   end if;
-  result := kpi.execute_fill_all(run_id, coalesce(run_scheduled_kpi_fill.full, false));
-  commit;
+  perform kpi.report_run_outcome(run_id);
 end
 $$;
 comment on procedure kpi.run_scheduled_kpi_fill(boolean) is
   'What pg_cron runs: daily the incremental fill, weekly (full => true) the reconciliation; the run logged as running first. '
+  'Says its run id and outcome in a NOTICE; a failed run raises INTERNAL_ERROR (KH500) after its row is committed, so the job fails. '
   'Call it outside a transaction block (it commits as it goes). Example: call kpi.run_scheduled_kpi_fill();';

@@ -55,7 +55,8 @@ export async function measureStream(sql: postgres.Sql, databaseUrl: string, clie
     let connected = 0;
     for (let i = 0; i < clients; i++) {
       const tenant = ids[i % ids.length]!;
-      const token = await mintToken({ secret, tenantIds: [tenant] });
+      // A token per client: the stream caps the streams of one token (sdk/src/stream.ts).
+      const token = await mintToken({ secret, tenantIds: [tenant], sub: `bench-client-${i}` });
       const abort = new AbortController();
       aborts.push(abort);
       const response = await fetch(`http://127.0.0.1:${port}/v1/stream`, { headers: { Authorization: `Bearer ${token}` }, signal: abort.signal });

@@ -93,9 +93,34 @@ describe('a run stopped mid-way', () => {
     expect(run).toEqual({ kind: 'fill_all', status: 'running', finished_at: null });
   });
 
+  it('the daily procedure cancelled: its failed run is committed, then the CALL fails with INTERNAL_ERROR naming the run', async () => {
+    const before = await historySnapshot(db.sql);
+    const outcome = (await interrupted(
+      (s) => s`call kpi.run_scheduled_kpi_fill()`,
+      (pid) => db.sql`select pg_cancel_backend(${pid})`,
+    )) as { error?: { code: string; message: string; hint: string } };
+    const [run] = await db.sql`select id, status, errors from kpi.kpi_runs where kind = 'fill_all' order by id desc limit 1`;
+    expect(run).toMatchObject({ status: 'failed', errors: [{ code: 'INTERNAL_ERROR', sqlstate: '57014' }] });
+    expect(outcome.error).toMatchObject({
+      code: 'KH500',
+      message: `fill_all run ${run!.id} failed (SQLSTATE 57014): canceling statement due to user request`,
+      hint: `Details: select errors, details from kpi.kpi_runs where id = ${run!.id};`,
+    });
+    expect(await historySnapshot(db.sql)).toEqual(before);
+  });
+
   it('is healed by the next run, which writes every row', async () => {
-    const result = await db.sql`select kpi.fill_all_kpi_history() as r`.then(([row]) => row!.r);
-    expect(result).toMatchObject({ status: 'ok', ok: TENANTS, rows_written: TENANTS });
+    // The procedure, as pg_cron runs it: from psql it says how the run went.
+    const notices: string[] = [];
+    const session = connect(db.url, { max: 1, onnotice: (notice) => notices.push(notice.message ?? '') });
+    try {
+      await session`call kpi.run_scheduled_kpi_fill()`;
+    } finally {
+      await session.end();
+    }
+    const [run] = await db.sql`select id, status, ok_count, rows_written from kpi.kpi_runs where kind = 'fill_all' order by id desc limit 1`;
+    expect(run).toMatchObject({ status: 'ok', ok_count: TENANTS, rows_written: TENANTS });
+    expect(notices).toContain(`fill_all run ${run!.id}: ok, ${TENANTS} of ${TENANTS} tenants, ${TENANTS} rows written`);
     const [{ stale }] = await db.sql<[{ stale: number }]>`
       select count(*)::int as stale from kpi.kpi_history h
       join kpi.avi_reports a on a.tenant_id = h.tenant_id and a.week_start = h.as_of

@@ -111,4 +111,46 @@ describe.skipIf(!cron.url)(`pg_cron${cron.url ? '' : ` — not run: ${cron.reaso
     const [run] = await sql`select kind, trigger, status, finished_at is not null as finished from kpi.kpi_runs order by id desc limit 1`;
     expect(run).toEqual({ kind: 'fill_all', trigger: 'pg_cron', status: 'ok', finished: true });
   }, 120_000);
+  it('a scheduled run that fails is a failed job, its message naming the run (the run log has it as failed too)', async () => {
+    const tenant = '00000000-0000-4000-a000-0000000c7f01';
+    await sql`delete from kpi.tenants where id = ${tenant}`;
+    await insertTenant(sql, tenant, 'cron-failing');
+    await insertAvi(sql, tenant, { weekStart: '2024-06-17', aivPct: 50 });
+    await sql`select kpi.fill_kpi_history(${tenant})`;
+    await sql`update kpi.avi_reports set aiv_pct = 51 where tenant_id = ${tenant}`;
+    // The job's run waits for a row this session holds; it is then cancelled, as a timeout would.
+    const blocker = await sql.reserve();
+    let jobid: number | undefined;
+    let detail: { status: string; return_message: string } | undefined;
+    try {
+      await blocker`begin`;
+      await blocker`select from kpi.kpi_history where tenant_id = ${tenant} for update`;
+      [{ jobid }] = await sql<[{ jobid: number }]>`
+        select cron.schedule('kpi-history-test-fail', '* * * * *', 'call kpi.run_scheduled_kpi_fill()') as jobid`;
+      let pid: number | undefined;
+      for (let waited = 0; waited < 100_000 && pid === undefined; waited += 500) {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        // The job's session (a background worker, or a connection, as pg_cron is set up).
+        [{ pid } = { pid: undefined }] = await sql<{ pid: number }[]>`
+          select a.pid from cron.job_run_details d join pg_stat_activity a on a.pid = d.job_pid
+          where d.jobid = ${jobid!} and d.status = 'running' and a.wait_event_type = 'Lock'`;
+      }
+      expect(pid, 'the job never waited for the row').toBeDefined();
+      await sql`select pg_cancel_backend(${pid!})`;
+      for (let waited = 0; waited < 20_000 && detail?.status !== 'failed'; waited += 250) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        [detail] = await sql<{ status: string; return_message: string }[]>`
+          select status, return_message from cron.job_run_details where jobid = ${jobid} order by runid desc limit 1`;
+      }
+    } finally {
+      await blocker`rollback`;
+      blocker.release();
+      if (jobid !== undefined) await sql`select cron.unschedule(${jobid}::bigint)`;
+    }
+    expect(detail?.status).toBe('failed');
+    const runId = /fill_all run (\d+) failed \(SQLSTATE 57014\)/.exec(detail!.return_message)?.[1];
+    expect(runId, detail!.return_message).toBeDefined();
+    const [run] = await sql`select trigger, status from kpi.kpi_runs where id = ${runId!}`;
+    expect(run).toEqual({ trigger: 'pg_cron', status: 'failed' });
+  }, 150_000);
 });

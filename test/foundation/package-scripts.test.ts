@@ -25,6 +25,7 @@ const RUN_ELSEWHERE: Record<string, string> = {
   bench: 'test/bench/bench-quick.test.ts',
   worker: 'test/alerts/delivery.test.ts',
   export: 'test/export/export.test.ts',
+  soak: 'test/stream/soak.test.ts',
 };
 
 const dir = mkdtempSync(join(tmpdir(), 'kpi-scripts-'));

@@ -290,11 +290,13 @@ describe('writes to a relation (test/spec/Feature/Query/InsertSpec.hs, UpdateSpe
   });
 
   it('"succeeds with 204 and deletion count": DELETE is 204, Content-Range */*; with return=representation 200 and the rows', async () => {
-    const deleted = await write('DELETE', '/writable?id=eq.1', undefined);
+    await db.sql`insert into api.writable values (21, 'twenty-one', '{a}'), (22, 'twenty-two', '{b}')`;
+    const deleted = await write('DELETE', '/writable?id=eq.21', undefined);
     expect(deleted).toMatchObject({ status: 204, text: '' });
     expect(deleted.headers['content-range']).toBe('*/*');
-    const shown = await write('DELETE', '/writable?id=eq.2', undefined, { Prefer: 'return=representation' });
-    expect([shown.status, shown.json()]).toEqual([200, [{ id: 2, note: 'deux', tags: ['b'] }]]);
+    const shown = await write('DELETE', '/writable?id=eq.22', undefined, { Prefer: 'return=representation' });
+    expect([shown.status, shown.json()]).toEqual([200, [{ id: 22, note: 'twenty-two', tags: ['b'] }]]);
+    expect(await db.sql`select id from api.writable where id in (21, 22)`).toEqual([]);
   });
 
   it('a unique violation is 409 (Error.hs: 23505), and nothing is written', async () => {

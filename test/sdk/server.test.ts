@@ -198,6 +198,7 @@ describe('readKpiRollup', () => {
 
 describe('health and errors', () => {
   it('health() is the whole report, as the HTTP endpoint gives it with the cron secret', async () => {
+    await server.fillAllKpiHistory();
     const health = await server.health();
     expect(health).toMatchObject({ status: expect.stringMatching(/^(healthy|degraded)$/), last_run: { status: expect.any(String) } });
     expect(Object.keys(health).sort()).toEqual(['alerts', 'failing_tenants', 'last_run', 'last_success_at', 'reasons', 'schedule', 'status', 'timestamp']);
