@@ -1000,51 +1000,29 @@ CREATE FUNCTION kpi.delete_expired_sources(source text, as_of timestamp with tim
     SET search_path TO ''
     AS $_$
 declare
-  layout record := kpi.source_table_layout(source);
+  keys text[] := string_to_array((kpi.source_table_layout(source)).key_columns, ', ');
   last_deleted uuid;
   slice_end uuid;
   slice_size integer;
 begin
-  if layout.key_columns is null then
-    raise exception 'kpi.delete_expired_sources: unknown source table %', source;
-  end if;
   select max(s.id::text collate "C")::uuid, count(*) into slice_end, slice_size
   from (select t.id from kpi.tenants t where t.id >= from_tenant order by t.id limit batch_size) s;
   -- What goes here only ever fed weeks that are final: no change to track.
   perform set_config('kpi.tracking', 'off', true);
   execute format($q$
-    with expired as (
-      select x.tenant_id, %2$s
-      from kpi.tenants t
-      join kpi.plans p on p.plan = t.plan
-      cross join lateral (select $1 - make_interval(days => coalesce(t.source_retention_days, p.source_retention_days)) as cutoff) c
-      cross join lateral (
-        select %8$s from kpi.%1$I k
-        where k.tenant_id = t.id and %3$s
-        order by %4$s limit 1) kept
-      cross join lateral (
-        select x.tenant_id, %2$s from kpi.%1$I x
-        where x.tenant_id = t.id and (%2$s) < (kept.%5$s)) x
-      where t.id >= $2 and t.id <= $3 and c.cutoff is not null
-      order by t.id
-      limit $4
-    ), gone as (
+    with expired as (%2$s order by 1 limit $5),
+    gone as (
       delete from kpi.%1$I d using expired e
-      where d.tenant_id = e.tenant_id and (%6$s) = (%7$s)
+      where d.tenant_id = e.tenant_id and (%3$s) = (%4$s)
       returning d.tenant_id
     )
     select count(*), max(g.tenant_id::text collate "C")::uuid from gone g$q$,
     source,
-    -- the key columns, qualified for each use
-    (select string_agg('x.' || k, ', ') from unnest(string_to_array(layout.key_columns, ', ')) k),
-    layout.before_cutoff,
-    (select string_agg('k.' || k || ' desc', ', ') from unnest(string_to_array(layout.key_columns, ', ')) k),
-    (select string_agg(k, ', kept.') from unnest(string_to_array(layout.key_columns, ', ')) k),
-    (select string_agg('d.' || k, ', ') from unnest(string_to_array(layout.key_columns, ', ')) k),
-    (select string_agg('e.' || k, ', ') from unnest(string_to_array(layout.key_columns, ', ')) k),
-    (select string_agg('k.' || k, ', ') from unnest(string_to_array(layout.key_columns, ', ')) k))
+    kpi.expired_sources_query(source),
+    (select string_agg('d.' || k, ', ') from unnest(keys) k),
+    (select string_agg('e.' || k, ', ') from unnest(keys) k))
   into deleted, last_deleted
-  using as_of, from_tenant, slice_end, batch_size;
+  using as_of, from_tenant, slice_end, null::integer, batch_size;
   next_tenant := case
     when deleted >= batch_size then last_deleted
     when slice_size >= batch_size then (select t.id from kpi.tenants t where t.id > slice_end order by t.id limit 1)
@@ -1302,6 +1280,46 @@ $$;
 
 
 --
+-- Name: expired_sources_query(text); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.expired_sources_query(source text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $_$
+declare
+  layout record := kpi.source_table_layout(source);
+  keys text[];
+begin
+  if layout.key_columns is null then
+    raise exception 'kpi.expired_sources_query: unknown source table %', source;
+  end if;
+  keys := string_to_array(layout.key_columns, ', ');
+  return format($q$
+    select x.tenant_id, %2$s
+    from kpi.tenants t
+    join kpi.plans p on p.plan = t.plan
+    cross join lateral (
+      select $1 - make_interval(days => coalesce($4, t.source_retention_days, p.source_retention_days)) as cutoff) c
+    cross join lateral (
+      select %6$s from kpi.%1$I k
+      where k.tenant_id = t.id and %3$s
+      order by %4$s limit 1) kept
+    cross join lateral (
+      select x.tenant_id, %2$s from kpi.%1$I x
+      where x.tenant_id = t.id and (%2$s) < (kept.%5$s)) x
+    where t.id >= $2 and t.id <= $3 and c.cutoff is not null$q$,
+    source,
+    (select string_agg('x.' || k, ', ') from unnest(keys) k),
+    layout.before_cutoff,
+    (select string_agg('k.' || k || ' desc', ', ') from unnest(keys) k),
+    (select string_agg(k, ', kept.') from unnest(keys) k),
+    (select string_agg('k.' || k, ', ') from unnest(keys) k));
+end
+$_$;
+
+
+--
 -- Name: fail_run(bigint, text, text, text); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -1367,8 +1385,11 @@ begin
     perform kpi.raise_error(error ->> 'code', error ->> 'message', error ->> 'hint');
   end if;
   perform kpi.finish_kpi_run(run_id, 'ok', result);
-  return jsonb_build_object('ok', true, 'as_of', result -> 'as_of', 'rows_written', result -> 'rows_written',
-                            'warnings', result -> 'warnings', 'anomalies', result -> 'anomalies', 'run_id', run_id);
+  -- The all-tenant result's vocabulary (status, run_id, rows_written, errors, warnings,
+  -- anomalies) for one tenant: ok is true rather than a count, and errors is always empty, since
+  -- a tenant's error is raised (a partial run of one tenant is a failed one).
+  return jsonb_build_object('ok', true, 'status', 'ok', 'as_of', result -> 'as_of', 'rows_written', result -> 'rows_written',
+                            'errors', '[]'::jsonb, 'warnings', result -> 'warnings', 'anomalies', result -> 'anomalies', 'run_id', run_id);
 end
 $$;
 
@@ -1377,7 +1398,7 @@ $$;
 -- Name: FUNCTION fill_kpi_history(tenant text); Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON FUNCTION kpi.fill_kpi_history(tenant text) IS 'Writes the tenant''s latest AVI week into kpi_history; the tenant by slug or id. Returns {"ok": true, "as_of": "YYYY-MM-DD", "rows_written", "warnings", "anomalies", "run_id"}. Raises UNKNOWN_TENANT (KH404) or NO_AVI (KH422). Example: select kpi.fill_kpi_history(''acme'');';
+COMMENT ON FUNCTION kpi.fill_kpi_history(tenant text) IS 'Writes the tenant''s latest AVI week into kpi_history; the tenant by slug or id. Returns {"ok": true, "status": "ok", "as_of": "YYYY-MM-DD", "rows_written", "errors": [], "warnings", "anomalies", "run_id"}. Raises UNKNOWN_TENANT (KH404) or NO_AVI (KH422). Example: select kpi.fill_kpi_history(''acme'');';
 
 
 --
@@ -1854,6 +1875,41 @@ $$;
 
 
 --
+-- Name: preview_source_cleanup(text, integer); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.preview_source_cleanup(tenant text, source_retention_days integer DEFAULT NULL::integer) RETURNS TABLE(source text, rows_to_delete bigint, cutoff timestamp with time zone)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  tenant_id uuid := kpi.tenant_id_of(tenant);
+  retention integer;
+begin
+  if source_retention_days is not null and source_retention_days < 1 then
+    perform kpi.raise_error('INVALID_INPUT', 'source_retention_days must be at least 1 (NULL: the tenant''s own)');
+  end if;
+  select coalesce(t.source_retention_days, preview_source_cleanup.source_retention_days, p.source_retention_days) into retention
+  from kpi.tenants t join kpi.plans p on p.plan = t.plan where t.id = tenant_id;
+  foreach source in array array['avi_reports', 'vli_audits', 'clarity_reports'] loop
+    execute format('select count(*) from (%s) e', kpi.expired_sources_query(source))
+      into rows_to_delete
+      using now(), tenant_id, tenant_id, retention;
+    cutoff := now() - make_interval(days => retention);
+    return next;
+  end loop;
+end
+$$;
+
+
+--
+-- Name: FUNCTION preview_source_cleanup(tenant text, source_retention_days integer); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.preview_source_cleanup(tenant text, source_retention_days integer) IS 'What the next source cleanup would delete of a tenant (slug or id), per source table, by the rule the cleanup runs: with its retention as it is, or with source_retention_days instead of its plan''s (its own override still wins). Deletes nothing; cutoff NULL: kept forever. Example: select * from kpi.preview_source_cleanup(''acme'', 90);';
+
+
+--
 -- Name: prune_change_log(); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -1947,6 +2003,42 @@ $$;
 
 
 --
+-- Name: report_run_outcome(bigint); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.report_run_outcome(p_run_id bigint) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  run kpi.kpi_runs;
+  error_count integer;
+begin
+  select * into run from kpi.kpi_runs r where r.id = p_run_id;
+  error_count := jsonb_array_length(run.errors);
+  if run.status = 'failed' then
+    perform kpi.raise_error('INTERNAL_ERROR',
+      format('%s run %s failed (SQLSTATE %s): %s', run.kind, run.id, coalesce(run.errors -> 0 ->> 'sqlstate', '?'),
+             coalesce(run.errors -> 0 ->> 'message', 'no message')),
+      case when run.kind = 'backfill' and run.details ->> 'next_tenant' is not null
+           then format('The batches before the failure are kept; go on with resume_after => %L. Details: select errors, details from kpi.kpi_runs where id = %s;',
+                       run.details ->> 'next_tenant', run.id)
+           else format('Details: select errors, details from kpi.kpi_runs where id = %s;', run.id) end);
+  end if;
+  raise notice '% run %: %', run.kind, run.id,
+    case run.status
+      when 'skipped' then format('skipped, another all-tenant run holds the lock (%s)', coalesce(run.lock_holder::text, 'gone since'))
+      else format('%s, %s of %s tenants, %s rows written%s', run.status, coalesce(run.ok_count, 0), coalesce(run.total_count, 0),
+                  coalesce(run.rows_written, 0),
+                  case when error_count > 0
+                       then format(', %s tenant errors (select errors from kpi.kpi_runs where id = %s)', error_count, run.id)
+                       else '' end)
+    end;
+end
+$$;
+
+
+--
 -- Name: rescore_after_rule_change(); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
@@ -1958,14 +2050,23 @@ begin
   -- (PL/pgSQL plans each statement when it first runs it, so each branch may name only the
   -- transition tables its event has.)
   if tg_table_name = 'anomaly_rules' then
+    if tg_op = 'UPDATE' and not exists (select * from changed_new except select * from changed_old) then
+      return null;
+    end if;
+    if current_setting('kpi.rescore', true) = 'deferred' then
+      raise notice 'kpi-history: anomaly rules changed; the anomalies follow the old rules until: call kpi.run_rescore_anomalies();';
+      return null;
+    end if;
     perform kpi.rescore_all_anomalies();
   elsif tg_op = 'INSERT' then
-    perform kpi.rescore_all_anomalies(t.tenant_id) from (select distinct tenant_id from changed_new) t;
+    perform kpi.rescore_tenants_anomalies(array(select distinct tenant_id from changed_new));
   elsif tg_op = 'DELETE' then
-    perform kpi.rescore_all_anomalies(t.tenant_id) from (select distinct tenant_id from changed_old) t;
+    perform kpi.rescore_tenants_anomalies(array(select distinct tenant_id from changed_old));
   else
-    perform kpi.rescore_all_anomalies(t.tenant_id)
-    from (select tenant_id from changed_old union select tenant_id from changed_new) t;
+    perform kpi.rescore_tenants_anomalies(array(
+      select x.tenant_id from (select * from changed_new except select * from changed_old) x
+      union
+      select x.tenant_id from (select * from changed_old except select * from changed_new) x));
   end if;
   return null;
 end
@@ -1980,14 +2081,8 @@ CREATE FUNCTION kpi.rescore_all_anomalies(p_tenant_id uuid DEFAULT NULL::uuid) R
     LANGUAGE sql
     SET search_path TO ''
     AS $$
-  -- Each tenant's first and last week: the rescoring covers every week between.
-  select kpi.rescore_anomalies(x.tenant_ids, x.weeks, 'built_in') + kpi.rescore_anomalies(x.tenant_ids, x.weeks, 'custom')
-  from (
-    select coalesce(array_agg(h.tenant_id), '{}') as tenant_ids, coalesce(array_agg(w.as_of), '{}') as weeks
-    from (select k.tenant_id, min(k.as_of) as first_week, max(k.as_of) as last_week from kpi.kpi_history k
-          where p_tenant_id is null or k.tenant_id = p_tenant_id group by k.tenant_id) h
-    cross join lateral (values (h.first_week), (h.last_week)) w (as_of)
-  ) x
+  select kpi.rescore_tenants_anomalies(case when p_tenant_id is null then (select array_agg(t.id) from kpi.tenants t)
+                                            else array[p_tenant_id] end)
 $$;
 
 
@@ -1995,7 +2090,7 @@ $$;
 -- Name: FUNCTION rescore_all_anomalies(p_tenant_id uuid); Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON FUNCTION kpi.rescore_all_anomalies(p_tenant_id uuid) IS 'Re-scores every week of one tenant (or of all): the detection from scratch. Returns how many anomalies it inserted or changed. Example: select kpi.rescore_all_anomalies();';
+COMMENT ON FUNCTION kpi.rescore_all_anomalies(p_tenant_id uuid) IS 'Re-scores every week of one tenant (or of all, in this one transaction): the detection from scratch. Returns how many anomalies it inserted or changed. Example: select kpi.rescore_all_anomalies();';
 
 
 --
@@ -2131,18 +2226,34 @@ begin
     join kpi.kpi_anomalies a on a.tenant_id = g.tenant_id and a.as_of >= g.first_week and a.as_of <= g.last_week + 84
     where (a.kpi = any (kpi.built_in_kpis())) = built_in
   ),
+  -- Whether each anomaly found is news: new, or its value, baseline, score or direction moved. One
+  -- that only met another threshold (a rule changed, the same anomaly still) is updated quietly:
+  -- no new alert, and detected_at stays.
+  judged as (
+    select f.*, case when f.value > f.median then 'up' else 'down' end as direction,
+           a.tenant_id is null
+             or (a.value, a.baseline_median, a.baseline_mad, a.baseline_weeks, a.score, a.direction)
+                is distinct from (f.value, f.median, f.mad, f.n, f.score::float8, case when f.value > f.median then 'up' else 'down' end)
+             as news
+    from found f
+    left join kpi.kpi_anomalies a on a.tenant_id = f.tenant_id and a.as_of = f.as_of and a.kpi = f.kpi
+  ),
   upserted as (
     insert into kpi.kpi_anomalies as a (tenant_id, as_of, kpi, value, baseline_median, baseline_mad, baseline_weeks,
                                         score, direction, threshold, run_id)
-    select f.tenant_id, f.as_of, f.kpi, f.value, f.median, f.mad, f.n, f.score::float8,
-           case when f.value > f.median then 'up' else 'down' end, f.threshold,
+    select j.tenant_id, j.as_of, j.kpi, j.value, j.median, j.mad, j.n, j.score::float8, j.direction, j.threshold,
            (select max(r.id) from kpi.kpi_runs r where r.backend_pid = pg_backend_pid() and r.status = 'running')
-    from found f
-    order by f.tenant_id, f.as_of, f.kpi
+    from judged j
+    order by j.tenant_id, j.as_of, j.kpi
     on conflict (tenant_id, as_of, kpi) do update set
       value = excluded.value, baseline_median = excluded.baseline_median, baseline_mad = excluded.baseline_mad,
       baseline_weeks = excluded.baseline_weeks, score = excluded.score, direction = excluded.direction,
-      threshold = excluded.threshold, detected_at = now(), run_id = excluded.run_id
+      threshold = excluded.threshold,
+      detected_at = case when (a.value, a.baseline_median, a.baseline_mad, a.baseline_weeks, a.score, a.direction)
+                              is distinct from (excluded.value, excluded.baseline_median, excluded.baseline_mad,
+                                                excluded.baseline_weeks, excluded.score, excluded.direction)
+                         then now() else a.detected_at end,
+      run_id = excluded.run_id
     where (a.value, a.baseline_median, a.baseline_mad, a.baseline_weeks, a.score, a.direction, a.threshold)
           is distinct from
           (excluded.value, excluded.baseline_median, excluded.baseline_mad, excluded.baseline_weeks, excluded.score,
@@ -2155,7 +2266,7 @@ begin
     -- alerts go with them: a pending alert about something no longer true is never sent). A
     -- set difference: hashed, whatever the number of anomalies on either side.
     delete from kpi.kpi_anomalies a
-    using (select tenant_id, as_of, kpi from existing except select tenant_id, as_of, kpi from found) gone
+    using (select tenant_id, as_of, kpi from existing except select tenant_id, as_of, kpi from judged) gone
     where a.tenant_id = gone.tenant_id and a.as_of = gone.as_of and a.kpi = gone.kpi
     returning 1
   ),
@@ -2170,6 +2281,7 @@ begin
            case when u.as_of < (now() at time zone 'UTC')::date - s.max_alert_age then 'suppressed' else 'pending' end,
            case when u.as_of < (now() at time zone 'UTC')::date - s.max_alert_age then now() end
     from upserted u
+    join judged j on j.tenant_id = u.tenant_id and j.as_of = u.as_of and j.kpi = u.kpi and j.news
     cross join kpi.alert_settings s
     order by u.tenant_id, u.as_of, u.kpi
     returning 1
@@ -2188,6 +2300,28 @@ $$;
 --
 
 COMMENT ON FUNCTION kpi.rescore_anomalies(p_tenant_ids uuid[], p_weeks date[], p_kpis text) IS 'Re-scores the given (tenant, week) pairs and the 12 weeks after each, built-in KPIs (p_kpis => ''built_in'', the default) or custom ones (''custom''), so that kpi_anomalies equals a from-scratch detection for them; enqueues an alert per new or changed anomaly. Returns how many anomalies it inserted or changed. Example: select kpi.rescore_anomalies(array[''<tenant uuid>''::uuid], array[''2026-01-05''::date]);';
+
+
+--
+-- Name: rescore_tenants_anomalies(uuid[]); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.rescore_tenants_anomalies(p_tenant_ids uuid[]) RETURNS integer
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  -- Each tenant's first and last week: the rescoring covers every week between. No tenant with a
+  -- history: nothing to run.
+  select coalesce((
+    select kpi.rescore_anomalies(x.tenant_ids, x.weeks, 'built_in') + kpi.rescore_anomalies(x.tenant_ids, x.weeks, 'custom')
+    from (
+      select array_agg(h.tenant_id) as tenant_ids, array_agg(w.as_of) as weeks
+      from (select k.tenant_id, min(k.as_of) as first_week, max(k.as_of) as last_week from kpi.kpi_history k
+            where k.tenant_id = any (p_tenant_ids) group by k.tenant_id) h
+      cross join lateral (values (h.first_week), (h.last_week)) w (as_of)
+    ) x
+    where x.tenant_ids is not null), 0)
+$$;
 
 
 --
@@ -2262,8 +2396,7 @@ begin
       -- (A transaction cannot end inside a block with an exception handler: here, after it.)
       perform kpi.fail_run(run_id, failed_sqlstate, failed_message);
       commit;
-      raise exception 'backfill run % failed: %', run_id, failed_message
-        using hint = format('select errors, details from kpi.kpi_runs where id = %s; the batches before the failure are kept.', run_id);
+      perform kpi.report_run_outcome(run_id);
     end if;
     batches := batches + 1;
     result := kpi.add_run_results(result, batch - 'next_tenant');
@@ -2282,8 +2415,7 @@ begin
     'status', case when coalesce(result -> 'errors', '[]') = '[]'::jsonb then 'ok' else 'partial' end, 'run_id', run_id);
   perform kpi.finish_kpi_run(run_id, result ->> 'status', result);
   commit;
-  raise notice 'backfill run %: %, % of % tenants, % rows written', run_id, result ->> 'status',
-    coalesce(result ->> 'ok', '0'), coalesce(result ->> 'total', '0'), coalesce(result ->> 'rows_written', '0');
+  perform kpi.report_run_outcome(run_id);
 end
 $$;
 
@@ -2293,6 +2425,81 @@ $$;
 --
 
 COMMENT ON PROCEDURE kpi.run_backfill(IN tenant text, IN "from" date, IN "to" date, IN batch_size integer, IN resume_after uuid) IS 'Backfills [from, to] for every tenant (or one, by slug or id) in batches of batch_size tenants, each committed with the progress in kpi.kpi_runs and a NOTICE; a cancel keeps the finished batches, and resume_after => (details ->> ''next_tenant'') of that run goes on. Call it outside a transaction block. Example: call kpi.run_backfill("from" => ''2024-01-01'');';
+
+
+--
+-- Name: run_rescore_anomalies(text, integer, uuid); Type: PROCEDURE; Schema: kpi; Owner: -
+--
+
+CREATE PROCEDURE kpi.run_rescore_anomalies(IN tenant text DEFAULT NULL::text, IN batch_size integer DEFAULT 500, IN resume_after uuid DEFAULT NULL::uuid)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  run_id bigint;
+  only_tenant uuid;
+  batch uuid[];
+  total bigint;
+  done bigint := 0;
+  changed bigint := 0;
+  batches integer := 0;
+  next_tenant uuid := resume_after;
+  failed_sqlstate text;
+  failed_message text;
+begin
+  commit;
+  if batch_size is null or batch_size < 1 then
+    perform kpi.raise_error('INVALID_INPUT', 'batch_size must be at least 1');
+  end if;
+  if tenant is not null then
+    only_tenant := kpi.tenant_id_of(tenant);
+  end if;
+  run_id := kpi.start_kpi_run('rescore', only_tenant, null, null);
+  select count(*) into total from kpi.tenants t
+  where (only_tenant is null or t.id = only_tenant) and (resume_after is null or t.id > resume_after);
+  update kpi.kpi_runs set total_count = total, ok_count = 0, rows_written = 0,
+    details = jsonb_strip_nulls(jsonb_build_object('batch_size', batch_size, 'resumed_after', resume_after))
+  where id = run_id;
+  commit;
+  raise notice 'rescore run %: started, % tenants', run_id, total;
+  loop
+    select array_agg(s.id order by s.id) into batch
+    from (select t.id from kpi.tenants t
+          where (only_tenant is null or t.id = only_tenant) and (next_tenant is null or t.id > next_tenant)
+          order by t.id limit batch_size) s;
+    exit when batch is null;
+    begin
+      changed := changed + kpi.rescore_tenants_anomalies(batch);
+    exception when others then
+      failed_sqlstate := sqlstate;
+      failed_message := sqlerrm;
+    end;
+    if failed_sqlstate is not null then
+      perform kpi.fail_run(run_id, failed_sqlstate, failed_message);
+      update kpi.kpi_runs r set ok_count = done where r.id = run_id;
+      commit;
+      perform kpi.report_run_outcome(run_id);
+    end if;
+    done := done + cardinality(batch);
+    batches := batches + 1;
+    next_tenant := batch[cardinality(batch)];
+    update kpi.kpi_runs r set ok_count = done,
+      details = r.details || jsonb_build_object('batches', batches, 'next_tenant', next_tenant, 'anomalies_changed', changed)
+    where r.id = run_id;
+    commit;
+    raise notice 'rescore run %: batch % done, % of % tenants, % anomalies changed so far', run_id, batches, done, total, changed;
+  end loop;
+  update kpi.kpi_runs r set status = 'ok', finished_at = clock_timestamp() where r.id = run_id;
+  commit;
+  perform kpi.report_run_outcome(run_id);
+end
+$$;
+
+
+--
+-- Name: PROCEDURE run_rescore_anomalies(IN tenant text, IN batch_size integer, IN resume_after uuid); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON PROCEDURE kpi.run_rescore_anomalies(IN tenant text, IN batch_size integer, IN resume_after uuid) IS 'Re-scores every tenant''s anomalies (or one tenant''s, by slug or id) in batches of batch_size tenants, each committed with its progress in kpi.kpi_runs (kind rescore) and a NOTICE; a cancel keeps the finished batches, and resume_after => (details ->> ''next_tenant'') of that run goes on. Call it outside a transaction block. Example: call kpi.run_rescore_anomalies();';
 
 
 --
@@ -2322,10 +2529,11 @@ begin
   if not kpi.try_lock_all_tenants() then
     perform kpi.skipped_run('fill_all', null, null, run_id);
     commit;
-    return;
+  else
+    result := kpi.execute_fill_all(run_id, coalesce(run_scheduled_kpi_fill.full, false));
+    commit;
   end if;
-  result := kpi.execute_fill_all(run_id, coalesce(run_scheduled_kpi_fill.full, false));
-  commit;
+  perform kpi.report_run_outcome(run_id);
 end
 $$;
 
@@ -2334,7 +2542,7 @@ $$;
 -- Name: PROCEDURE run_scheduled_kpi_fill(IN "full" boolean); Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON PROCEDURE kpi.run_scheduled_kpi_fill(IN "full" boolean) IS 'What pg_cron runs: daily the incremental fill, weekly (full => true) the reconciliation; the run logged as running first. Call it outside a transaction block (it commits as it goes). Example: call kpi.run_scheduled_kpi_fill();';
+COMMENT ON PROCEDURE kpi.run_scheduled_kpi_fill(IN "full" boolean) IS 'What pg_cron runs: daily the incremental fill, weekly (full => true) the reconciliation; the run logged as running first. Says its run id and outcome in a NOTICE; a failed run raises INTERNAL_ERROR (KH500) after its row is committed, so the job fails. Call it outside a transaction block (it commits as it goes). Example: call kpi.run_scheduled_kpi_fill();';
 
 
 --
@@ -2379,9 +2587,10 @@ begin
       counts := jsonb_set(counts, array[source], to_jsonb((counts ->> source)::bigint + deleted));
       -- Progress, committed with the batch: the log shows how far a cleanup got.
       update kpi.kpi_runs r
-      set details = jsonb_build_object('deleted', counts, 'batches', batches, 'longest_batch_ms', longest_ms,
+      set details = jsonb_build_object('deleted', counts, 'rows_deleted', (select sum(value::bigint) from jsonb_each_text(counts)), 'batches', batches, 'longest_batch_ms', longest_ms,
                                        'total_batch_ms', total_ms, 'batch_size', batch_size, 'as_of', kpi.utc_iso(as_of)),
-          rows_written = (select sum(value::bigint) from jsonb_each_text(counts))
+          -- A cleanup writes no history: what it deleted is in details.
+          rows_written = 0
       where r.id = run_id;
       commit;
     end loop;
@@ -5143,7 +5352,7 @@ CREATE TABLE kpi.kpi_runs (
     mode text,
     CONSTRAINT kpi_runs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
     CONSTRAINT kpi_runs_finished_when_not_running CHECK (((status = 'running'::text) = (finished_at IS NULL))),
-    CONSTRAINT kpi_runs_kind CHECK ((kind = ANY (ARRAY['fill'::text, 'fill_all'::text, 'backfill'::text, 'cleanup'::text]))),
+    CONSTRAINT kpi_runs_kind CHECK ((kind = ANY (ARRAY['fill'::text, 'fill_all'::text, 'backfill'::text, 'cleanup'::text, 'rescore'::text]))),
     CONSTRAINT kpi_runs_mode CHECK ((mode = ANY (ARRAY['incremental'::text, 'full'::text]))),
     CONSTRAINT kpi_runs_status CHECK ((status = ANY (ARRAY['running'::text, 'ok'::text, 'partial'::text, 'failed'::text, 'skipped'::text]))),
     CONSTRAINT kpi_runs_trigger CHECK ((trigger = ANY (ARRAY['pg_cron'::text, 'api'::text, 'sql'::text]))),
@@ -5164,7 +5373,7 @@ COMMENT ON TABLE kpi.kpi_runs IS 'One row per aggregation run: trigger, status, 
 -- Name: COLUMN kpi_runs.status; Type: COMMENT; Schema: kpi; Owner: -
 --
 
-COMMENT ON COLUMN kpi.kpi_runs.status IS 'ok: every tenant written; partial: some tenants had errors; failed: nothing written (see errors); skipped: another all-tenant run held the lock; running: not finished.';
+COMMENT ON COLUMN kpi.kpi_runs.status IS 'ok: every tenant done; partial: some tenants had errors; failed: the run stopped with an error (see errors; a batched run keeps the batches before it); skipped: another all-tenant run held the lock; running: not finished.';
 
 
 --
@@ -6597,4 +6806,5 @@ ALTER TABLE kpi.vli_audits ENABLE ROW LEVEL SECURITY;
 INSERT INTO public.schema_migrations (version) VALUES
     ('20261201000900'),
     ('20261203000100'),
-    ('20261203000200');
+    ('20261203000200'),
+    ('20261203000300');

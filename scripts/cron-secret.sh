@@ -9,11 +9,25 @@
 # Against DATABASE_URL when set, otherwise the local cluster.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+USAGE="usage: npm run cron-secret -- install|rotate|retire   (reads CRON_SECRET)
+
+  install  make CRON_SECRET the only active secret
+  rotate   add CRON_SECRET, keeping the old one working while callers move over
+  retire   then retire every secret but the newest
+Only a salted hash reaches the database; the secret is never printed. Against DATABASE_URL when
+set, otherwise the local cluster."
+CLI_NAME=cron-secret
+# shellcheck source=scripts/lib/cli.sh
+. scripts/lib/cli.sh
+cli_help "$@"
+cli_refuse "" "$@"
+[ "$#" -le 1 ] || cli_fail "unexpected argument: $2"
 
 action="${1:-}"
 case "$action" in
   install | rotate | retire) ;;
-  *) echo "usage: scripts/cron-secret.sh install|rotate|retire   (reads CRON_SECRET)" >&2; exit 2 ;;
+  '') cli_fail "an action is required" ;;
+  *) cli_fail "unknown action: $action" ;;
 esac
 if [ "$action" != retire ]; then
   if [ -z "${CRON_SECRET:-}" ]; then

@@ -135,6 +135,11 @@ resolve_port() {
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Ports the project gives to other databases, never taken by this one even when free now: the
+# compose stack's (54330), the end-to-end stack's (54331) and the benchmark's cluster (54359).
+RESERVED_PORTS="54330 54331 54359"
+is_reserved_port() { [[ " $RESERVED_PORTS " == *" $1 "* ]]; }
+
 # What listens on a port: another kpi-history cluster (and where), another PostgreSQL, or else.
 port_holder() {
   local dir
@@ -159,7 +164,7 @@ choose_port() {
     die "port $PORT is held by $holder. Set KPI_DB_PORT to a free port, or stop what holds it."
   fi
   local candidate=$((PORT + 1))
-  while port_in_use "$candidate"; do candidate=$((candidate + 1)); done
+  while port_in_use "$candidate" || is_reserved_port "$candidate"; do candidate=$((candidate + 1)); done
   say "port $PORT is held by $holder: this cluster takes $candidate, and keeps it (KPI_DB_PORT overrides)"
   PORT=$candidate
 }
@@ -272,6 +277,25 @@ cmd_reset() {
   cmd_up
 }
 
+USAGE="usage: npm run db:up|db:down|db:psql [-- psql arguments]   (scripts/db.sh up|down|status|url|psql [args]|reset|install)
+
+The project's own PostgreSQL cluster with pg_cron, in .data/pg on 127.0.0.1:$DEFAULT_PORT:
+  up       start it (installing PostgreSQL and pg_cron with apt-get when missing, as root)
+  down     stop it (the data stays)
+  status   whether it runs, and where
+  url      its connection URL
+  psql     psql on its database (further arguments go to psql)
+  reset    stop it, delete its data, start it empty
+  install  only install PostgreSQL and pg_cron
+Environment: KPI_DB_PORT, KPI_DB_NAME, KPI_DB_DIR, KPI_DB_FAST, KPI_DB_SETTINGS, KPI_PG_BINDIR (see the
+top of scripts/db.sh)."
+CLI_NAME=db
+# shellcheck source=scripts/lib/cli.sh
+. "$ROOT/scripts/lib/cli.sh"
+cli_help "$@"
+# psql takes its own options; every other command none.
+[ "${1:-}" = psql ] || cli_refuse "" "${@:2}"
+
 resolve_data_dir
 resolve_port
 case "${1:-}" in
@@ -286,8 +310,6 @@ case "${1:-}" in
     ;;
   reset) cmd_reset ;;
   install) say "PostgreSQL and pg_cron found in $(ensure_binaries)" ;;
-  *)
-    echo "usage: scripts/db.sh up|down|status|url|psql [args]|reset|install" >&2
-    exit 2
-    ;;
+  '') cli_fail "a command is required" ;;
+  *) cli_fail "unknown command: $1" ;;
 esac

@@ -12,8 +12,8 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import postgres from 'postgres';
+import { parseCli } from './lib/cli.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 export const DEFINITIONS_DIR = `${root}db/definitions`;
@@ -112,17 +112,15 @@ export async function applyDefinitions(databaseUrl: string, options: ApplyOption
 const USAGE = 'usage: tsx scripts/definitions.ts [--force] [--quiet]   (applies db/definitions/*.sql to DATABASE_URL)';
 
 async function main(): Promise<void> {
-  let values: { force?: boolean; quiet?: boolean; help?: boolean };
-  try {
-    ({ values } = parseArgs({ options: { force: { type: 'boolean' }, quiet: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }));
-  } catch (error) {
-    console.error(`definitions: ${(error as Error).message}\n${USAGE}`);
-    process.exit(2);
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return;
-  }
+  const { values } = parseCli({
+    name: 'definitions',
+    help: `${USAGE}
+
+Applies every file of db/definitions/ in one transaction, unless the database already has this
+very set (its checksum) after its newest migration; --force applies them anyway. npm run db:migrate
+runs it after the migrations.`,
+    options: { force: { type: 'boolean' }, quiet: { type: 'boolean' } },
+  });
   const url = process.env.DATABASE_URL;
   if (!url) {
     console.error(`definitions: DATABASE_URL is not set\n${USAGE}`);

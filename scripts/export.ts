@@ -15,10 +15,10 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import postgres from 'postgres';
 import { compareCursors } from '../sdk/src/follow.js';
+import { parseCli } from './lib/cli.js';
 
 type Format = 'parquet' | 'ndjson' | 'csv';
 
@@ -304,20 +304,7 @@ async function exportLocked(options: ExportOptions): Promise<ExportResult> {
   }
 }
 
-const USAGE = 'usage: npm run export -- --format parquet|ndjson|csv --out DIR [--tenant ID] [--since CURSOR|YYYY-MM-DD]';
-
-async function main(): Promise<void> {
-  let values: { format?: string; out?: string; tenant?: string; since?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      options: { format: { type: 'string' }, out: { type: 'string' }, tenant: { type: 'string' }, since: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    }));
-  } catch (error) {
-    console.error(`export: ${(error as Error).message}\n${USAGE}`);
-    process.exit(2);
-  }
-  if (values.help) {
-    console.log(`${USAGE}
+const HELP = `usage: npm run export -- --format parquet|ndjson|csv --out DIR [--tenant ID] [--since CURSOR|YYYY-MM-DD]
 
 Writes the change feed to files for analytics tools, each run the changes since the last one (the
 directory remembers where it stopped, in .kpi-export-state.json and in its files' names).
@@ -325,9 +312,15 @@ directory remembers where it stopped, in .kpi-export-state.json and in its files
   --out      the directory (one export per directory: one tenant or all, one format)
   --tenant   one tenant's changes only (its id)
   --since    a new directory starts after this cursor, or at the first change on or after this date
-Against DATABASE_URL, or the local cluster. Exit codes: 2 bad arguments, 3 CURSOR_EXPIRED.`);
-    return;
-  }
+Against DATABASE_URL, or the local cluster. Exit codes: 2 bad arguments, 3 CURSOR_EXPIRED.`;
+const USAGE = HELP.split('\n')[0]!;
+
+async function main(): Promise<void> {
+  const { values } = parseCli({
+    name: 'export',
+    help: HELP,
+    options: { format: { type: 'string' }, out: { type: 'string' }, tenant: { type: 'string' }, since: { type: 'string' } },
+  });
   if (!values.format || !values.out) {
     console.error(`export: --format and --out are required\n${USAGE}`);
     process.exit(2);

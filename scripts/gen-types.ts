@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import postgres from 'postgres';
+import { parseCli } from './lib/cli.js';
 
 export const TYPES_FILE = fileURLToPath(new URL('../sdk/src/database.types.ts', import.meta.url));
 
@@ -175,6 +176,15 @@ export type DatabaseErrorCode = keyof typeof DATABASE_ERRORS;
 }
 
 async function main(): Promise<void> {
+  parseCli({
+    name: 'gen:types',
+    help: `usage: npm run gen:types
+
+Writes sdk/src/database.types.ts from the database's api schema (its views, functions and
+comments) and kpi.error_codes: the SDK's types follow the SQL. Reads DATABASE_URL, or the local
+cluster of scripts/db.sh (run npm run db:migrate first).`,
+    options: {},
+  });
   const url =
     process.env.DATABASE_URL ??
     execFileSync('bash', [fileURLToPath(new URL('./db.sh', import.meta.url)), 'url'], { encoding: 'utf8' }).trim();

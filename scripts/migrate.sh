@@ -7,29 +7,29 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-usage() {
-  cat <<'EOF'
-usage: npm run db:migrate [-- COMMAND] [--no-dump-schema]
+USAGE="usage: npm run db:migrate [-- COMMAND] [--no-dump-schema]
 
   up        apply pending migrations, then the definitions (the default)
   status    list applied and pending migrations
-  rollback  roll back the latest migration (tables only: see docs/schema.md, "Upgrading")
+  rollback  roll back the latest migration (tables only: see docs/schema.md, \"Upgrading\")
 
 Against DATABASE_URL when set, otherwise the local cluster (scripts/db.sh), whose schema is then
-written to db/schema.sql (--no-dump-schema: not). DBMATE: the dbmate binary (default node_modules/.bin/dbmate).
-EOF
-}
+written to db/schema.sql (--no-dump-schema: not). DBMATE: the dbmate binary (default node_modules/.bin/dbmate)."
+CLI_NAME=db:migrate
+# shellcheck source=scripts/lib/cli.sh
+. scripts/lib/cli.sh
+cli_help "$@"
+cli_refuse "--no-dump-schema" "$@"
 
 command=""
 dump=yes
 for arg in "$@"; do
   case "$arg" in
-    -h | --help) usage; exit 0 ;;
     --no-dump-schema) dump=no ;;
     up | migrate | status | rollback | down)
-      [ -z "$command" ] || { usage >&2; exit 2; }
+      [ -z "$command" ] || cli_fail "one command at a time (got $command and $arg)"
       command="$arg" ;;
-    *) echo "migrate: unknown argument: $arg" >&2; usage >&2; exit 2 ;;
+    *) cli_fail "unknown command: $arg" ;;
   esac
 done
 command="${command:-up}"
@@ -42,6 +42,13 @@ if [ -z "${DATABASE_URL:-}" ]; then
 else
   # A database the project did not start: its dump is not the committed one.
   dump=no
+  # dbmate asks for TLS unless the URL says otherwise: on loopback, where a server without TLS is
+  # the usual case, it is told not to (a remote server keeps whatever the URL asks).
+  case "$DATABASE_URL" in
+    *sslmode=*) ;;
+    *@localhost[:/]* | *@127.0.0.1[:/]* | *@\[::1\][:/]*)
+      case "$DATABASE_URL" in *\?*) DATABASE_URL="$DATABASE_URL&sslmode=disable" ;; *) DATABASE_URL="$DATABASE_URL?sslmode=disable" ;; esac ;;
+  esac
 fi
 export DATABASE_URL
 

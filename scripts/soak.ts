@@ -15,9 +15,9 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect, createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import postgres from 'postgres';
 import { applyDefinitions } from './definitions.js';
+import { parseCli } from './lib/cli.js';
 import { mintToken } from './token.js';
 
 const USAGE = 'usage: npm run soak [-- --seconds 60] [--json PATH]';
@@ -33,24 +33,16 @@ const TARGETS = { peakRssMiB: 256, p99OpenMs: 100 };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const tenantId = (i: number) => `00000000-0000-4000-a000-${String(i).padStart(12, '0')}`;
 
-function parse(): { seconds: number; json?: string } {
-  let values: { seconds?: string; json?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({ options: { seconds: { type: 'string' }, json: { type: 'string' }, help: { type: 'boolean', short: 'h' } } }));
-  } catch (error) {
-    console.error(`soak: ${(error as Error).message}\n${USAGE}`);
-    process.exit(2);
-  }
-  if (values.help) {
-    console.log(`${USAGE}
+const HELP = `${USAGE}
 
 Runs the worker's change stream for --seconds (default 60, at most 600) under 2,000 clients — 1,300
 that read, 200 that read almost nothing, 500 that close at once — while fills write and one tenant
 catches up 30,000 changes; prints the worker's peak memory and a well-behaved tenant's p99 stream
 open. Loopback only; it stops by itself. The database: SOAK_DATABASE_URL, or kpi_soak on the local
-cluster (dropped and re-created: never point it at data you keep).`);
-    process.exit(0);
-  }
+cluster (dropped and re-created: never point it at data you keep).`;
+
+function parse(): { seconds: number; json?: string } {
+  const { values } = parseCli({ name: 'soak', help: HELP, options: { seconds: { type: 'string' }, json: { type: 'string' } } });
   const seconds = Number(values.seconds ?? 60);
   if (!Number.isInteger(seconds) || seconds < 5 || seconds > 600) {
     console.error(`soak: --seconds is a whole number from 5 to 600\n${USAGE}`);

@@ -2,6 +2,16 @@
 # `npm start`: the local database with pg_cron, migrated, seeded with demo tenants, and what is in it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+USAGE="usage: npm start
+
+Starts the local PostgreSQL cluster with pg_cron (installing what is missing), migrates it, seeds
+the demo tenants (replacing them if they are there), runs the aggregation and shows the result."
+CLI_NAME=start
+# shellcheck source=scripts/lib/cli.sh
+. scripts/lib/cli.sh
+cli_help "$@"
+cli_refuse "" "$@"
+[ "$#" -eq 0 ] || cli_fail "unexpected argument: $1"
 
 bash scripts/ensure-deps.sh
 # Starts and migrates the local cluster too.

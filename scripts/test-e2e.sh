@@ -8,6 +8,18 @@
 # KPI_E2E_ADMIN_PORT (3101), KPI_E2E_DB_PORT (54331), so a stack you run yourself is untouched.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+USAGE="usage: npm run test:e2e
+
+Brings up the whole compose stack (PostgreSQL + pg_cron, migrations, PostgREST v16.2) in a project
+of its own with generated secrets, seeds the demo data, runs test/e2e against it, and removes the
+stack. Needs a Docker engine (without one: exit 2, nothing tested). Ports: KPI_E2E_API_PORT (3100),
+KPI_E2E_ADMIN_PORT (3101), KPI_E2E_DB_PORT (54331)."
+CLI_NAME=test:e2e
+# shellcheck source=scripts/lib/cli.sh
+. scripts/lib/cli.sh
+cli_help "$@"
+cli_refuse "" "$@"
+[ "$#" -eq 0 ] || cli_fail "unexpected argument: $1"
 
 if ! docker_error=$(docker info 2>&1 >/dev/null); then
   echo "test:e2e: not run: no Docker engine answers ($(printf '%s' "$docker_error" | head -n 1))." >&2

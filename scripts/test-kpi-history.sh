@@ -12,6 +12,19 @@
 # TENANT_ID defaults to the demo tenant acme. Exits non-zero when any check fails.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+USAGE="usage: [BASE_URL=http://localhost:3000] CRON_SECRET=… [TOKEN=…|PGRST_JWT_SECRET=…] [TENANT_ID=…] scripts/test-kpi-history.sh
+
+Smoke test of the HTTP API: health, the cron RPC with a wrong and with the right secret, the
+history as JSON, the CSV export. With BASE_URL: curl against a running PostgREST. Without: the same
+requests through psql on DATABASE_URL (default: the local cluster), as PostgREST runs them.
+Note: the cron check runs a real all-tenant fill (POST /rpc/kpi_history_cron), as pg_cron would.
+TENANT_ID defaults to the demo tenant acme. Exits non-zero when any check fails."
+CLI_NAME=test-kpi-history
+# shellcheck source=scripts/lib/cli.sh
+. scripts/lib/cli.sh
+cli_help "$@"
+cli_refuse "" "$@"
+[ "$#" -eq 0 ] || cli_fail "unexpected argument: $1"
 
 TENANT_ID="${TENANT_ID:-00000000-0000-4000-a000-00000000ac01}"
 WRONG_SECRET="not-the-cron-secret-but-long-enough-to-look-real"

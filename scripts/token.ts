@@ -5,8 +5,8 @@
 //   (--admin: a tenant admin of those tenants, who may define custom KPIs)
 //   curl -H "Authorization: Bearer $(npm run --silent token -- <uuid>)" localhost:3000/kpi_history
 import { SignJWT } from 'jose';
-import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
+import { parseCli } from './lib/cli.js';
 
 export interface TokenOptions {
   secret: string;
@@ -59,7 +59,14 @@ export async function mintToken({ secret, tenantIds, sub = 'kpi-history-dev', tt
 }
 
 async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCli({
+    name: 'token',
+    help: `usage: npm run --silent token -- <tenant-uuid> [<tenant-uuid> …] [--admin] [--sub NAME] [--ttl SECONDS]
+
+Prints a JWT for the API (HS256, role authenticated, tenant_ids the uuids given), signed with
+PGRST_JWT_SECRET from the environment. --admin: a tenant admin of those tenants (may define custom
+KPIs). --sub: the subject (default kpi-history-cli). --ttl: seconds until it expires (default 3600).
+  curl -H "Authorization: Bearer $(npm run --silent token -- <uuid>)" localhost:3000/kpi_history`,
     allowPositionals: true,
     options: { sub: { type: 'string' }, ttl: { type: 'string', default: '3600' }, admin: { type: 'boolean', default: false } },
   });

@@ -4,11 +4,11 @@
 // like: they never post the same alert at the same time.
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import postgres from 'postgres';
 import { startAlertDelivery, type AlertDelivery } from '../sdk/src/alerts.js';
 import { KpiHistoryError } from '../sdk/src/errors.js';
 import { startChangeStream, type ChangeStream } from '../sdk/src/stream.js';
+import { parseCli } from './lib/cli.js';
 
 export const USAGE = `usage: npm run worker [-- --help]
 
@@ -92,16 +92,7 @@ function where(url: string): string {
 }
 
 async function main(): Promise<void> {
-  try {
-    const { values } = parseArgs({ options: { help: { type: 'boolean', short: 'h' } } });
-    if (values.help) {
-      console.log(USAGE);
-      return;
-    }
-  } catch (error) {
-    console.error(`worker: ${(error as Error).message}\n${USAGE}`);
-    process.exit(2);
-  }
+  parseCli({ name: 'worker', help: USAGE, options: {} });
   let config: WorkerConfig;
   try {
     config = workerConfig(process.env);

@@ -181,18 +181,34 @@ begin
     join kpi.kpi_anomalies a on a.tenant_id = g.tenant_id and a.as_of >= g.first_week and a.as_of <= g.last_week + 84
     where (a.kpi = any (kpi.built_in_kpis())) = built_in
   ),
+  -- Whether each anomaly found is news: new, or its value, baseline, score or direction moved. One
+  -- that only met another threshold (a rule changed, the same anomaly still) is updated quietly:
+  -- no new alert, and detected_at stays.
+  judged as (
+    select f.*, case when f.value > f.median then 'up' else 'down' end as direction,
+           a.tenant_id is null
+             or (a.value, a.baseline_median, a.baseline_mad, a.baseline_weeks, a.score, a.direction)
+                is distinct from (f.value, f.median, f.mad, f.n, f.score::float8, case when f.value > f.median then 'up' else 'down' end)
+             as news
+    from found f
+    left join kpi.kpi_anomalies a on a.tenant_id = f.tenant_id and a.as_of = f.as_of and a.kpi = f.kpi
+  ),
   upserted as (
     insert into kpi.kpi_anomalies as a (tenant_id, as_of, kpi, value, baseline_median, baseline_mad, baseline_weeks,
                                         score, direction, threshold, run_id)
-    select f.tenant_id, f.as_of, f.kpi, f.value, f.median, f.mad, f.n, f.score::float8,
-           case when f.value > f.median then 'up' else 'down' end, f.threshold,
+    select j.tenant_id, j.as_of, j.kpi, j.value, j.median, j.mad, j.n, j.score::float8, j.direction, j.threshold,
            (select max(r.id) from kpi.kpi_runs r where r.backend_pid = pg_backend_pid() and r.status = 'running')
-    from found f
-    order by f.tenant_id, f.as_of, f.kpi
+    from judged j
+    order by j.tenant_id, j.as_of, j.kpi
     on conflict (tenant_id, as_of, kpi) do update set
       value = excluded.value, baseline_median = excluded.baseline_median, baseline_mad = excluded.baseline_mad,
       baseline_weeks = excluded.baseline_weeks, score = excluded.score, direction = excluded.direction,
-      threshold = excluded.threshold, detected_at = now(), run_id = excluded.run_id
+      threshold = excluded.threshold,
+      detected_at = case when (a.value, a.baseline_median, a.baseline_mad, a.baseline_weeks, a.score, a.direction)
+                              is distinct from (excluded.value, excluded.baseline_median, excluded.baseline_mad,
+                                                excluded.baseline_weeks, excluded.score, excluded.direction)
+                         then now() else a.detected_at end,
+      run_id = excluded.run_id
     where (a.value, a.baseline_median, a.baseline_mad, a.baseline_weeks, a.score, a.direction, a.threshold)
           is distinct from
           (excluded.value, excluded.baseline_median, excluded.baseline_mad, excluded.baseline_weeks, excluded.score,
@@ -205,7 +221,7 @@ begin
     -- alerts go with them: a pending alert about something no longer true is never sent). A
     -- set difference: hashed, whatever the number of anomalies on either side.
     delete from kpi.kpi_anomalies a
-    using (select tenant_id, as_of, kpi from existing except select tenant_id, as_of, kpi from found) gone
+    using (select tenant_id, as_of, kpi from existing except select tenant_id, as_of, kpi from judged) gone
     where a.tenant_id = gone.tenant_id and a.as_of = gone.as_of and a.kpi = gone.kpi
     returning 1
   ),
@@ -220,6 +236,7 @@ begin
            case when u.as_of < (now() at time zone 'UTC')::date - s.max_alert_age then 'suppressed' else 'pending' end,
            case when u.as_of < (now() at time zone 'UTC')::date - s.max_alert_age then now() end
     from upserted u
+    join judged j on j.tenant_id = u.tenant_id and j.as_of = u.as_of and j.kpi = u.kpi and j.news
     cross join kpi.alert_settings s
     order by u.tenant_id, u.as_of, u.kpi
     returning 1
@@ -240,23 +257,108 @@ language sql stable
 set search_path = ''
 return coalesce(nullif(current_setting('kpi.anomalies_changed', true), ''), '0')::integer;
 
--- Every tenant's whole history (or one tenant's), both kinds of KPI: what the rule triggers run,
--- and a from-scratch detection on demand.
+-- These tenants' whole histories, both kinds of KPI, in one statement each: the detection from
+-- scratch for them.
+create or replace function kpi.rescore_tenants_anomalies(p_tenant_ids uuid[]) returns integer
+language sql
+set search_path = ''
+as $$
+  -- Each tenant's first and last week: the rescoring covers every week between. No tenant with a
+  -- history: nothing to run.
+  select coalesce((
+    select kpi.rescore_anomalies(x.tenant_ids, x.weeks, 'built_in') + kpi.rescore_anomalies(x.tenant_ids, x.weeks, 'custom')
+    from (
+      select array_agg(h.tenant_id) as tenant_ids, array_agg(w.as_of) as weeks
+      from (select k.tenant_id, min(k.as_of) as first_week, max(k.as_of) as last_week from kpi.kpi_history k
+            where k.tenant_id = any (p_tenant_ids) group by k.tenant_id) h
+      cross join lateral (values (h.first_week), (h.last_week)) w (as_of)
+    ) x
+    where x.tenant_ids is not null), 0)
+$$;
+
+-- Every tenant's whole history (or one tenant's) in one statement: what a tenant's rule change
+-- runs. For every tenant of a large installation, call kpi.run_rescore_anomalies() instead: the
+-- same in committed batches.
 create or replace function kpi.rescore_all_anomalies(p_tenant_id uuid default null) returns integer
 language sql
 set search_path = ''
 as $$
-  -- Each tenant's first and last week: the rescoring covers every week between.
-  select kpi.rescore_anomalies(x.tenant_ids, x.weeks, 'built_in') + kpi.rescore_anomalies(x.tenant_ids, x.weeks, 'custom')
-  from (
-    select coalesce(array_agg(h.tenant_id), '{}') as tenant_ids, coalesce(array_agg(w.as_of), '{}') as weeks
-    from (select k.tenant_id, min(k.as_of) as first_week, max(k.as_of) as last_week from kpi.kpi_history k
-          where p_tenant_id is null or k.tenant_id = p_tenant_id group by k.tenant_id) h
-    cross join lateral (values (h.first_week), (h.last_week)) w (as_of)
-  ) x
+  select kpi.rescore_tenants_anomalies(case when p_tenant_id is null then (select array_agg(t.id) from kpi.tenants t)
+                                            else array[p_tenant_id] end)
 $$;
 comment on function kpi.rescore_all_anomalies(uuid) is
-  'Re-scores every week of one tenant (or of all): the detection from scratch. Returns how many anomalies it inserted or changed. Example: select kpi.rescore_all_anomalies();';
+  'Re-scores every week of one tenant (or of all, in this one transaction): the detection from scratch. Returns how many anomalies it inserted or changed. Example: select kpi.rescore_all_anomalies();';
+
+-- The detection from scratch for every tenant (or one, by slug or id) as long work an operator
+-- starts: batches of batch_size tenants, each committed, its progress in the run log (kind
+-- rescore) and a NOTICE; a cancel keeps the finished batches, and resume_after (the run's
+-- details ->> 'next_tenant') goes on from there.
+create or replace procedure kpi.run_rescore_anomalies(tenant text default null, batch_size integer default 500,
+                                                      resume_after uuid default null)
+language plpgsql
+as $$
+declare
+  run_id bigint;
+  only_tenant uuid;
+  batch uuid[];
+  total bigint;
+  done bigint := 0;
+  changed bigint := 0;
+  batches integer := 0;
+  next_tenant uuid := resume_after;
+  failed_sqlstate text;
+  failed_message text;
+begin
+  commit;
+  if batch_size is null or batch_size < 1 then
+    perform kpi.raise_error('INVALID_INPUT', 'batch_size must be at least 1');
+  end if;
+  if tenant is not null then
+    only_tenant := kpi.tenant_id_of(tenant);
+  end if;
+  run_id := kpi.start_kpi_run('rescore', only_tenant, null, null);
+  select count(*) into total from kpi.tenants t
+  where (only_tenant is null or t.id = only_tenant) and (resume_after is null or t.id > resume_after);
+  update kpi.kpi_runs set total_count = total, ok_count = 0, rows_written = 0,
+    details = jsonb_strip_nulls(jsonb_build_object('batch_size', batch_size, 'resumed_after', resume_after))
+  where id = run_id;
+  commit;
+  raise notice 'rescore run %: started, % tenants', run_id, total;
+  loop
+    select array_agg(s.id order by s.id) into batch
+    from (select t.id from kpi.tenants t
+          where (only_tenant is null or t.id = only_tenant) and (next_tenant is null or t.id > next_tenant)
+          order by t.id limit batch_size) s;
+    exit when batch is null;
+    begin
+      changed := changed + kpi.rescore_tenants_anomalies(batch);
+    exception when others then
+      failed_sqlstate := sqlstate;
+      failed_message := sqlerrm;
+    end;
+    if failed_sqlstate is not null then
+      perform kpi.fail_run(run_id, failed_sqlstate, failed_message);
+      update kpi.kpi_runs r set ok_count = done where r.id = run_id;
+      commit;
+      perform kpi.report_run_outcome(run_id);
+    end if;
+    done := done + cardinality(batch);
+    batches := batches + 1;
+    next_tenant := batch[cardinality(batch)];
+    update kpi.kpi_runs r set ok_count = done,
+      details = r.details || jsonb_build_object('batches', batches, 'next_tenant', next_tenant, 'anomalies_changed', changed)
+    where r.id = run_id;
+    commit;
+    raise notice 'rescore run %: batch % done, % of % tenants, % anomalies changed so far', run_id, batches, done, total, changed;
+  end loop;
+  update kpi.kpi_runs r set status = 'ok', finished_at = clock_timestamp() where r.id = run_id;
+  commit;
+  perform kpi.report_run_outcome(run_id);
+end
+$$;
+comment on procedure kpi.run_rescore_anomalies(text, integer, uuid) is
+  'Re-scores every tenant''s anomalies (or one tenant''s, by slug or id) in batches of batch_size tenants, each committed with its progress in kpi.kpi_runs (kind rescore) and a NOTICE; a cancel keeps the finished batches, and resume_after => (details ->> ''next_tenant'') of that run goes on. '
+  'Call it outside a transaction block. Example: call kpi.run_rescore_anomalies();';
 
 -- ============================================================================================
 -- What writes a week gets it scored, in the writing statement's transaction: the fill, a backfill,
@@ -291,6 +393,10 @@ create or replace trigger custom_kpi_weeks_scored_delete after delete on kpi.cus
   referencing old table as old_rows for each statement execute function kpi.score_written_weeks('custom');
 
 -- A rule changed: re-score the tenants it applies to, so the anomalies stay what the rules say.
+-- An UPDATE that changes nothing re-scores nothing. A default's change re-scores every tenant in
+-- the changing statement; with `set local kpi.rescore = 'deferred'` it leaves that to
+-- `call kpi.run_rescore_anomalies()` after the commit (batches, progress, resumable) — until then
+-- the anomalies follow the old rule.
 create or replace function kpi.rescore_after_rule_change() returns trigger
 language plpgsql
 set search_path = ''
@@ -299,14 +405,23 @@ begin
   -- (PL/pgSQL plans each statement when it first runs it, so each branch may name only the
   -- transition tables its event has.)
   if tg_table_name = 'anomaly_rules' then
+    if tg_op = 'UPDATE' and not exists (select * from changed_new except select * from changed_old) then
+      return null;
+    end if;
+    if current_setting('kpi.rescore', true) = 'deferred' then
+      raise notice 'kpi-history: anomaly rules changed; the anomalies follow the old rules until: call kpi.run_rescore_anomalies();';
+      return null;
+    end if;
     perform kpi.rescore_all_anomalies();
   elsif tg_op = 'INSERT' then
-    perform kpi.rescore_all_anomalies(t.tenant_id) from (select distinct tenant_id from changed_new) t;
+    perform kpi.rescore_tenants_anomalies(array(select distinct tenant_id from changed_new));
   elsif tg_op = 'DELETE' then
-    perform kpi.rescore_all_anomalies(t.tenant_id) from (select distinct tenant_id from changed_old) t;
+    perform kpi.rescore_tenants_anomalies(array(select distinct tenant_id from changed_old));
   else
-    perform kpi.rescore_all_anomalies(t.tenant_id)
-    from (select tenant_id from changed_old union select tenant_id from changed_new) t;
+    perform kpi.rescore_tenants_anomalies(array(
+      select x.tenant_id from (select * from changed_new except select * from changed_old) x
+      union
+      select x.tenant_id from (select * from changed_old except select * from changed_new) x));
   end if;
   return null;
 end

@@ -551,12 +551,15 @@ begin
     perform kpi.raise_error(error ->> 'code', error ->> 'message', error ->> 'hint');
   end if;
   perform kpi.finish_kpi_run(run_id, 'ok', result);
-  return jsonb_build_object('ok', true, 'as_of', result -> 'as_of', 'rows_written', result -> 'rows_written',
-                            'warnings', result -> 'warnings', 'anomalies', result -> 'anomalies', 'run_id', run_id);
+  -- The all-tenant result's vocabulary (status, run_id, rows_written, errors, warnings,
+  -- anomalies) for one tenant: ok is true rather than a count, and errors is always empty, since
+  -- a tenant's error is raised (a partial run of one tenant is a failed one).
+  return jsonb_build_object('ok', true, 'status', 'ok', 'as_of', result -> 'as_of', 'rows_written', result -> 'rows_written',
+                            'errors', '[]'::jsonb, 'warnings', result -> 'warnings', 'anomalies', result -> 'anomalies', 'run_id', run_id);
 end
 $$;
 comment on function kpi.fill_kpi_history(text) is
-  'Writes the tenant''s latest AVI week into kpi_history; the tenant by slug or id. Returns {"ok": true, "as_of": "YYYY-MM-DD", "rows_written", "warnings", "anomalies", "run_id"}. '
+  'Writes the tenant''s latest AVI week into kpi_history; the tenant by slug or id. Returns {"ok": true, "status": "ok", "as_of": "YYYY-MM-DD", "rows_written", "errors": [], "warnings", "anomalies", "run_id"}. '
   'Raises UNKNOWN_TENANT (KH404) or NO_AVI (KH422). Example: select kpi.fill_kpi_history(''acme'');';
 
 -- kpi.fill_kpi_history that logs a failure as a failed run and answers it as data instead of

@@ -21,74 +21,120 @@ as $$
   where l.source = source_table_layout.source
 $$;
 
--- One batch: deletes at most `batch_size` expired rows of one source table, as of `as_of`, among
--- at most `batch_size` tenants from `from_tenant` on (in id order), so that a batch is short
--- whether it finds much or nothing. Returns how many rows went and where the next batch starts
--- (NULL: this source is done): the same tenant when the row limit cut it short, else the tenant
--- after the slice. A cleanup walks the tenants once, whatever their number.
---
 -- The one rule, for every source: of each tenant, the newest row before its cutoff (now minus
 -- its retention) is kept, and every row after it; what is older goes. The row kept is the one
 -- still in effect at the cutoff — the audit and the clarity report that weeks ending after the
 -- cutoff are computed from (for a tenant audited once two years ago, that audit), the AVI report of
 -- a tenant that stopped reporting (the daily fill's week; without it the tenant would turn NO_AVI).
+--
+-- Written once, as the query of the expired rows (tenant and key) of `source`, which both the
+-- cleanup and its preview run. Parameters: $1 the instant the cutoffs are taken from, $2 and $3
+-- the first and last tenant id (inclusive), $4 a retention in days to use instead of each
+-- tenant's own (NULL: its own, the override or else its plan's).
+create or replace function kpi.expired_sources_query(source text) returns text
+language plpgsql immutable
+set search_path = ''
+as $$
+declare
+  layout record := kpi.source_table_layout(source);
+  keys text[];
+begin
+  if layout.key_columns is null then
+    raise exception 'kpi.expired_sources_query: unknown source table %', source;
+  end if;
+  keys := string_to_array(layout.key_columns, ', ');
+  return format($q$
+    select x.tenant_id, %2$s
+    from kpi.tenants t
+    join kpi.plans p on p.plan = t.plan
+    cross join lateral (
+      select $1 - make_interval(days => coalesce($4, t.source_retention_days, p.source_retention_days)) as cutoff) c
+    cross join lateral (
+      select %6$s from kpi.%1$I k
+      where k.tenant_id = t.id and %3$s
+      order by %4$s limit 1) kept
+    cross join lateral (
+      select x.tenant_id, %2$s from kpi.%1$I x
+      where x.tenant_id = t.id and (%2$s) < (kept.%5$s)) x
+    where t.id >= $2 and t.id <= $3 and c.cutoff is not null$q$,
+    source,
+    (select string_agg('x.' || k, ', ') from unnest(keys) k),
+    layout.before_cutoff,
+    (select string_agg('k.' || k || ' desc', ', ') from unnest(keys) k),
+    (select string_agg(k, ', kept.') from unnest(keys) k),
+    (select string_agg('k.' || k, ', ') from unnest(keys) k));
+end
+$$;
+
+-- One batch: deletes at most `batch_size` expired rows of one source table, as of `as_of`, among
+-- at most `batch_size` tenants from `from_tenant` on (in id order), so that a batch is short
+-- whether it finds much or nothing. Returns how many rows went and where the next batch starts
+-- (NULL: this source is done): the same tenant when the row limit cut it short, else the tenant
+-- after the slice. A cleanup walks the tenants once, whatever their number.
 create or replace function kpi.delete_expired_sources(source text, as_of timestamptz, from_tenant uuid, batch_size integer,
                                                       out deleted bigint, out next_tenant uuid)
 language plpgsql volatile
 set search_path = ''
 as $$
 declare
-  layout record := kpi.source_table_layout(source);
+  keys text[] := string_to_array((kpi.source_table_layout(source)).key_columns, ', ');
   last_deleted uuid;
   slice_end uuid;
   slice_size integer;
 begin
-  if layout.key_columns is null then
-    raise exception 'kpi.delete_expired_sources: unknown source table %', source;
-  end if;
   select max(s.id::text collate "C")::uuid, count(*) into slice_end, slice_size
   from (select t.id from kpi.tenants t where t.id >= from_tenant order by t.id limit batch_size) s;
   -- What goes here only ever fed weeks that are final: no change to track.
   perform set_config('kpi.tracking', 'off', true);
   execute format($q$
-    with expired as (
-      select x.tenant_id, %2$s
-      from kpi.tenants t
-      join kpi.plans p on p.plan = t.plan
-      cross join lateral (select $1 - make_interval(days => coalesce(t.source_retention_days, p.source_retention_days)) as cutoff) c
-      cross join lateral (
-        select %8$s from kpi.%1$I k
-        where k.tenant_id = t.id and %3$s
-        order by %4$s limit 1) kept
-      cross join lateral (
-        select x.tenant_id, %2$s from kpi.%1$I x
-        where x.tenant_id = t.id and (%2$s) < (kept.%5$s)) x
-      where t.id >= $2 and t.id <= $3 and c.cutoff is not null
-      order by t.id
-      limit $4
-    ), gone as (
+    with expired as (%2$s order by 1 limit $5),
+    gone as (
       delete from kpi.%1$I d using expired e
-      where d.tenant_id = e.tenant_id and (%6$s) = (%7$s)
+      where d.tenant_id = e.tenant_id and (%3$s) = (%4$s)
       returning d.tenant_id
     )
     select count(*), max(g.tenant_id::text collate "C")::uuid from gone g$q$,
     source,
-    -- the key columns, qualified for each use
-    (select string_agg('x.' || k, ', ') from unnest(string_to_array(layout.key_columns, ', ')) k),
-    layout.before_cutoff,
-    (select string_agg('k.' || k || ' desc', ', ') from unnest(string_to_array(layout.key_columns, ', ')) k),
-    (select string_agg(k, ', kept.') from unnest(string_to_array(layout.key_columns, ', ')) k),
-    (select string_agg('d.' || k, ', ') from unnest(string_to_array(layout.key_columns, ', ')) k),
-    (select string_agg('e.' || k, ', ') from unnest(string_to_array(layout.key_columns, ', ')) k),
-    (select string_agg('k.' || k, ', ') from unnest(string_to_array(layout.key_columns, ', ')) k))
+    kpi.expired_sources_query(source),
+    (select string_agg('d.' || k, ', ') from unnest(keys) k),
+    (select string_agg('e.' || k, ', ') from unnest(keys) k))
   into deleted, last_deleted
-  using as_of, from_tenant, slice_end, batch_size;
+  using as_of, from_tenant, slice_end, null::integer, batch_size;
   next_tenant := case
     when deleted >= batch_size then last_deleted
     when slice_size >= batch_size then (select t.id from kpi.tenants t where t.id > slice_end order by t.id limit 1)
   end;
 end
 $$;
+
+-- What the next cleanup would delete of one tenant's sources, by the same rule — with its
+-- retention as it is, or as `source_retention_days` would make it (a plan change: pass the plan's
+-- days; the tenant's own override, when it has one, still wins over a plan). Deletes nothing.
+create or replace function kpi.preview_source_cleanup(tenant text, source_retention_days integer default null)
+returns table (source text, rows_to_delete bigint, cutoff timestamptz)
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+  tenant_id uuid := kpi.tenant_id_of(tenant);
+  retention integer;
+begin
+  if source_retention_days is not null and source_retention_days < 1 then
+    perform kpi.raise_error('INVALID_INPUT', 'source_retention_days must be at least 1 (NULL: the tenant''s own)');
+  end if;
+  select coalesce(t.source_retention_days, preview_source_cleanup.source_retention_days, p.source_retention_days) into retention
+  from kpi.tenants t join kpi.plans p on p.plan = t.plan where t.id = tenant_id;
+  foreach source in array array['avi_reports', 'vli_audits', 'clarity_reports'] loop
+    execute format('select count(*) from (%s) e', kpi.expired_sources_query(source))
+      into rows_to_delete
+      using now(), tenant_id, tenant_id, retention;
+    cutoff := now() - make_interval(days => retention);
+    return next;
+  end loop;
+end
+$$;
+comment on function kpi.preview_source_cleanup(text, integer) is
+  'What the next source cleanup would delete of a tenant (slug or id), per source table, by the rule the cleanup runs: with its retention as it is, or with source_retention_days instead of its plan''s (its own override still wins). Deletes nothing; cutoff NULL: kept forever. Example: select * from kpi.preview_source_cleanup(''acme'', 90);';
 
 -- The daily cleanup. Each batch is its own transaction, so no batch holds its locks longer than
 -- it takes to delete `batch_size` rows (measured by npm run bench; the run log keeps the longest).
@@ -131,9 +177,10 @@ begin
       counts := jsonb_set(counts, array[source], to_jsonb((counts ->> source)::bigint + deleted));
       -- Progress, committed with the batch: the log shows how far a cleanup got.
       update kpi.kpi_runs r
-      set details = jsonb_build_object('deleted', counts, 'batches', batches, 'longest_batch_ms', longest_ms,
+      set details = jsonb_build_object('deleted', counts, 'rows_deleted', (select sum(value::bigint) from jsonb_each_text(counts)), 'batches', batches, 'longest_batch_ms', longest_ms,
                                        'total_batch_ms', total_ms, 'batch_size', batch_size, 'as_of', kpi.utc_iso(as_of)),
-          rows_written = (select sum(value::bigint) from jsonb_each_text(counts))
+          -- A cleanup writes no history: what it deleted is in details.
+          rows_written = 0
       where r.id = run_id;
       commit;
     end loop;

@@ -7,7 +7,6 @@
 // re-create), or a cluster of its own in .data/bench-pg (port 54359), started by scripts/db.sh.
 import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { parseArgs } from 'node:util';
 import postgres from 'postgres';
 import { measureDetection } from './anomalies.js';
 import { measureCleanup } from './cleanup.js';
@@ -21,8 +20,17 @@ import { printReport, type Report } from './report.js';
 import { measureRollupReads } from './rollup-reads.js';
 import { measureSourceWrites } from './source-writes.js';
 import { measureStream } from './stream.js';
+import { parseCli } from '../lib/cli.js';
 
-const { values: args } = parseArgs({
+const { values: args } = parseCli({
+  name: 'bench',
+  help: `usage: npm run bench [-- --tenants 100000] [--weeks 52] [--json PATH] [--quick] [--repeat 3] [--curve]
+
+The fill and the reads at scale, each figure a ratio to a baseline measured in the same run on the
+same data, against its targets. --quick: 2,000 tenants × 8 weeks, once (what the tests run).
+--curve: the fill's cost from 1,000 to --tenants tenants. --json: the report as JSON too.
+The database: BENCH_DATABASE_URL (a server and a database name it may drop and re-create), or a
+cluster of its own in .data/bench-pg (port 54359). It never touches the project's own database.`,
   options: {
     tenants: { type: 'string' },
     weeks: { type: 'string' },

@@ -126,9 +126,12 @@ export interface TenantProblem {
 /** `fillKpiHistory(tenantId)`: the tenant's latest week was written (or already right). */
 export interface FillResult {
   ok: true;
+  status: 'ok';
   /** The Monday of the week written, YYYY-MM-DD. */
   as_of: string;
   rows_written: number;
+  /** Always empty: a tenant's error (NO_AVI, a failed write) is thrown instead. */
+  errors: [];
   warnings: TenantProblem[];
   /** Anomalies the write inserted or changed (kpi.kpi_anomalies), each with an alert enqueued. */
   anomalies: number;

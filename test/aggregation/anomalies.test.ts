@@ -2,8 +2,9 @@
 // without spread, too short a baseline and missing HRPs; the rules and their overrides; backfills
 // that create, change and remove anomalies; and, after random writes, equality with a detection
 // from scratch. Detection runs in the writing transaction, whatever writes the history.
+import type { TransactionSql } from 'postgres';
 import { describe, expect, it } from 'vitest';
-import { useTestDatabase } from '../helpers/database.js';
+import { connect, useTestDatabase } from '../helpers/database.js';
 import { insertAvi, tenantFactory } from '../fixtures/sources.js';
 
 const db = useTestDatabase();
@@ -169,6 +170,68 @@ describe('rules', () => {
     await insertWeeks(t, [...AROUND_51, { aiv: 60 }]);
     await db.sql`insert into kpi.tenant_anomaly_rules (tenant_id, kpi, min_delta) values (${t}, 'aiv_pct', 10)`;
     expect(await anomaliesOf(t)).toEqual([]);
+  });
+});
+
+describe('changing a rule', () => {
+  it('an anomaly that only meets another threshold is updated quietly: no new alert, the same detected_at', async () => {
+    const t = await newTenant();
+    await insertWeeks(t, [...AROUND_51, { aiv: 60 }]);
+    const [before] = await db.sql`select detected_at::text, threshold::float from kpi.kpi_anomalies where tenant_id = ${t}`;
+    await db.sql`insert into kpi.tenant_anomaly_rules (tenant_id, kpi, threshold) values (${t}, 'aiv_pct', 5)`;
+    const [after] = await db.sql`select detected_at::text, threshold::float from kpi.kpi_anomalies where tenant_id = ${t}`;
+    expect(after).toEqual({ detected_at: before!.detected_at, threshold: 5 });
+    expect(await db.sql`select count(*)::int as n from kpi.alerts where tenant_id = ${t}`).toEqual([{ n: 1 }]);
+  });
+
+  it('an UPDATE of the rules that changes nothing re-scores nothing; one that changes something does', async () => {
+    const t = await newTenant();
+    await insertWeeks(t, [...AROUND_51, { aiv: 60 }]);
+    const rescores = async (tx: TransactionSql) =>
+      (await tx<[{ n: number }]>`select coalesce(pg_stat_get_xact_function_calls('kpi.rescore_anomalies(uuid[], date[], text)'::regprocedure), 0)::int as n`)[0].n;
+    const rollBack = new Error('rolled back on purpose');
+    await db.sql
+      .begin(async (tx) => {
+        await tx`set local track_functions = 'all'`;
+        await tx`update kpi.anomaly_rules set threshold = threshold`;
+        await tx`update kpi.tenant_anomaly_rules set threshold = threshold`;
+        expect(await rescores(tx)).toBe(0);
+        await tx`update kpi.anomaly_rules set threshold = threshold + 1 where kpi = 'crs_pct'`;
+        expect(await rescores(tx)).toBeGreaterThan(0);
+        throw rollBack;
+      })
+      .catch((error: unknown) => {
+        if (error !== rollBack) throw error;
+      });
+    expect(await db.sql`select threshold::float from kpi.anomaly_rules where kpi = 'crs_pct'`).toEqual([{ threshold: 3.5 }]);
+  });
+
+  it('a default’s change deferred to kpi.run_rescore_anomalies(): batches with progress in the run log, then the anomalies the new rule gives', async () => {
+    const tenants = [await newTenant(), await newTenant(), await newTenant()];
+    for (const t of tenants) await insertWeeks(t, [...AROUND_51, { aiv: 60 }]);
+    const aivAnomalies = async () =>
+      (await db.sql<[{ n: number }]>`select count(*)::int as n from kpi.kpi_anomalies where tenant_id = any(${tenants}::uuid[]) and kpi = 'aiv_pct'`)[0].n;
+    const notices: string[] = [];
+    const session = connect(db.url, { max: 1, onnotice: (notice) => notices.push(notice.message ?? '') });
+    try {
+      await session.begin(async (tx) => {
+        await tx`set local kpi.rescore = 'deferred'`;
+        await tx`update kpi.anomaly_rules set threshold = 7 where kpi = 'aiv_pct'`;
+      });
+      expect(notices.join('\n')).toContain('call kpi.run_rescore_anomalies()');
+      expect(await aivAnomalies()).toBe(3); // the old rule still, until the rescoring
+      await session`call kpi.run_rescore_anomalies(batch_size => 2)`;
+      expect(await aivAnomalies()).toBe(0); // 6.07 ≤ 7
+      const [run] = await db.sql`select id, status, ok_count, total_count, details from kpi.kpi_runs where kind = 'rescore' order by id desc limit 1`;
+      expect(run).toMatchObject({ status: 'ok', ok_count: run!.total_count, details: { batch_size: 2 } });
+      expect(run!.details.batches).toBe(Math.ceil(run!.total_count / 2));
+      expect(notices).toContainEqual(expect.stringMatching(new RegExp(`^rescore run ${run!.id}: batch 1 done, 2 of \\d+ tenants`)));
+      expect(notices).toContain(`rescore run ${run!.id}: ok, ${run!.total_count} of ${run!.total_count} tenants, 0 rows written`);
+    } finally {
+      await session.end();
+      await db.sql`update kpi.anomaly_rules set threshold = 3.5 where kpi = 'aiv_pct'`;
+    }
+    expect(await aivAnomalies()).toBe(3);
   });
 });
 

@@ -71,6 +71,41 @@ describe('plans', () => {
   });
 });
 
+describe('the preview of a plan change', () => {
+  it('counts what the cleanup then deletes, row for row, for the retention asked; deletes nothing itself', async () => {
+    const preview = async (tenant: string, days: number | null) =>
+      Object.fromEntries((await db.sql<{ source: string; rows_to_delete: number }[]>`
+        select source, rows_to_delete::int from kpi.preview_source_cleanup(${tenant}, ${days})`).map((r) => [r.source, r.rows_to_delete]));
+    // enterprise-tenant, were it moved to the free plan's 90 days; pro-tenant as it is (400 days).
+    const asFree = await preview('enterprise-tenant', 90);
+    const asItIs = await preview('pro-tenant', null);
+    expect(await preview('enterprise-tenant', null)).toEqual({ avi_reports: 0, vli_audits: 0, clarity_reports: 0 });
+    expect(asFree.avi_reports).toBeGreaterThan(80);
+    const before = await counts(db.sql);
+    expect(await counts(db.sql)).toEqual(before);
+
+    await db.sql`update kpi.tenants set plan = 'free' where slug = 'enterprise-tenant'`;
+    await db.sql`call kpi.run_source_cleanup()`;
+    const after = Object.fromEntries((await counts(db.sql)).map((r) => [r.slug, r]));
+    const was = Object.fromEntries(before.map((r) => [r.slug, r]));
+    for (const [slug, expected] of [['enterprise-tenant', asFree], ['pro-tenant', asItIs]] as const) {
+      expect({
+        avi_reports: was[slug]!.avi - after[slug]!.avi,
+        vli_audits: was[slug]!.vli - after[slug]!.vli,
+        clarity_reports: was[slug]!.clarity - after[slug]!.clarity,
+      }, slug).toEqual(expected);
+    }
+  });
+
+  it('a tenant’s own override still wins over the retention previewed, as in the cleanup', async () => {
+    await db.sql`update kpi.tenants set source_retention_days = 30 where slug = 'pro-tenant'`;
+    const [{ n: with30 }] = await db.sql<[{ n: number }]>`select sum(rows_to_delete)::int as n from kpi.preview_source_cleanup('pro-tenant', 400)`;
+    const [{ n: own }] = await db.sql<[{ n: number }]>`select sum(rows_to_delete)::int as n from kpi.preview_source_cleanup('pro-tenant')`;
+    expect(with30).toBe(own);
+    await expect(db.sql`select * from kpi.preview_source_cleanup('pro-tenant', 0)`).rejects.toMatchObject({ code: 'KH400' });
+  });
+});
+
 describe('the cleanup', () => {
   it('deletes what is older than each retention, keeps what the history needs, and logs it', async () => {
     await db.sql`call kpi.run_source_cleanup()`;
@@ -97,7 +132,8 @@ describe('the cleanup', () => {
     expect(deleted.avi_reports).toBe(4 * 104 - remaining('avi'));
     expect(deleted.vli_audits).toBe(3 * 104 + 1 - remaining('vli'));
     expect(deleted.clarity_reports).toBe(4 * 104 - remaining('clarity'));
-    expect(run.rows_written).toBe(deleted.avi_reports! + deleted.vli_audits! + deleted.clarity_reports!);
+    expect(run.details.rows_deleted).toBe(deleted.avi_reports! + deleted.vli_audits! + deleted.clarity_reports!);
+    expect(run.rows_written).toBe(0); // a cleanup writes no history
     expect(run.details.batches).toBeGreaterThanOrEqual(3);
     expect(run.details.longest_batch_ms).toBeGreaterThan(0);
   });
@@ -105,11 +141,11 @@ describe('the cleanup', () => {
   it('deletes in batches of batch_size rows, each its own transaction, to the same end', async () => {
     await db.sql`call kpi.run_source_cleanup(7)`;
     const run = await lastCleanup(db.sql);
-    const total = run.rows_written as number;
+    const total = run.details.rows_deleted as number;
     expect(run.details.batch_size).toBe(7);
     expect(run.details.batches).toBeGreaterThanOrEqual(Math.ceil(total / 7));
     await db.sql`call kpi.run_source_cleanup()`;
-    expect((await lastCleanup(db.sql)).rows_written).toBe(0); // nothing was left behind
+    expect((await lastCleanup(db.sql)).details.rows_deleted).toBe(0); // nothing was left behind
   });
 
   it('never changes the history: not the cleanup, not the next fill, not a backfill over the purged weeks (which says so)', async () => {

@@ -30,7 +30,7 @@ describe('fillKpiHistory', () => {
   it('returns { ok: true, as_of } and the rest of FillResult', async () => {
     const result = await server.fillKpiHistory(ACME);
     expectTypeOf(result).toEqualTypeOf<FillResult>();
-    expect(result).toEqual({ ok: true, as_of: '2024-01-22', rows_written: 0, warnings: [], anomalies: 0, run_id: expect.any(Number) });
+    expect(result).toEqual({ ok: true, status: 'ok', as_of: '2024-01-22', rows_written: 0, errors: [], warnings: [], anomalies: 0, run_id: expect.any(Number) });
   });
 
   it.each([
