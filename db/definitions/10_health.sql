@@ -104,15 +104,15 @@ begin
   -- The other runs operators start or schedule: the latest of each kind.
   for other in
     select distinct on (r.kind) r.kind, r.id, r.status, r.backend_pid, r.errors
-    from kpi.kpi_runs r where r.kind in ('backfill', 'cleanup') and r.tenant_id is null and r.status <> 'skipped'
+    from kpi.kpi_runs r where r.kind in ('backfill', 'cleanup', 'rescore') and r.tenant_id is null and r.status <> 'skipped'
     order by r.kind, r.id desc
   loop
     if other.status = 'failed' then
-      reasons := reasons || format('the last %s failed (run %s: %s)', case other.kind when 'cleanup' then 'source cleanup' else other.kind end,
+      reasons := reasons || format('the last %s failed (run %s: %s)', case other.kind when 'cleanup' then 'source cleanup' when 'rescore' then 're-scoring' else other.kind end,
                                    other.id, left(other.errors -> 0 ->> 'message', 200));
     elsif other.status = 'running' and not exists (select from pg_catalog.pg_stat_activity a where a.pid = other.backend_pid) then
       reasons := reasons || format('the last %s never finished (run %s: its session is gone)',
-                                   case other.kind when 'cleanup' then 'source cleanup' else other.kind end, other.id);
+                                   case other.kind when 'cleanup' then 'source cleanup' when 'rescore' then 're-scoring' else other.kind end, other.id);
     end if;
   end loop;
 
