@@ -29,7 +29,7 @@ psql_db -P footer=off -c "
   from kpi.tenants t order by t.slug"
 
 echo
-echo "== Aggregation: kpi.fill_all_kpi_history() (what pg_cron runs daily at 04:00 UTC)"
+echo "== Aggregation: kpi.fill_all_kpi_history() (the fill pg_cron runs daily at 04:00 UTC, through kpi.run_scheduled_kpi_fill())"
 psql_db -P footer=off -c "
   select r.status, r.ok as tenants_ok, r.total as tenants_total, r.rows_written,
          jsonb_path_query_array(r.errors, '\$[*].code') as errors,
