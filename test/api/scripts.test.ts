@@ -39,6 +39,23 @@ beforeAll(() => {
   expect(run(['psql', db.url, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', 'db/seed/demo.sql']).code).toBe(0);
 });
 
+describe('npm run db:seed', () => {
+  it('into a DATABASE_URL it did not create: refused without --yes, nothing changed; with --yes it says what it replaces, then seeds', async () => {
+    const before = await db.sql`select id, created_at from kpi.tenants order by id`;
+    const refused = run(['bash', 'scripts/seed.sh']);
+    expect(refused.code).toBe(2);
+    expect(refused.out).toContain('DATABASE_URL is set: that database was not created by this project');
+    expect(refused.out).toContain('usage: npm run db:seed');
+    expect(await db.sql`select id, created_at from kpi.tenants order by id`).toEqual(before);
+
+    await db.sql`select kpi.backfill_kpi_history()`;
+    const seeded = run(['bash', 'scripts/seed.sh', '--yes']);
+    expect(seeded.code, seeded.out).toBe(0);
+    expect(seeded.out).toMatch(/replacing the demo tenants: deleting acme \(8 history weeks, 0 custom KPIs, \d+ anomalies, 8 AVI reports\), globex/);
+    expect(seeded.out).toContain('seeded: acme, globex, initech, umbrella, hooli');
+  });
+});
+
 describe('scripts/cron-secret.sh', () => {
   const active = async () => (await db.sql`select count(*)::int as n from kpi.cron_secrets where retired_at is null`)[0]!.n;
 

@@ -138,7 +138,7 @@ describe('scripts/db.sh', () => {
     expect(second.stderr).toMatch(/stop it with: KPI_DB_DIR=\S+ scripts\/db\.sh down\)/);
   }, 60_000);
 
-  it('without KPI_DB_PORT, a new cluster whose default port is taken takes the next free one and keeps it', async () => {
+  it('without KPI_DB_PORT, a new cluster whose default port is taken takes the next free one the project has not given to another database, and keeps it', async () => {
     // Whatever holds 54329 — the developer's own cluster, or one started here for the purpose.
     const holderEnv = { ...env, KPI_DB_DIR: join(dir, 'holder'), KPI_DB_PORT: '54329' };
     const startedHolder = !(await portAnswers(54329));
@@ -151,6 +151,8 @@ describe('scripts/db.sh', () => {
       const chosen = /this cluster takes (\d+), and keeps it/.exec(up.stderr)?.[1];
       expect(chosen, up.stderr).toBeDefined();
       expect(Number(chosen)).toBeGreaterThan(54329);
+      // Never the ports the docs give to the compose, end-to-end and benchmark databases.
+      expect(['54330', '54331', '54359']).not.toContain(chosen);
       // url, status and psql find it again, without KPI_DB_PORT.
       expect(other('url').stdout.trim()).toBe(`postgres://postgres@127.0.0.1:${chosen}/kpi_dbsh`);
       expect(other('status')).toMatchObject({ status: 0, stdout: expect.stringContaining(`:${chosen}/`) });
