@@ -113,7 +113,10 @@ comment on function kpi.fill_targets(text, uuid[], date, date) is
 create or replace function kpi.write_weeks(p_tenant_ids uuid[], p_weeks date[]) returns jsonb
 language plpgsql
 set search_path = ''
-set plan_cache_mode = force_custom_plan
+-- One plan for every call: the plan is index probes whatever the number of pairs, and a custom plan
+-- would be made anew for each call with the pairs' arrays as constants, which costs in proportion
+-- to their length (measured: 0.26 s of a 20,000-tenant fill).
+set plan_cache_mode = force_generic_plan
 set enable_memoize = off
 set jit = off
 as $$

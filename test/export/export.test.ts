@@ -38,10 +38,12 @@ async function readParquet(glob: string) {
 function fromLog(after = '0.0', tenant: string | null = null) {
   return db.sql`
     select c.txid::text || '.' || c.seq as cursor, c.tenant_id::text as tenant_id, t.slug as tenant, c.entity, c.op, c.as_of::text as as_of, c.kpi,
-           c.data ->> 'aiv_pct' as aiv_pct, c.data ->> 'elasticity_usd_per_point' as elasticity,
-           (c.data ->> 'vli_is_fallback')::boolean as vli_is_fallback, c.data ->> 'hrp_pct' as hrp_pct, (c.data ->> 'revision')::int as revision,
-           c.data ->> 'value' as value, c.data ->> 'baseline_median' as baseline_median, c.data ->> 'direction' as direction
+           d.data ->> 'aiv_pct' as aiv_pct, d.data ->> 'elasticity_usd_per_point' as elasticity,
+           (d.data ->> 'vli_is_fallback')::boolean as vli_is_fallback, d.data ->> 'hrp_pct' as hrp_pct, (d.data ->> 'revision')::int as revision,
+           d.data ->> 'value' as value, d.data ->> 'baseline_median' as baseline_median, d.data ->> 'direction' as direction
     from kpi.kpi_changes c left join kpi.tenants t on t.id = c.tenant_id
+    -- A history change keeps its row; the feed's JSON is built from it as the readers build it.
+    cross join lateral (select coalesce(c.data, kpi_api.history_change_data(c.history_row)) as data) d
     where (c.txid, c.seq) > (split_part(${after}, '.', 1)::xid8, split_part(${after}, '.', 2)::bigint)
       and (${tenant}::uuid is null or c.tenant_id = ${tenant}::uuid)
     order by c.txid, c.seq`;
