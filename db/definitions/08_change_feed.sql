@@ -5,8 +5,8 @@
 -- The position is the writing transaction's id (xid8) and a sequence number within the log. A
 -- sequence alone would not do: a transaction that drew its number first can commit after a reader
 -- has moved past it. So a reader returns only changes of transactions that are settled — older than
--- the oldest transaction still running (pg_snapshot_xmin of its snapshot) — and nothing can later
--- appear behind its cursor. A transaction that starts first and commits last holds the changes
+-- the oldest transaction of this database still running (kpi_api.change_log_horizon) — and nothing
+-- can later appear behind its cursor. A transaction that starts first and commits last holds the changes
 -- after it back until it commits; then it is delivered first.
 --
 -- Positions order transactions by when they first wrote, not when they committed. Two
@@ -33,10 +33,15 @@ $$;
 create or replace trigger kpi_history_revision before update on kpi.kpi_history
   for each row execute function kpi.raise_history_revision();
 
--- The API's view of a row, as the feed carries it. No SET clause and kpi.utc_iso written out: only
--- then does the planner inline them into the logging statement (measured: 38–60 µs a row called,
--- 15–20 inlined — the log's cost to every fill).
-create or replace function kpi.history_change_data(h kpi.kpi_history) returns jsonb
+-- A history row as the log keeps it: the row itself (no JSON is built while the fill writes).
+create or replace function kpi.history_change_row(h kpi.kpi_history) returns kpi.history_change
+language sql immutable parallel safe
+return row(h.as_of, h.aiv_pct, h.ati_pct, h.crs_pct, h.elasticity_usd_per_point, h.vli_integrity_pct,
+           h.vli_is_fallback, h.hrp_pct, h.updated_at, h.revision)::kpi.history_change;
+
+-- The API's view of a history row, as the feed carries it: built when a page is read. No SET
+-- clause and kpi.utc_iso written out, so the planner inlines it into the reading statement.
+create or replace function kpi_api.history_change_data(h kpi.history_change) returns jsonb
 language sql stable parallel safe
 return jsonb_build_object('as_of', h.as_of, 'aiv_pct', h.aiv_pct, 'ati_pct', h.ati_pct, 'crs_pct', h.crs_pct,
                           'elasticity_usd_per_point', h.elasticity_usd_per_point, 'vli_integrity_pct', h.vli_integrity_pct,
@@ -77,8 +82,8 @@ begin
       select o.tenant_id, tg_argv[0], 'delete', o.as_of from old_rows o order by o.tenant_id, o.as_of;
     end if;
   elsif tg_argv[0] = 'history' then
-    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, data)
-    select n.tenant_id, 'history', lower(tg_op), n.as_of, kpi.history_change_data(n)
+    insert into kpi.kpi_changes (tenant_id, entity, op, as_of, history_row)
+    select n.tenant_id, 'history', lower(tg_op), n.as_of, kpi.history_change_row(n)
     from new_rows n order by n.tenant_id, n.as_of;
   elsif tg_argv[0] = 'anomaly' then
     insert into kpi.kpi_changes (tenant_id, entity, op, as_of, kpi, data)
@@ -142,6 +147,34 @@ begin
 end
 $$;
 
+-- ============================================================================================
+-- Settled: the one rule every reader and the pruning apply
+-- ============================================================================================
+
+-- The position below which the log is settled: every transaction with a smaller id has ended, or
+-- belongs to another database (it cannot write this log). That is the oldest transaction still
+-- running in this database, else the snapshot's xmax. Transaction ids are shared by the whole
+-- server, so the snapshot's own xmin would let a long transaction in any other database (a report,
+-- a migration, a test) hold every tenant's feed back; pg_stat_activity says which database each
+-- running transaction is in (its backend_xid is shown to every role). A running transaction not
+-- found there — one that ended since the snapshot, or a prepared one — counts as this database's:
+-- the error is always on the side of waiting.
+create or replace function kpi_api.change_log_horizon() returns xid8
+language sql stable
+set search_path = ''
+as $$
+  select coalesce(
+           (select min(running.xid)
+            from pg_catalog.pg_snapshot_xip(s.snapshot) as running(xid)
+            where not exists (select from pg_catalog.pg_stat_activity a
+                              where a.backend_xid = running.xid::xid
+                                and a.datid <> (select d.oid from pg_catalog.pg_database d where d.datname = current_database()))),
+           pg_catalog.pg_snapshot_xmax(s.snapshot))
+  from (select pg_catalog.pg_current_snapshot() as snapshot) s
+$$;
+comment on function kpi_api.change_log_horizon() is
+  'The change feed''s settled horizon: entries with a smaller txid are complete and visible. The oldest transaction still running in this database (others cannot write the log), else the snapshot''s xmax.';
+
 -- The changes after `after_cursor` (from the oldest kept when NULL or ''), of one tenant or of
 -- every tenant the caller may read (`of_tenant` NULL): settled transactions only, in position
 -- order, at most `page_size`. A cursor older than what pruning removed is CURSOR_EXPIRED.
@@ -155,6 +188,7 @@ as $$
 declare
   position record;
   settings kpi.change_feed_settings;
+  horizon xid8 := kpi_api.change_log_horizon();
 begin
   select * into position from kpi_api.cursor_position(after_cursor);
   select * into settings from kpi.change_feed_settings;
@@ -165,13 +199,14 @@ begin
       'Re-read the current state (GET /kpi_history, /kpi_anomalies, /custom_kpi_values), then follow the feed without a cursor.');
   end if;
   return query
-  select c.tenant_id, c.txid::text || '.' || c.seq, c.txid, c.seq, c.entity, c.op, c.as_of, c.kpi, c.data,
+  select c.tenant_id, c.txid::text || '.' || c.seq, c.txid, c.seq, c.entity, c.op, c.as_of, c.kpi,
+         coalesce(c.data, kpi_api.history_change_data(c.history_row)),
          -- ISO 8601 in UTC, as kpi.utc_iso writes it (which API roles may not call).
          (to_json(c.changed_at at time zone 'UTC') #>> '{}') || '+00:00'
   from kpi.kpi_changes c
   where (of_tenant is null or c.tenant_id = of_tenant)
     and (c.txid, c.seq) > (position.txid, position.seq)
-    and c.txid < pg_snapshot_xmin(pg_current_snapshot())
+    and c.txid < horizon
   order by c.txid, c.seq
   limit page_size;
 end
@@ -185,7 +220,7 @@ language sql stable
 set search_path = ''
 as $$
   select c.txid::text || '.' || c.seq from kpi.kpi_changes c
-  where c.txid < pg_snapshot_xmin(pg_current_snapshot()) and (of_tenant is null or c.tenant_id = of_tenant)
+  where c.txid < (select kpi_api.change_log_horizon()) and (of_tenant is null or c.tenant_id = of_tenant)
   order by c.txid desc, c.seq desc limit 1
 $$;
 
@@ -198,7 +233,7 @@ as $$
   select exists (
     select from kpi.kpi_changes c, kpi_api.cursor_position(after_cursor) p
     where (c.txid, c.seq) > (p.txid, p.seq)
-      and c.txid >= pg_snapshot_xmin(pg_current_snapshot())
+      and c.txid >= (select kpi_api.change_log_horizon())
       and (of_tenant is null or c.tenant_id = of_tenant))
 $$;
 
@@ -228,12 +263,14 @@ declare
   settings kpi.change_feed_settings;
   last_txid xid8;
   last_seq bigint;
+  horizon xid8;
   deleted bigint;
 begin
   select * into settings from kpi.change_feed_settings for update;
+  horizon := kpi_api.change_log_horizon();
   select c.txid, c.seq into last_txid, last_seq
   from kpi.kpi_changes c
-  where c.changed_at < now() - settings.keep and c.txid < pg_snapshot_xmin(pg_current_snapshot())
+  where c.changed_at < now() - settings.keep and c.txid < horizon
   order by c.txid desc, c.seq desc
   limit 1;
   if last_txid is null then

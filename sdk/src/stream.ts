@@ -186,7 +186,7 @@ export async function startChangeStream(options: ChangeStreamOptions): Promise<C
   }
 
   async function readLive(): Promise<void> {
-    await live.read(({ tenant_id: tenantId, ...change }) => {
+    const handed = await live.read(({ tenant_id: tenantId, ...change }) => {
       const clients = byTenant.get(tenantId);
       if (!clients) return;
       const text = eventText(change);
@@ -194,6 +194,7 @@ export async function startChangeStream(options: ChangeStreamOptions): Promise<C
         if (client.live && compareCursors(change.cursor, client.cursor) > 0) send(client, change, text);
       }
     });
+    log('read %d live changes, up to %s', handed, live.position());
     await recheck.after();
   }
   const recheck = recheckWhilePending(live, () => void wakeLive());
@@ -364,15 +365,10 @@ export async function startChangeStream(options: ChangeStreamOptions): Promise<C
         if (untilExpiry < LONGEST_TIMER_MS) client.expiry = setTimeout(() => expire(client!), Math.max(0, untilExpiry));
       }
       log('client for tenant %s connected (%d clients)', access.tenantId, connected);
-      if (first) {
-        await catchUp(client, first);
-      } else {
-        const joined = client;
-        await serially(async () => {
-          joined.cursor = live.position();
-          joined.live = true;
-        });
-      }
+      // A new client starts at the live reader's position now. Its switch to live waits in the
+      // queue behind a read that may be under way, and what that read hands out before the switch
+      // is not sent to it: so it too catches up from its cursor first (a page, usually empty).
+      await catchUp(client, first ?? { changes: [], has_more: false });
     } catch (error) {
       if (reservedToken) releaseToken(reservedToken);
       reservedToken = null;

@@ -2,8 +2,8 @@
 // order with their cursors, updates with revisions, deletes, anomalies; a transaction that starts
 // first and commits last is still delivered; concurrent writers, each change exactly once; pruning
 // and CURSOR_EXPIRED; and another tenant's changes, tried from the attacker's side.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { useTestDatabase, type Sql } from '../helpers/database.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { connect, useTestDatabase, type Sql } from '../helpers/database.js';
 import { connectAsAuthenticator, get, postgrestRequest } from '../helpers/postgrest.js';
 import { insertTwoTenantsWithHistory, userClaims } from '../fixtures/api.js';
 import { ACME, GLOBEX, UNKNOWN } from '../fixtures/tenants.js';
@@ -42,8 +42,8 @@ const page = (request: Parameters<typeof get>[2], after?: string) =>
 
 /**
  * Every change after `after`, following `next` until a page comes back empty. The feed holds back
- * changes behind any older transaction still running on the server, in any database (another test
- * file's, say): unless `settle` is false, an empty page while changes are held back is waited out (up to a minute).
+ * changes behind any older transaction still running in this database: unless `settle` is false,
+ * an empty page while changes are held back is waited out (up to a minute).
  */
 async function follow(after?: string, { settle = true } = {}): Promise<{ changes: Change[]; next: string }> {
   const changes: Change[] = [];
@@ -140,6 +140,21 @@ describe('nothing is ever skipped', () => {
     }
     const after = await follow(head);
     expect(after.changes.map((c) => c.as_of)).toEqual(['2026-01-05', '2026-01-12']);
+  });
+
+  it('a transaction still open in another database of the server holds nothing back (it cannot write this log)', async () => {
+    const head = await headNow();
+    const elsewhere = connect(inject('testDatabase').serverUrl, { max: 1 });
+    try {
+      await elsewhere.begin(async (tx) => {
+        await tx`select pg_current_xact_id()`; // holds a transaction id older than the write below
+        await db.sql`insert into kpi.kpi_history ${db.sql(historyRow('2026-01-12', 12))}`;
+        const during = await follow(head, { settle: false });
+        expect(during.changes.map((c) => c.as_of)).toEqual(['2026-01-12']);
+      });
+    } finally {
+      await elsewhere.end();
+    }
   });
 
   it('4 concurrent writers × 25 transactions while a reader follows: every change exactly once', async () => {
