@@ -98,7 +98,8 @@ else
   if [ -z "${DATABASE_URL:-}" ]; then
     DATABASE_URL=$(bash scripts/db.sh url)
   fi
-  echo "== ${DATABASE_URL%%\?*} (psql, as PostgREST would run each request)"
+  # Named without its password (and without its options).
+  echo "== $(printf '%s' "${DATABASE_URL%%\?*}" | sed -E 's#^([a-z]+://[^:/@]+):[^@]*@#\1:***@#') (psql, as PostgREST would run each request)"
   # request ROLE METHOD PATH CLAIMS HEADERS SQL: the answer's status and body, one line each.
   # CLAIMS and HEADERS are SQL expressions; the secret and the tenant travel in the environment and
   # psql's \getenv, so they are quoted by psql, appear on no command line, and — the session

@@ -111,3 +111,46 @@ end
 $$;
 comment on function kpi.tenant_id_of(text) is
   'The id of the tenant with this slug or id; UNKNOWN_TENANT when there is none. Example: select kpi.tenant_id_of(''acme'');';
+
+-- ============================================================================================
+-- Token claims
+-- ============================================================================================
+-- The claims kpi-history reads from a token, for issuers that ask the database for them:
+-- `tenant_ids` (the tenants a user belongs to) and `tenant_roles` (where the user is kpi_admin),
+-- from kpi.tenant_members. Where another service mints the tokens, it writes the same claims.
+
+create or replace function kpi.token_claims(member uuid) returns jsonb
+language sql stable
+set search_path = ''
+as $$
+  select jsonb_build_object(
+           'tenant_ids', coalesce(jsonb_agg(m.tenant_id order by m.tenant_id), '[]'),
+           'tenant_roles', coalesce(jsonb_object_agg(m.tenant_id, m.role) filter (where m.role <> 'member'), '{}'))
+  from kpi.tenant_members m
+  where m.user_id = member
+$$;
+comment on function kpi.token_claims(uuid) is
+  'The kpi-history claims of a user: {"tenant_ids": [...], "tenant_roles": {"<tenant id>": "kpi_admin"}}, from kpi.tenant_members.';
+
+-- Supabase Auth's custom access token hook: it receives the event ({"user_id", "claims", …}) and
+-- answers it with the claims to sign, here the token's own plus kpi-history's. Security definer:
+-- the hook's role (supabase_auth_admin) may execute it and nothing else of the schema. A user
+-- id that is not a uuid adds no tenant, rather than failing every sign-in.
+create or replace function kpi.supabase_access_token_hook(event jsonb) returns jsonb
+language plpgsql stable
+security definer
+set search_path = ''
+as $$
+declare
+  member uuid;
+begin
+  begin
+    member := (event ->> 'user_id')::uuid;
+  exception when invalid_text_representation then
+    member := null;
+  end;
+  return jsonb_set(event, '{claims}', coalesce(event -> 'claims', '{}') || kpi.token_claims(member));
+end
+$$;
+comment on function kpi.supabase_access_token_hook(jsonb) is
+  'Supabase Auth custom access token hook (Authentication → Hooks): adds tenant_ids and tenant_roles (kpi.token_claims) to every access token. See docs/deploy.md.';

@@ -5,11 +5,13 @@
 -- baseline's default privileges), so every one an API role calls is granted here.
 
 -- ============================================================================================
--- Row-level security (enabled and forced on every kpi table by the migrations)
+-- Row-level security: enabled and forced on every kpi table
 -- ============================================================================================
 
--- The owner — the role that runs the migrations, whatever its name — maintains every table:
--- forced row-level security applies to it too, so each table has a policy for it.
+-- The owner — the role that runs the migrations, whatever its name, a superuser or not — maintains
+-- every table. Row-level security is forced, so that it applies to the owner too (a function of the
+-- owner's reading a table on a tenant's behalf still sees only what a policy lets it); each table
+-- therefore has a policy for the owner, created before the forcing.
 do $$
 declare
   t regclass;
@@ -17,6 +19,8 @@ begin
   for t in select c.oid::regclass from pg_catalog.pg_class c where c.relnamespace = 'kpi'::regnamespace and c.relkind = 'r' loop
     execute format('drop policy if exists "the owner maintains it" on %s', t);
     execute format('create policy "the owner maintains it" on %s for all to %I using (true) with check (true)', t, current_user);
+    execute format('alter table %s enable row level security', t);
+    execute format('alter table %s force row level security', t);
   end loop;
 end
 $$;
@@ -100,7 +104,8 @@ grant execute on function kpi_api.request_claims(), kpi_api.request_header(text)
 grant execute on function kpi_api.current_tenant_id(), kpi_api.is_tenant_admin(), kpi_api.date_argument(text, text),
                           kpi_api.integer_argument(text, text, integer, integer), kpi_api.csv_field(text),
                           kpi_api.csv_header(regclass), kpi_api.cursor_position(text), kpi_api.read_changes(text, uuid, integer),
-                          kpi_api.changes_page(text, integer)
+                          kpi_api.changes_page(text, integer), kpi_api.history_change_data(kpi.history_change),
+                          kpi_api.change_log_horizon()
   to authenticated;
 
 -- ============================================================================================
@@ -128,5 +133,28 @@ begin
       end;
     end if;
   end loop;
+end
+$$;
+
+-- The owner may act as the API roles (set role anon | authenticated), as PostgREST's authenticator
+-- does: psql's checks of what a tenant's user sees (scripts/test-kpi-history.sh, docs/operations.md)
+-- run as the owner. A superuser may already; an owner with CREATEROLE grants it to itself.
+do $$
+begin
+  if not (pg_catalog.pg_has_role(current_user, 'anon', 'MEMBER') and pg_catalog.pg_has_role(current_user, 'authenticated', 'MEMBER')) then
+    execute format('grant anon, authenticated to %I', current_user);
+  end if;
+exception when insufficient_privilege then
+  raise warning 'kpi-history: % cannot act as the API roles (needs CREATEROLE); psql checks as a tenant''s user will fail: as an administrator run: grant anon, authenticated to %;', current_user, current_user;
+end
+$$;
+
+-- On Supabase, Auth calls the hook as supabase_auth_admin; elsewhere the role does not exist.
+do $$
+begin
+  if exists (select from pg_catalog.pg_roles where rolname = 'supabase_auth_admin') then
+    grant usage on schema kpi to supabase_auth_admin;
+    grant execute on function kpi.supabase_access_token_hook(jsonb) to supabase_auth_admin;
+  end if;
 end
 $$;

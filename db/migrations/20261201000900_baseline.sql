@@ -61,13 +61,20 @@ create domain api."text/csv" as text;
 comment on domain api."text/csv" is 'Media type text/csv: functions returning it answer Accept: text/csv with their text as is.';
 
 -- pg_cron lives in one database of the cluster (cron.database_name): the extension is created when
--- this is that database. Elsewhere (test clones, a server without it) nothing is scheduled.
+-- this is that database. Elsewhere (test clones, a server without it) nothing is scheduled here.
+-- A non-superuser owner (managed PostgreSQL) may be refused both the setting (it needs
+-- pg_read_all_settings) and the extension: the platform enables pg_cron itself (docs/deploy.md).
 do $$
 begin
-  if current_setting('cron.database_name', true) = current_database()
-     and exists (select from pg_available_extensions where name = 'pg_cron') then
+  if exists (select from pg_catalog.pg_extension where extname = 'pg_cron')
+     or not exists (select from pg_catalog.pg_available_extensions where name = 'pg_cron') then
+    return;
+  end if;
+  if current_setting('cron.database_name', true) = current_database() then
     create extension if not exists pg_cron;
   end if;
+exception when insufficient_privilege then
+  raise notice 'kpi-history: pg_cron not set up here (%): enable it as your platform documents, then schedule with db/setup/schedule_in_database.sql (docs/deploy.md)', sqlerrm;
 end
 $$;
 
@@ -586,8 +593,9 @@ insert into kpi.table_distribution (table_name, placement, distribution_column, 
   ('custom_kpi_settings', 'reference', null, null, 'one row: the limit of active custom KPIs per tenant');
 
 -- ============================================================================================
--- Row-level security on every kpi table, enabled and forced: even a non-superuser owner is
--- subject to it (the policies are in db/definitions/access.sql).
+-- Row-level security on every kpi table: API roles see nothing without a policy. It is forced
+-- (the owner subject to it too) by db/definitions/14_access.sql, once the owner has its policy:
+-- forced here, a non-superuser owner could not write the data of the migrations that follow.
 -- ============================================================================================
 do $$
 declare
@@ -596,7 +604,6 @@ begin
   for t in select c.oid::regclass from pg_catalog.pg_class c
            where c.relnamespace = 'kpi'::regnamespace and c.relkind = 'r' loop
     execute format('alter table %s enable row level security', t);
-    execute format('alter table %s force row level security', t);
   end loop;
 end
 $$;

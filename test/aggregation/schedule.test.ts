@@ -1,14 +1,17 @@
 // The pg_cron side, in the database pg_cron really runs in: the jobs the definitions schedule,
 // re-scheduling without duplicates and without resuming a paused job, the retention job, and
 // pg_cron firing the fill for real.
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, cronDatabase, type Sql } from '../helpers/database.js';
+import { connect, cronDatabase, useTestDatabase, type Sql } from '../helpers/database.js';
 import { projectRoot } from '../helpers/dbmate.js';
 import { insertAvi, insertTenant } from '../fixtures/sources.js';
 import { ACME, GLOBEX } from '../fixtures/tenants.js';
 
 const cron = cronDatabase();
+// A database of kpi-history without pg_cron in it, as on managed platforms.
+const data = useTestDatabase();
 const SCHEDULE = readFileSync(`${projectRoot}db/definitions/15_schedule.sql`, 'utf8');
 if (!cron.url) console.warn(`[kpi-history tests] pg_cron suite not run: ${cron.reason}`);
 
@@ -23,7 +26,7 @@ describe.skipIf(!cron.url)(`pg_cron${cron.url ? '' : ` — not run: ${cron.reaso
 
   const jobs = () => sql`
     select jobname, schedule, command, database, username, active from cron.job
-    where jobname like 'kpi-history%' order by jobname`;
+    where jobname like 'kpi-history%' and database = current_database() order by jobname`;
 
   it('the definitions scheduled the daily fill at 04:00 UTC, the run-log cleanup at 04:30, the source retention at 04:45 and the full reconciliation on Sundays at 05:00', async () => {
     const [{ db }] = await sql<[{ db: string }]>`select current_database() as db`;
@@ -153,4 +156,36 @@ describe.skipIf(!cron.url)(`pg_cron${cron.url ? '' : ` — not run: ${cron.reaso
     const [run] = await sql`select trigger, status from kpi.kpi_runs where id = ${runId!}`;
     expect(run).toEqual({ trigger: 'pg_cron', status: 'failed' });
   }, 150_000);
+  it('db/setup/schedule_in_database.sql creates the same jobs for a database pg_cron is not in, again without duplicates, a paused one left paused', async () => {
+    const schedule = () =>
+      spawnSync('psql', [cron.url!, '-X', '-q', '-v', `data_database=${data.name}`, '-f', 'db/setup/schedule_in_database.sql'], { cwd: projectRoot, encoding: 'utf8' });
+    const theirs = () => sql`
+      select jobname, schedule, command, database, active from cron.job where database = ${data.name} order by jobname`;
+    const ownJobs = await jobs();
+    try {
+      const first = schedule();
+      expect(first.status, first.stderr).toBe(0);
+      const plan = await data.sql<{ job: string; cron: string; command: string }[]>`select job, cron, command from kpi.schedule_plan() order by job`;
+      expect(plan.map((p) => p.job)).toContain('kpi-history');
+      expect(await theirs()).toEqual(
+        plan.map((p) => ({ jobname: `${p.job}@${data.name}`, schedule: p.cron, command: p.command, database: data.name, active: true })),
+      );
+      await sql`update cron.job set active = false where jobname = ${`kpi-history@${data.name}`}`;
+      const again = schedule();
+      expect(again.status, again.stderr).toBe(0);
+      const jobsNow = await theirs();
+      expect(jobsNow).toHaveLength(plan.length);
+      expect(jobsNow.filter((j) => !j.active).map((j) => j.jobname)).toEqual([`kpi-history@${data.name}`]);
+      // The jobs of pg_cron's own database are untouched.
+      expect(await jobs()).toEqual(ownJobs);
+    } finally {
+      await sql`select cron.unschedule(jobid) from cron.job where database = ${data.name}`;
+    }
+  });
+
+  it('db/setup/schedule_in_database.sql without the database to schedule says how to call it and schedules nothing', () => {
+    const run = spawnSync('psql', [cron.url!, '-X', '-q', '-f', 'db/setup/schedule_in_database.sql'], { cwd: projectRoot, encoding: 'utf8' });
+    expect(run.status).not.toBe(0);
+    expect(run.stderr).toContain('usage: psql "$CRON_DATABASE_URL" -v data_database=');
+  });
 });

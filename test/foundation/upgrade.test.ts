@@ -49,7 +49,8 @@ const snapshot = async () => ({
   alerts: await sql`select * from kpi.alerts order by tenant_id, id`,
   custom: await sql`select * from kpi.custom_kpi_weeks order by tenant_id, as_of`,
   definitions: await sql`select tenant_id, key, label, revision, derived_revision from kpi.custom_kpis order by 1, 2`,
-  changes: await sql`select * from kpi.kpi_changes order by txid, seq`,
+  // The columns of before: entries written then keep their JSON (later ones keep the row instead).
+  changes: await sql`select tenant_id, txid, seq, entity, op, as_of, kpi, data, changed_at from kpi.kpi_changes order by txid, seq`,
   runs: await sql`select id, kind, status, ok_count, total_count, rows_written, errors from kpi.kpi_runs order by id`,
   sources: (await sql`select (select count(*) from kpi.avi_reports) as avi, (select count(*) from kpi.vli_audits) as vli,
                              (select count(*) from kpi.clarity_reports) as clarity, (select count(*) from kpi.source_changes) as stale`)[0]!,
