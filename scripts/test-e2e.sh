@@ -5,15 +5,16 @@
 # and exits 2 (nothing was tested).
 #
 # Secrets are generated for the run (never your .env). Ports: KPI_E2E_API_PORT (default 3100),
-# KPI_E2E_ADMIN_PORT (3101), KPI_E2E_DB_PORT (54331), so a stack you run yourself is untouched.
+# KPI_E2E_ADMIN_PORT (3101), KPI_E2E_STREAM_PORT (3102), KPI_E2E_DB_PORT (54331), so a stack you
+# run yourself is untouched.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 USAGE="usage: npm run test:e2e
 
-Brings up the whole compose stack (PostgreSQL + pg_cron, migrations, PostgREST v16.2) in a project
+Brings up the whole compose stack (PostgreSQL + pg_cron, migrations, PostgREST v16.2, the worker) in a project
 of its own with generated secrets, seeds the demo data, runs test/e2e against it, and removes the
 stack. Needs a Docker engine (without one: exit 2, nothing tested). Ports: KPI_E2E_API_PORT (3100),
-KPI_E2E_ADMIN_PORT (3101), KPI_E2E_DB_PORT (54331)."
+KPI_E2E_ADMIN_PORT (3101), KPI_E2E_STREAM_PORT (3102), KPI_E2E_DB_PORT (54331)."
 CLI_NAME=test:e2e
 # shellcheck source=scripts/lib/cli.sh
 . scripts/lib/cli.sh
@@ -33,6 +34,7 @@ project="kpi-history-e2e-$$"
 secret() { node -e 'console.log(require("crypto").randomBytes(36).toString("base64url"))'; }
 export POSTGRES_PASSWORD=$(secret) AUTHENTICATOR_PASSWORD=$(secret) PGRST_JWT_SECRET=$(secret) CRON_SECRET=$(secret)
 export KPI_API_PORT=${KPI_E2E_API_PORT:-3100} KPI_ADMIN_PORT=${KPI_E2E_ADMIN_PORT:-3101} KPI_COMPOSE_DB_PORT=${KPI_E2E_DB_PORT:-54331}
+export KPI_STREAM_PUBLISHED_PORT=${KPI_E2E_STREAM_PORT:-3102}
 compose() { docker compose --project-name "$project" --env-file /dev/null "$@"; }
 cleanup() {
   compose down --volumes --remove-orphans >/dev/null 2>&1 || true
@@ -51,6 +53,19 @@ if [ -z "${ready:-}" ]; then
   compose ps -a >&2
   compose logs --no-color --tail 50 >&2
   echo "test:e2e: PostgREST did not become ready in 120 s" >&2
+  exit 1
+fi
+
+echo "== waiting for the worker (its health check, /v1/health)"
+for _ in $(seq 1 120); do
+  if [ "$(docker inspect --format '{{.State.Health.Status}}' "$(compose ps -q worker)" 2>/dev/null)" = healthy ] \
+     && curl -sf "http://127.0.0.1:$KPI_STREAM_PUBLISHED_PORT/v1/health" >/dev/null 2>&1; then worker_ready=1; break; fi
+  sleep 1
+done
+if [ -z "${worker_ready:-}" ]; then
+  compose ps -a >&2
+  compose logs --no-color --tail 50 worker >&2
+  echo "test:e2e: the worker did not become healthy in 120 s" >&2
   exit 1
 fi
 

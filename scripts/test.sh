@@ -7,8 +7,9 @@ USAGE="usage: npm test [-- vitest arguments, e.g. test/api/cron.test.ts -t 'a te
 
 Type-checks, then runs every test (or those the arguments choose) against a real PostgreSQL with
 pg_cron: a throwaway cluster the harness starts itself (TEST_DATABASE_URL: a server of yours, where
-it creates and drops databases named kpi_test_*). Ends with one line: tests: N passed, N failed,
-N skipped. Options other than --help go to vitest, which checks them."
+it creates and drops databases named kpi_test_*). Ends with each skipped suite and why, then one
+line: tests: N passed, N failed, N skipped. KPI_TESTS_MAY_SKIP=<path prefix>: a skipped test
+elsewhere fails the run (CI: test/e2e/). Options other than --help go to vitest, which checks them."
 CLI_NAME=test
 # shellcheck source=scripts/lib/cli.sh
 . scripts/lib/cli.sh
@@ -25,7 +26,7 @@ node_modules/.bin/vitest run --reporter=default --reporter=json --outputFile.jso
 wait # for tee
 # One plain closing line, the same for every runner that reads it.
 if [ -f "$results" ]; then
-  node scripts/test-summary.mjs "$results"
+  node scripts/test-summary.mjs "$results" || status=1
 else
   # vitest died before it could report: that is a failure, and says so in the same shape.
   if grep -q "Unknown option" "$errors" 2>/dev/null; then

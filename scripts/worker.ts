@@ -44,7 +44,8 @@ export interface WorkerConfig {
 /** Everything the worker needs, checked before anything starts: a clear error names the variable. */
 export function workerConfig(env: NodeJS.ProcessEnv): WorkerConfig {
   let alerts: WorkerConfig['alerts'] = null;
-  if (env.KPI_ALERT_WEBHOOK_URL !== undefined || env.KPI_ALERT_WEBHOOK_SECRET !== undefined) {
+  // Empty is unset (compose passes an optional variable of .env as empty).
+  if (env.KPI_ALERT_WEBHOOK_URL || env.KPI_ALERT_WEBHOOK_SECRET) {
     const webhookUrl = env.KPI_ALERT_WEBHOOK_URL ?? '';
     if (!webhookUrl) throw new ConfigError('KPI_ALERT_WEBHOOK_URL is not set (where alerts go)');
     if (!/^https?:\/\//.test(webhookUrl) || !URL.canParse(webhookUrl)) throw new ConfigError('KPI_ALERT_WEBHOOK_URL is not an http(s) URL');

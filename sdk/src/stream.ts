@@ -321,6 +321,12 @@ export async function startChangeStream(options: ChangeStreamOptions): Promise<C
       });
       return void response.end();
     }
+    if (requestUrl.pathname === '/v1/health' && request.method === 'GET') {
+      // For a container's health check: the server answers and its database does.
+      const healthy = await sql`select 1`.then(() => true, () => false);
+      response.writeHead(healthy ? 200 : 503, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
+      return void response.end(JSON.stringify({ status: healthy ? 'ok' : 'unavailable', clients: connected }));
+    }
     if (requestUrl.pathname !== '/v1/stream' || request.method !== 'GET') {
       response.writeHead(404, { 'Content-Type': 'application/json' });
       return void response.end(JSON.stringify({ code: 'NOT_FOUND', message: 'the stream is GET /v1/stream' }));

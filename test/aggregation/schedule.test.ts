@@ -167,8 +167,9 @@ describe.skipIf(!cron.url)(`pg_cron${cron.url ? '' : ` — not run: ${cron.reaso
       expect(first.status, first.stderr).toBe(0);
       const plan = await data.sql<{ job: string; cron: string; command: string }[]>`select job, cron, command from kpi.schedule_plan() order by job`;
       expect(plan.map((p) => p.job)).toContain('kpi-history');
-      expect(await theirs()).toEqual(
-        plan.map((p) => ({ jobname: `${p.job}@${data.name}`, schedule: p.cron, command: p.command, database: data.name, active: true })),
+      const byName = (a: { jobname: string }, b: { jobname: string }) => (a.jobname < b.jobname ? -1 : 1);
+      expect([...(await theirs())].sort((a, b) => byName(a as never, b as never))).toEqual(
+        plan.map((p) => ({ jobname: `${p.job}@${data.name}`, schedule: p.cron, command: p.command, database: data.name, active: true })).sort(byName),
       );
       await sql`update cron.job set active = false where jobname = ${`kpi-history@${data.name}`}`;
       const again = schedule();

@@ -59,12 +59,18 @@ describe.skipIf(missing.length > 0)(`PostgREST at ${POSTGREST_URL ?? '(none)'}${
       expect(exposed).not.toContain('content-disposition');
     });
 
-    it('the OpenAPI document at / carries the COMMENTs of the api schema', async () => {
-      const response = await fetch(`${POSTGREST_URL}/`, { headers: { Accept: 'application/openapi+json' } });
-      expect(response.status).toBe(200);
-      const text = await response.text();
+    it('the OpenAPI document at / carries the COMMENTs of what the caller may use (openapi-mode follow-privileges)', async () => {
+      // SqlFragment.hs `accessibleFuncs`/`accessibleTables`: a tenant's user sees the tenant's endpoints …
+      const ctx = await context();
+      const asUser = await fetch(`${POSTGREST_URL}/`, { headers: { Accept: 'application/openapi+json', Authorization: `Bearer ${ctx.token}` } });
+      expect(asUser.status).toBe(200);
+      const text = await asUser.text();
       expect(text).toContain('kpi_history_csv');
       expect(text).toContain('Example: GET /rpc/kpi_history_csv?weeks=12');
+      // … and anon only what anon may call.
+      const anon = await (await fetch(`${POSTGREST_URL}/`, { headers: { Accept: 'application/openapi+json' } })).text();
+      expect(anon).toContain('kpi_history_health');
+      expect(anon).not.toContain('kpi_history_csv');
     });
 
     it.skipIf(!POSTGREST_ADMIN_URL)('the admin port answers /live and /ready, and has no /config (v12 printed the secrets there)', async () => {

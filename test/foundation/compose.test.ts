@@ -6,6 +6,7 @@ import { parse } from 'yaml';
 import { useTestDatabase } from '../helpers/database.js';
 import { projectRoot } from '../helpers/dbmate.js';
 import { postgrestEnvironment } from '../helpers/postgrest.js';
+import { workerConfig } from '../../scripts/worker.js';
 
 const db = useTestDatabase();
 const compose = parse(readFileSync(`${projectRoot}docker-compose.yml`, 'utf8'));
@@ -20,13 +21,14 @@ function dotenvExample(): Record<string, string> {
 }
 
 describe('docker-compose.yml', () => {
-  it('runs db from db/Dockerfile, dbmate migrations, the cron secret installer and PostgREST v16.2 (the version the replay follows)', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['cron-secret', 'db', 'migrate', 'postgrest']);
+  it('runs db from db/Dockerfile, the migrations and definitions, the cron secret installer, PostgREST v16.2 (the version the replay follows) and the worker', () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['cron-secret', 'db', 'migrate', 'postgrest', 'worker']);
     expect(compose.services['cron-secret'].image).toBe(compose.services.db.image);
     expect(compose.services['cron-secret'].command).toEqual(['bash', '/app/scripts/cron-secret.sh', 'install']);
     expect(compose.services.db.build).toBe('./db');
-    expect(compose.services.migrate.image).toMatch(/dbmate/);
-    expect(compose.services.migrate.volumes).toContain('./db:/db:ro');
+    // The same path as npm run db:migrate: the migrations, then db/definitions.
+    expect(compose.services.migrate).toMatchObject({ build: '.', command: ['bash', 'scripts/migrate.sh'] });
+    expect(compose.services.migrate.environment.DATABASE_URL).toMatch(/@db:5432\/kpi_history/);
     // v12's admin server served /config (the JWT secret and the database password); the replay
     // in test/helpers/postgrest/ follows v16.2's source. A new version means reading it again.
     expect(compose.services.postgrest.image).toBe('postgrest/postgrest:v16.2');
@@ -89,5 +91,32 @@ describe('docker-compose.yml', () => {
     expect(dockerfile).toContain('shared_preload_libraries=pg_cron');
     expect(dockerfile).toContain(`cron.database_name=${compose.services.db.environment.POSTGRES_DB}`);
     expect(compose.services.migrate.environment.DATABASE_URL).toContain(`/${compose.services.db.environment.POSTGRES_DB}?`);
+  });
+  it('builds the application image with what scripts/migrate.sh and the worker read', () => {
+    const dockerfile = readFileSync(`${projectRoot}Dockerfile`, 'utf8');
+    expect(dockerfile).toMatch(/^FROM node:20/m);
+    expect(dockerfile).toMatch(/^RUN npm ci/m);
+    for (const path of ['db', 'scripts', 'sdk']) expect(dockerfile).toMatch(new RegExp(`^COPY ${path} \\./${path}$`, 'm'));
+    for (const path of ['node_modules', '.env', '.data']) expect(readFileSync(`${projectRoot}.dockerignore`, 'utf8').split('\n')).toContain(path);
+  });
+
+  it('runs the worker from the same .env as PostgREST: the stream on, alerts only when both webhook variables are set, healthy on /v1/health', () => {
+    const worker = compose.services.worker;
+    expect(worker.image).toBe(compose.services.migrate.image);
+    expect(worker.environment.PGRST_JWT_SECRET).toBe(env.PGRST_JWT_SECRET);
+    expect(worker.depends_on).toEqual({ migrate: { condition: 'service_completed_successfully' } });
+    expect(worker.healthcheck.test.join(' ')).toContain(`127.0.0.1:${worker.environment.KPI_STREAM_PORT}/v1/health`);
+    // The worker's environment as compose hands it over with .env.example's values: accepted.
+    const example = dotenvExample();
+    const handed = Object.fromEntries(
+      Object.entries(worker.environment as Record<string, string>).map(([name, value]) => [
+        name,
+        value.replace(/\$\{([A-Z_]+)(?::[-?][^}]*)?\}/g, (_all, variable: string) => example[variable] ?? ''),
+      ]),
+    );
+    const config = workerConfig(handed);
+    expect(config.alerts).toBeNull();
+    expect(config.stream).toMatchObject({ host: '0.0.0.0', port: 3002 });
+    expect(workerConfig({ ...handed, KPI_ALERT_WEBHOOK_URL: 'https://hooks.example.com/kpi', KPI_ALERT_WEBHOOK_SECRET: 'x'.repeat(32) }).alerts).not.toBeNull();
   });
 });

@@ -123,7 +123,8 @@ afterAll(async () => {
   if (cron.url) {
     const scheduler = connect(cron.url, { max: 1 });
     await scheduler`select cron.unschedule(jobid) from cron.job where database = ${DATABASE}`;
-    await scheduler.unsafe(`revoke usage on schema cron from ${OWNER}`);
+    // Revokes what the administrator granted it there (it owns nothing there).
+    await scheduler.unsafe(`drop owned by ${OWNER}`);
     await scheduler.end();
   }
   await admin.unsafe(`drop database if exists ${DATABASE} with (force)`);

@@ -91,6 +91,12 @@ beforeAll(async () => {
         raise sqlstate 'PGRST' using message = '{"code":"BLOCKED","message":"blocked"}', detail = '{"status":451,"headers":{}}';
       end if;
     end $$;
+    create function api.probe_pgrst_no_headers() returns json language plpgsql as $$
+    begin
+      raise sqlstate 'PGRST' using message = '{"code":"X","message":"no headers"}', detail = '{"status":403}';
+    end $$;
+    create function api.probe_now() returns text language sql stable as $$ select current_setting('timezone') $$;
+    create function api.probe_items() returns setof api.items language sql stable as $$ select * from api.items order by id $$;
     grant execute on all functions in schema api to anon, authenticated;
   `);
 });
@@ -439,3 +445,138 @@ describe('errors (src/library/PostgREST/Error.hs mapSQLtoHTTP; test/spec/Feature
     expect(httpStatusFor(sqlstate, authenticated)).toBe(status);
   });
 });
+
+// Where the replay was laxer than v16.2, one test each, naming the source at tag v16.2 it follows.
+describe('as strict as v16.2', () => {
+  const bearer = async (claims: Record<string, unknown>, options: { alg?: 'HS256' | 'HS384' | 'HS512'; secret?: string } = {}) => {
+    const { SignJWT } = await import('jose');
+    const token = await new SignJWT(claims).setProtectedHeader({ alg: options.alg ?? 'HS256' }).sign(new TextEncoder().encode(options.secret ?? TEST_JWT_SECRET));
+    return { Authorization: `Bearer ${token}` };
+  };
+
+  it.each(['HS384', 'HS512'] as const)('1. a %s token signed with the secret is 401 PGRST301: a string secret is one HS256 key (Config.hs parseSecret)', async (alg) => {
+    const response = await GET('/rpc/probe_settings', await bearer({ role: 'authenticated' }, { alg }));
+    expect(response.status).toBe(401);
+    expect(response.json()).toMatchObject({ code: 'PGRST301', message: 'No suitable key or wrong key type' });
+  });
+
+  it('2. another secret: "No suitable key or wrong key type", details "None of the keys was able to decode the JWT" (Error.hs JwtDecodeErr KeyError)', async () => {
+    const response = await GET('/rpc/probe_settings', await bearer({ role: 'authenticated' }, { secret: 'another-secret-of-at-least-32-characters!!' }));
+    expect(response.json()).toEqual({ code: 'PGRST301', message: 'No suitable key or wrong key type', details: 'None of the keys was able to decode the JWT', hint: null });
+    expect(response.headers['www-authenticate']).toBe('Bearer error="invalid_token", error_description="No suitable key or wrong key type"');
+  });
+
+  it('3. PATCH with no body is 400 PGRST102; POST {} inserts a row of defaults (ApiRequest/Payload.hs getPayload; QueryBuilder.hs Insert)', async () => {
+    const patched = await replay.request({ method: 'PATCH', url: '/writable?id=eq.1', headers: {} });
+    expect(patched.status).toBe(400);
+    expect(patched.json()).toMatchObject({ code: 'PGRST102', message: 'Empty or invalid json' });
+    await db.sql.unsafe(`create table if not exists api.defaults_only (id bigint generated always as identity primary key, note text default 'd');
+                         grant insert, select on api.defaults_only to anon`);
+    const inserted = await POST('/defaults_only', {}, { Prefer: 'return=representation' });
+    expect(inserted.status).toBe(201);
+    expect(inserted.json()).toEqual([{ id: expect.any(Number), note: 'd' }]);
+  });
+
+  it('4. POST to a function of one unnamed json parameter with no body: 400 22P02, nothing runs (Payload.hs; SqlFragment.hs singleParameter)', async () => {
+    const response = await replay.request({ method: 'POST', url: '/rpc/unnamed_json_param', headers: {}, body: null });
+    expect(response.status).toBe(400);
+    expect(response.json()).toMatchObject({ code: '22P02' });
+  });
+
+  it('5. only statement_timeout, plan_filter.statement_cost_limit and default_transaction_isolation are hoisted (SchemaCache.hs; Config.hs defaultHoistedAllowList)', async () => {
+    await db.sql.unsafe(`create or replace function api.probe_hoisting() returns json language sql stable
+                           set statement_timeout = '1234ms' set work_mem = '1234kB' as $$
+                           select json_build_object('timeout', current_setting('statement_timeout'), 'work_mem', current_setting('work_mem')) $$;
+                         grant execute on function api.probe_hoisting() to anon`);
+    const answered = (await GET('/rpc/probe_hoisting')).json() as { timeout: string; work_mem: string };
+    expect(answered.timeout).toBe('1234ms');
+    expect(answered.work_mem).toBe('1234kB'); // the function's own SET, applied by PostgreSQL on the call, not hoisted
+    const hoisted = await replay.request({ method: 'GET', url: '/rpc/probe_settings', headers: {} });
+    expect(hoisted.status).toBe(200);
+  });
+
+  it("6. RAISE SQLSTATE 'PGRST' whose DETAIL lacks headers is 500 PGRST121 (Error.hs FromJSON PgRaiseErrDetails)", async () => {
+    const response = await GET('/rpc/probe_pgrst_no_headers');
+    expect(response.status).toBe(500);
+    expect(response.json()).toMatchObject({ code: 'PGRST121', details: `Invalid JSON value for DETAIL: '{"status":403}'` });
+  });
+
+  it('7. a 401 says WWW-Authenticate: Bearer, and every error names its code in Proxy-Status (Error.hs ErrorHeaders, errorResponseFor)', async () => {
+    await db.sql.unsafe(`create or replace function api.probe_private() returns int language sql as 'select 1';
+                         revoke execute on function api.probe_private() from public, anon`);
+    const response = await GET('/rpc/probe_private');
+    expect(response.status).toBe(401);
+    expect(response.headers['www-authenticate']).toBe('Bearer');
+    expect(response.headers['proxy-status']).toBe('PostgREST; error=42501');
+    expect((await GET('/nowhere')).headers['proxy-status']).toBe('PostgREST; error=PGRST205');
+  });
+
+  it('8a. Prefer: count=exact gives the total in Content-Range, 206 for a part (Preferences.hs; RangeQuery.hs rangeStatusHeader)', async () => {
+    const part = await GET('/items?order=id&limit=2', { Prefer: 'count=exact' });
+    expect(part.status).toBe(206);
+    expect(part.headers['content-range']).toBe('0-1/15');
+    expect(part.headers['preference-applied']).toBe('count=exact');
+    const all = await GET('/rpc/probe_items', { Prefer: 'count=exact' });
+    expect(all.status).toBe(200);
+    expect(all.headers['content-range']).toBe('0-14/15');
+  });
+
+  it('8b. the Range header pages a GET; past the end with count=exact is 416 PGRST103 (ApiRequest.hs getRanges)', async () => {
+    const ranged = await GET('/items?order=id', { Range: '2-4' });
+    expect(ranged.json()).toEqual([{ id: 3 }, { id: 4 }, { id: 5 }]);
+    expect(ranged.headers['content-range']).toBe('2-4/*');
+    const beyond = await GET('/items?order=id&offset=20', { Prefer: 'count=exact' });
+    expect(beyond.status).toBe(416);
+    expect(beyond.json()).toMatchObject({ code: 'PGRST103', details: 'An offset of 20 was requested, but there are only 15 rows.' });
+  });
+
+  it('8c. Prefer: timezone sets the transaction time zone; handling=strict refuses an unknown preference with 400 PGRST122', async () => {
+    const zoned = await GET('/rpc/probe_now', { Prefer: 'timezone=America/New_York' });
+    expect(zoned.json()).toBe('America/New_York');
+    expect(zoned.headers['preference-applied']).toBe('timezone=America/New_York');
+    const strict = await GET('/items', { Prefer: 'handling=strict, frobnicate' });
+    expect(strict.status).toBe(400);
+    expect(strict.json()).toMatchObject({ code: 'PGRST122', details: 'Invalid preferences: frobnicate' });
+    expect((await GET('/items?limit=1', { Prefer: 'frobnicate' })).status).toBe(200); // lenient: ignored
+  });
+
+  it('8d. what the replay does not model fails loudly instead of being ignored', async () => {
+    await expect(GET('/items', { Prefer: 'count=planned' })).rejects.toThrow(/does not implement Prefer: count=planned/);
+    await expect(replay.request({ method: 'PATCH', url: '/writable?id=eq.1', headers: { Prefer: 'handling=strict, max-affected=1', 'Content-Type': 'application/json' }, body: '{"note":"x"}' }))
+      .rejects.toThrow(/max-affected/);
+  });
+
+  it('9. Accept is ordered by q, then specificity: "*/*, text/csv" is CSV (wai-extra parseHttpAccept)', async () => {
+    const response = await GET('/items?order=id&limit=2', { Accept: '*/*, text/csv' });
+    expect(response.headers['content-type']).toBe('text/csv; charset=utf-8');
+    expect(response.text).toBe('id\n1\n2');
+  });
+
+  it('10. the first order and the first select win (QueryParams.hs lookupParam; Plan.hs addOrders)', async () => {
+    const rows = (await GET('/writable?select=id&select=note&order=id.desc&order=id.asc')).json() as Record<string, number>[];
+    expect(rows.length).toBeGreaterThanOrEqual(3);
+    expect(rows.every((row) => Object.keys(row).join() === 'id')).toBe(true);
+    expect(rows.map((row) => row.id)).toEqual(rows.map((row) => row.id).sort((a, b) => b! - a!));
+  });
+
+  it('11. limit=-1 is 416 PGRST103 (QueryParams.hs ranges; ApiRequest.hs getRanges NegativeLimit)', async () => {
+    const response = await GET('/items?limit=-1');
+    expect(response.status).toBe(416);
+    expect(response.json()).toMatchObject({ code: 'PGRST103', details: 'Limit should be greater than or equal to zero.' });
+  });
+
+  it('12. in.(1,2)x filters on 1 and 2: what follows the list is not read (QueryParams.hs pListVal)', async () => {
+    expect((await GET('/items?id=in.(1,2)x&order=id')).json()).toEqual([{ id: 1 }, { id: 2 }]);
+  });
+
+  it.each([
+    ['Authorization: Bearer with no token', async () => ({ Authorization: 'Bearer' }), 'PGRST301', 'Empty JWT is sent in Authorization header'],
+    ['a role that is a number', () => bearer({ role: 5 }), '22023', 'role "5" does not exist'],
+    ['an aud that is a number', () => bearer({ role: 'authenticated', aud: 1 }), 'PGRST303', "The JWT 'aud' claim must be a string or an array of strings"],
+  ])('13. %s is 401 (wai-extra extractBearerAuth; Auth/Jwt.hs parseClaims)', async (_what, headers, code, message) => {
+    const response = await GET('/rpc/probe_settings', await headers());
+    expect(response.status).toBe(401);
+    expect(response.json()).toMatchObject({ code, message });
+  });
+});
+

@@ -9,7 +9,7 @@
 import postgres from 'postgres';
 import type { Sql } from './database.js';
 import { postgrestConfig, type PostgrestConfig } from './postgrest/config.js';
-import { signClaims } from './postgrest/jwt.js';
+import { roleClaim, signClaims } from './postgrest/jwt.js';
 import { createReplay, type ReplayResponse } from './postgrest/replay.js';
 import { inRequestTransaction, requestHeaders, type PostgrestErrorBody } from './postgrest/transaction.js';
 
@@ -122,7 +122,7 @@ export async function postgrestRequest<T>(
 ): Promise<PostgrestResponse<T>> {
   const config = postgrestConfig();
   const claims = request.claims ?? {};
-  const role = typeof claims.role === 'string' ? claims.role : config.anonRole;
+  const role = roleClaim(claims) ?? config.anonRole;
   const outcome = await inRequestTransaction(
     sql,
     config,

@@ -1,9 +1,9 @@
 // The change stream (GET /v1/stream, Server-Sent Events) against the real database: tokens it
 // refuses, the tenant rules of the API, live changes of the connected tenant only, resuming with
 // Last-Event-ID without loss or duplicates, and heartbeats.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { SignJWT } from 'jose';
-import { useTestDatabase } from '../helpers/database.js';
+import { connect, useTestDatabase } from '../helpers/database.js';
 import { TEST_JWT_SECRET } from '../helpers/postgrest.js';
 import { insertTwoTenantsWithHistory } from '../fixtures/api.js';
 import { ACME, GLOBEX } from '../fixtures/tenants.js';
@@ -100,6 +100,32 @@ describe('refused', () => {
 
   it('a cursor that is none: INVALID_INPUT 400, before the stream starts', async () => {
     expect(await open(acmeToken, { headers: { 'Last-Event-ID': 'yesterday' } })).toMatchObject({ status: 400, body: { code: 'INVALID_INPUT' } });
+  });
+});
+
+describe('health', () => {
+  it('GET /v1/health answers 200 while the database answers, without a token and telling nothing of tenants', async () => {
+    const health = await fetch(stream.url.replace('/v1/stream', '/v1/health'));
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'ok', clients: stream.clients() });
+  });
+
+  it('answers 503 when its database does not', async () => {
+    const cut = await startChangeStream({ databaseUrl: db.url, jwtSecret: TEST_JWT_SECRET, port: 0 });
+    const url = cut.url.replace('/v1/stream', '/v1/health');
+    // Every session of the stream's pool ended from the server side, and new ones refused.
+    const admin = connect(inject('testDatabase').serverUrl, { max: 1 });
+    await admin`alter database ${admin(db.name)} with allow_connections false`;
+    try {
+      await admin`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'kpi-history-stream' and datname = ${db.name}`;
+      const health = await fetch(url);
+      expect(health.status).toBe(503);
+      expect(await health.json()).toMatchObject({ status: 'unavailable' });
+    } finally {
+      await admin`alter database ${admin(db.name)} with allow_connections true`;
+      await admin.end();
+      await cut.stop().catch(() => undefined);
+    }
   });
 });
 

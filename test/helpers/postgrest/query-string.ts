@@ -35,7 +35,7 @@ export interface QueryString {
   args: Map<string, string>;
   filters: Filter[];
   order: OrderTerm[];
-  /** Top-level `limit` and `offset`; a value that is not a whole number is ignored, as PostgREST does. */
+  /** Top-level `limit` and `offset` (the last of each); a value that is not an integer is ignored, as PostgREST does. */
   limit: number | null;
   offset: number | null;
   /** The `select` columns; `*` when absent. */
@@ -43,32 +43,41 @@ export interface QueryString {
 }
 
 /**
- * The list of an `in` filter, `(a,b,"c,d")`, as QueryParams.hs `pListVal` reads it: elements
- * separated by commas, each unquoted (up to `,` or `)`) or double-quoted with backslash escapes.
+ * The list of an `in` filter as QueryParams.hs `pListVal` reads it: `(`, elements separated by
+ * commas — each double-quoted with backslash escapes when a `,` or `)` follows the closing quote,
+ * else unquoted up to `,` or `)` — then `)`. What follows the `)` is not read (`in.(a,b)x` is a, b).
  */
 export function parseListValue(value: string): string[] {
-  const trimmed = value.trim();
-  if (!trimmed.startsWith('(') || !trimmed.endsWith(')')) throw new QueryStringError(`failed to parse filter (in.${value})`);
-  const inner = trimmed.slice(1, -1);
+  const refuse = () => new QueryStringError(`failed to parse filter (in.${value})`);
+  if (value[0] !== '(') throw refuse();
+  let at = 1;
+  while (value[at] === ' ') at++; // lexeme
   const elements: string[] = [];
-  let at = 0;
   for (;;) {
-    let element = '';
-    if (inner[at] === '"') {
-      at++;
-      while (at < inner.length && inner[at] !== '"') {
-        if (inner[at] === '\\' && at + 1 < inner.length) at++;
-        element += inner[at++];
+    let element: string | null = null;
+    if (value[at] === '"') {
+      let end = at + 1;
+      let quoted = '';
+      while (end < value.length && value[end] !== '"') {
+        if (value[end] === '\\' && end + 1 < value.length) end++;
+        quoted += value[end++];
       }
-      if (inner[at] !== '"') throw new QueryStringError(`failed to parse filter (in.${value})`);
-      at++;
-    } else {
-      while (at < inner.length && inner[at] !== ',' && inner[at] !== ')') element += inner[at++];
+      if (value[end] === '"' && (value[end + 1] === ',' || value[end + 1] === ')')) {
+        element = quoted;
+        at = end + 1;
+      }
+    }
+    if (element === null) {
+      element = '';
+      while (at < value.length && value[at] !== ',' && value[at] !== ')') element += value[at++];
     }
     elements.push(element);
-    if (at >= inner.length) return elements;
-    if (inner[at] !== ',') throw new QueryStringError(`failed to parse filter (in.${value})`);
-    at++;
+    if (value[at] === ',') {
+      at++;
+      continue;
+    }
+    if (value[at] === ')') return elements;
+    throw refuse();
   }
 }
 
@@ -78,7 +87,8 @@ export class ReplayUnsupported extends Error {
   }
 }
 
-const wholeNumber = (value: string) => (/^\d+$/.test(value) ? Number(value) : null);
+/** Haskell's `readMaybe` for an Integer: optional spaces around an optional minus and digits. */
+const integer = (value: string) => (/^\s*-?\d+\s*$/.test(value) ? Number(value) : null);
 
 /**
  * Parses a query string as PostgREST does. `isRpcRead`: a GET/HEAD on `/rpc/…`, where a value
@@ -86,9 +96,14 @@ const wholeNumber = (value: string) => (/^\d+$/.test(value) ? Number(value) : nu
  */
 export function parseQueryString(search: string, isRpcRead: boolean): QueryString {
   const result: QueryString = { args: new Map(), filters: [], order: [], limit: null, offset: null, select: ['*'] };
+  let selectSeen = false;
+  let orderSeen = false;
   for (const [key, value] of queryPairs(search)) {
     const lastWord = key.split('.').at(-1)!;
     if (key === 'select') {
+      // QueryParams.hs `lookupParam`: the first `select` is the one read.
+      if (selectSeen) continue;
+      selectSeen = true;
       result.select = value.split(',').map((column) => column.trim());
       if (result.select.some((column) => column !== '*' && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(column))) {
         throw new ReplayUnsupported(`select=${value} (only * and plain column names)`);
@@ -99,9 +114,14 @@ export function parseQueryString(search: string, isRpcRead: boolean): QueryStrin
       throw new ReplayUnsupported(`logic trees (${key}=…)`);
     } else if (lastWord === 'order' || lastWord === 'limit' || lastWord === 'offset') {
       if (key !== lastWord) throw new ReplayUnsupported(`ordering or paging an embedded resource (${key})`);
-      if (key === 'order') result.order = value.split(',').map(parseOrderTerm);
-      if (key === 'limit') result.limit = wholeNumber(value);
-      if (key === 'offset') result.offset = wholeNumber(value);
+      // The first `order` is the one applied (Plan.hs `addOrders`); the last `limit` and `offset`
+      // (QueryParams.hs `ranges`, HM.fromList). A limit or offset that is no integer is ignored.
+      if (key === 'order' && !orderSeen) {
+        orderSeen = true;
+        result.order = value.split(',').map(parseOrderTerm);
+      }
+      if (key === 'limit') result.limit = integer(value);
+      if (key === 'offset') result.offset = integer(value);
     } else {
       const match = OPERATOR.exec(value);
       if (match) {
@@ -146,4 +166,46 @@ function queryPairs(search: string): [string, string][] {
       const at = part.indexOf('=');
       return [decode(part.slice(0, at)), decode(part.slice(at + 1))];
     });
+}
+
+/** A range of rows, `upper` null for no end (RangeQuery.hs `NonnegRange`). */
+export interface RowRange {
+  lower: number;
+  upper: number | null;
+}
+
+/** Why a range cannot be satisfied (Error.hs `InvalidRange`): 416 PGRST103. */
+export class RangeError416 extends Error {
+  constructor(readonly details: string) {
+    super('Requested range not satisfiable');
+  }
+}
+
+/**
+ * ApiRequest.hs `getRanges`: the top-level range from `limit` and `offset` and, on a GET, the
+ * Range header (`<first>-[<last>]`, RangeQuery.hs `rangeParse`), intersected. `limit=0` is the one
+ * empty range allowed; any other empty range is 416.
+ */
+export function topLevelRange(query: QueryString, method: string, rangeHeader: string | undefined): RowRange {
+  const intersect = (a: RowRange, b: RowRange): RowRange => ({
+    lower: Math.max(a.lower, b.lower),
+    upper: a.upper === null ? b.upper : b.upper === null ? a.upper : Math.min(a.upper, b.upper),
+  });
+  const offset = query.offset ?? 0;
+  const limitRange: RowRange = query.limit === null ? { lower: offset, upper: null } : { lower: offset, upper: offset + query.limit - 1 };
+  // RangeQuery.hs `hasLimitZero`: a limit range ending at -1 (limit=0 without an offset) stands.
+  if (limitRange.upper === -1) return { lower: 0, upper: -1 };
+  let headerRange: RowRange = { lower: 0, upper: null };
+  const header = method === 'GET' && rangeHeader !== undefined ? /^([0-9]+)-([0-9]*)$/.exec(rangeHeader) : null;
+  if (header) headerRange = { lower: Number(header[1]), upper: header[2] ? Number(header[2]) : null };
+  const range = intersect(headerRange, limitRange);
+  if (range.upper !== null && range.upper < range.lower) {
+    const headerEmpty = headerRange.upper !== null && headerRange.upper < headerRange.lower;
+    throw new RangeError416(
+      headerEmpty
+        ? 'The lower boundary must be lower than or equal to the upper boundary in the Range header.'
+        : 'Limit should be greater than or equal to zero.',
+    );
+  }
+  return range;
 }

@@ -10,8 +10,9 @@
 import type postgres from 'postgres';
 import type { Sql } from '../database.js';
 import { postgrestConfig, quoteIdent, type PostgrestConfig } from './config.js';
-import { verifyJwt } from './jwt.js';
-import { parseListValue, parseQueryString, QueryStringError, ReplayUnsupported, type Filter, type QueryString } from './query-string.js';
+import { roleClaim, verifyJwt } from './jwt.js';
+import { parseListValue, parseQueryString, QueryStringError, RangeError416, ReplayUnsupported, topLevelRange, type Filter, type QueryString, type RowRange } from './query-string.js';
+import { checkModelled, parsePreferences, preferenceApplied, type PlanKind, type Preferences } from './preferences.js';
 import { findRoutine, relationColumns, relationExists, routinesNamed, type Routine } from './schema-cache.js';
 import { inRequestTransaction, requestHeaders, type PostgrestErrorBody } from './transaction.js';
 
@@ -61,8 +62,9 @@ function respond(status: number, headers: Record<string, string>, text: string, 
   };
 }
 
+/** Error.hs `errorResponseFor`: every error names its code in Proxy-Status. */
 function errorResponse(status: number, body: PostgrestErrorBody, headers: Record<string, string> = {}, sql: string | null = null): ReplayResponse {
-  return respond(status, { 'content-type': JSON_TYPE, ...headers }, JSON.stringify(body), sql, false);
+  return respond(status, { 'content-type': JSON_TYPE, 'proxy-status': `PostgREST; error=${body.code}`, ...headers }, JSON.stringify(body), sql, false);
 }
 
 const error = (code: string, message: string, details: string | null = null, hint: string | null = null): PostgrestErrorBody => ({
@@ -72,18 +74,25 @@ const error = (code: string, message: string, details: string | null = null, hin
   hint,
 });
 
-/** The Accept header as media types, best first (Network.Wai.Parse.parseHttpAccept, by q). */
+/**
+ * The Accept header as media types, best first: wai-extra `parseHttpAccept` — spaces removed, by
+ * q, then by specificity (parameters count up, `*` down), then in the order given — each reduced
+ * to its type for negotiation. No Accept is `*\/*` (ApiRequest.hs).
+ */
 function acceptedMediaTypes(accept: string | undefined): string[] {
-  if (!accept) return ['*/*']; // ApiRequest.hs: no Accept is MTAny
+  if (accept === undefined) return ['*/*'];
   return accept
     .split(',')
     .map((part, index) => {
-      const [type, ...params] = part.split(';').map((s) => s.trim());
-      const q = params.find((p) => p.startsWith('q='));
-      return { type: type!.toLowerCase(), q: q ? Number(q.slice(2)) : 1, index };
+      const entry = part.replaceAll(' ', '');
+      const at = entry.indexOf(';q=');
+      const type = at === -1 ? entry : entry.slice(0, at);
+      const qText = at === -1 ? '' : entry.slice(at + 3).split(';')[0]!;
+      const q = /^\d+(\.\d+)?([eE][-+]?\d+)?$/.test(qText) ? Number(qText) : 1;
+      const specificity = (type.match(/;/g)?.length ?? 0) - (type.match(/\*/g)?.length ?? 0);
+      return { type: type.split(';')[0]!.toLowerCase(), q, specificity, index };
     })
-    .filter((entry) => entry.type && entry.q > 0)
-    .sort((a, b) => b.q - a.q || a.index - b.index)
+    .sort((a, b) => b.q - a.q || b.specificity - a.specificity || a.index - b.index)
     .map((entry) => entry.type);
 }
 
@@ -128,15 +137,16 @@ function bodyExpression(handler: Handler, routine: Routine | null): string {
 }
 
 /** LIMIT/OFFSET of the top-level range, `db-max-rows` applied (RangeQuery.hs `restrictRange`). */
-function limitOffset(query: QueryString, config: PostgrestConfig, params: unknown[]): string {
-  const limit = query.limit === null ? config.maxRows : config.maxRows === null ? query.limit : Math.min(query.limit, config.maxRows);
-  if (limit === null && query.offset === null) return '';
+function limitOffset(range: RowRange, config: PostgrestConfig, params: unknown[]): string {
+  const wanted = range.upper === null ? null : range.upper - range.lower + 1;
+  const limit = wanted === null ? config.maxRows : config.maxRows === null ? wanted : Math.min(wanted, config.maxRows);
+  if (limit === null && range.lower === 0) return '';
   let clause = ' limit all';
   if (limit !== null) {
     params.push(String(limit));
     clause = ` limit $${params.length}`;
   }
-  params.push(String(query.offset ?? 0));
+  params.push(String(range.lower));
   return `${clause} offset $${params.length}`;
 }
 
@@ -181,11 +191,14 @@ function orderSql(target: string, query: QueryString): string {
   return ` order by ${terms.join(', ')}`;
 }
 
-/** Statements.hs `mainRead` / `mainCall`: the one statement, around `pgrst_source`. */
-function mainStatement(source: string, handler: Handler, routine: Routine | null, readSql: string): string {
+/**
+ * Statements.hs `mainRead` / `mainCall`: the one statement, around `pgrst_source`; `total` counts
+ * every row the request matches when `Prefer: count=exact` asks (else null).
+ */
+function mainStatement(source: string, handler: Handler, routine: Routine | null, readSql: string, total: string | null = null): string {
   const pageTotal = routine && !routine.returnsSet ? '1' : 'pg_catalog.count(_postgrest_t)';
   return `with pgrst_source as (${source})
-    select ${pageTotal} as page_total, (${bodyExpression(handler, routine)})::text as body,
+    select ${pageTotal} as page_total, ${total ?? 'null::bigint'} as total_result_set, (${bodyExpression(handler, routine)})::text as body,
            nullif(current_setting('response.headers', true), '') as response_headers,
            nullif(current_setting('response.status', true), '') as response_status
     from (${readSql}) _postgrest_t`;
@@ -200,23 +213,23 @@ interface Plan {
   routine: Routine | null;
   /** The top-level offset, for Content-Range. */
   offset: number;
+  kind: PlanKind;
 }
 
 /**
- * ApiRequest/Payload.hs `getPayload`: an empty body is {}; an array must hold objects with the
- * same keys (those of the first are the body's); any other JSON value is replaced by [].
+ * ApiRequest/Payload.hs `getPayload`: a function's empty body has no keys (and is sent as it is,
+ * empty); a table's is "Empty or invalid json". An array must hold objects with the same keys
+ * (those of the first are the body's); any other JSON value is replaced by [].
  */
-function jsonPayload(body: string | null): { raw: string; keys: string[]; isArray: boolean } | ReplayResponse {
-  let payload: unknown = {};
-  let raw = '{}';
-  if (body && body !== '') {
-    try {
-      payload = JSON.parse(body);
-    } catch {
-      return errorResponse(400, error('PGRST102', 'Empty or invalid json'));
-    }
-    raw = body;
+function jsonPayload(body: string | null, isProc: boolean): { raw: string; keys: string[]; isArray: boolean } | ReplayResponse {
+  if (!body && isProc) return { raw: body ?? '', keys: [], isArray: false };
+  let payload: unknown;
+  try {
+    payload = JSON.parse(body ?? '');
+  } catch {
+    return errorResponse(400, error('PGRST102', 'Empty or invalid json'));
   }
+  const raw = body!;
   const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
   if (Array.isArray(payload)) {
     const first = payload[0];
@@ -241,6 +254,8 @@ async function planCall(
   body: string | null,
   headers: Record<string, string>,
   accepts: string[],
+  range: RowRange,
+  prefs: Preferences,
 ): Promise<Plan | ReplayResponse> {
   const schema = config.schemas[0]!;
   const isRead = method === 'GET' || method === 'HEAD';
@@ -252,7 +267,7 @@ async function planCall(
   let isArray = false;
   if (!isRead) {
     if (!contentIsJson) throw new ReplayUnsupported(`RPC bodies of type ${contentType}`);
-    const payload = jsonPayload(body);
+    const payload = jsonPayload(body, true);
     if ('status' in payload) return payload;
     ({ raw, isArray } = payload);
     keys = new Set(payload.keys);
@@ -319,21 +334,31 @@ async function planCall(
             lateral ${callIt(args)}`;
   }
   const source = `select ${scalar ? 'pgrst_call.pgrst_scalar' : 'pgrst_call.*'} ${from}`;
-  const read = `select pgrst_source.* from pgrst_source${limitOffset(query, config, params)}`;
+  const read = `select pgrst_source.* from pgrst_source${limitOffset(range, config, params)}`;
+  const total = prefs.count === 'exact' && routine.returnsSet ? '(select pg_catalog.count(*) from pgrst_source)' : null;
   return {
-    sql: mainStatement(source, negotiated.handler, routine, read),
+    sql: mainStatement(source, negotiated.handler, routine, read, total),
     params,
     // Plan.hs: a read is READ ONLY; a POST is READ WRITE only for a VOLATILE function.
     readOnly: isRead || !routine.volatile,
     handler: negotiated.handler,
     contentType: negotiated.contentType,
     routine,
-    offset: query.offset ?? 0,
+    offset: range.lower,
+    kind: 'call',
   };
 }
 
 /** Plan.hs `wrappedReadPlan` + QueryBuilder.hs `readPlanToQuery`, for `GET /<relation>`. */
-async function planRead(sql: Sql, config: PostgrestConfig, name: string, query: QueryString, accepts: string[]): Promise<Plan | ReplayResponse> {
+async function planRead(
+  sql: Sql,
+  config: PostgrestConfig,
+  name: string,
+  query: QueryString,
+  accepts: string[],
+  range: RowRange,
+  prefs: Preferences,
+): Promise<Plan | ReplayResponse> {
   const schema = config.schemas[0]!;
   if (!(await relationExists(sql, schema, name))) {
     return errorResponse(404, error('PGRST205', `Could not find the table '${schema}.${name}' in the schema cache`));
@@ -347,31 +372,24 @@ async function planRead(sql: Sql, config: PostgrestConfig, name: string, query: 
   const params: unknown[] = [];
   const columns = defaultSelect ? `${target}.*` : query.select.map((c) => `${target}.${quoteIdent(c)}`).join(', ');
   const where = query.filters.length ? ` where ${query.filters.map((f) => filterSql(target, f, params)).join(' and ')}` : '';
-  const source = `select ${columns} from ${target}${where}${orderSql(target, query)}${limitOffset(query, config, params)}`;
+  const source = `select ${columns} from ${target}${where}${orderSql(target, query)}${limitOffset(range, config, params)}`;
+  // Statements.hs `mainRead`: the exact count is of the filtered relation, without the range.
+  const total = prefs.count === 'exact' ? `(select pg_catalog.count(*) from ${target}${where})` : null;
   return {
-    sql: mainStatement(source, negotiated.handler, null, 'select * from pgrst_source'),
+    sql: mainStatement(source, negotiated.handler, null, 'select * from pgrst_source', total),
     params,
     readOnly: true,
     handler: negotiated.handler,
     contentType: negotiated.contentType,
     routine: null,
-    offset: query.offset ?? 0,
+    offset: range.lower,
+    kind: 'read',
   };
-}
-
-/** ApiRequest/Preferences.hs: the `return` preference (others are not implemented). */
-function returnPreference(prefer: string | undefined): 'representation' | 'minimal' | null {
-  let preference: 'representation' | 'minimal' | null = null;
-  for (const part of (prefer ?? '').split(',').map((p) => p.trim()).filter(Boolean)) {
-    if (part === 'return=representation' || part === 'return=minimal') preference = part.slice(7) as 'representation' | 'minimal';
-    else throw new ReplayUnsupported(`the preference ${part}`);
-  }
-  return preference;
 }
 
 interface WritePlan extends Plan {
   mutation: 'insert' | 'update' | 'delete';
-  returnPreference: 'representation' | 'minimal' | null;
+  prefs: Preferences;
 }
 
 /**
@@ -389,6 +407,7 @@ async function planWrite(
   body: string | null,
   headers: Record<string, string>,
   accepts: string[],
+  prefs: Preferences,
 ): Promise<WritePlan | ReplayResponse> {
   const schema = config.schemas[0]!;
   const columns = await relationColumns(sql, schema, name);
@@ -396,8 +415,7 @@ async function planWrite(
   if (query.order.length || query.limit !== null || query.offset !== null) throw new ReplayUnsupported(`ordering or limiting a ${method}`);
   const mutation = method === 'POST' ? 'insert' : method === 'PATCH' ? 'update' : 'delete';
   if (mutation === 'insert' && query.filters.length) throw new ReplayUnsupported('filters on an insert');
-  const preference = returnPreference(headers.prefer);
-  const representation = preference === 'representation';
+  const representation = prefs.representation === 'full';
   const negotiated = negotiate(accepts, null, true);
   if (!negotiated) return errorResponse(406, error('PGRST107', `None of these media types are available: ${accepts.join(', ')}`));
   if (representation && negotiated.handler.kind !== 'json') throw new ReplayUnsupported(`a ${negotiated.contentType} representation of a write`);
@@ -415,7 +433,7 @@ async function planWrite(
     const contentType = (headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
     if (contentType !== 'application/json') throw new ReplayUnsupported(`write bodies of type ${contentType}`);
     // The body's keys are the columns written.
-    const payload = jsonPayload(body);
+    const payload = jsonPayload(body, false);
     if ('status' in payload) return payload;
     const { keys, isArray } = payload;
     if (mutation === 'update' && isArray) throw new ReplayUnsupported('PATCH with an array body');
@@ -429,10 +447,14 @@ async function planWrite(
     const typed = keys.map((key) => `${quoteIdent(key)} ${columns.get(key)}`).join(', ');
     const recordFunction = isArray ? 'json_to_recordset' : 'json_to_record';
     // SqlFragment.hs `fromJsonBodyF` (no defaults: Prefer missing=default is not implemented).
+    // No keys (`{}`, `[{}, {}]`): a row per object, every column its default.
+    const source = keys.length
+      ? `${recordFunction}(pgrst_payload.json_data) as _(${typed})`
+      : isArray ? 'json_array_elements(pgrst_payload.json_data) _' : '(values(1)) _';
     const fromBody = `from (select ${payloadParam} as json_data) pgrst_payload,
-      lateral (select ${names} from ${recordFunction}(pgrst_payload.json_data) as _(${typed})) pgrst_body`;
+      lateral (select ${names} from ${source}) pgrst_body`;
     if (mutation === 'insert') {
-      mutate = `insert into ${target}(${names}) select ${keys.map((k) => `pgrst_body.${quoteIdent(k)}`).join(', ')} ${fromBody} ${returning}`;
+      mutate = `insert into ${target}${keys.length ? `(${names})` : ''} select ${keys.map((k) => `pgrst_body.${quoteIdent(k)}`).join(', ')} ${fromBody} ${returning}`;
     } else if (keys.length === 0) {
       mutate = `select ${representation ? selected.map((c) => `${target}.${quoteIdent(c)}`).join(', ') : 'null'} from ${target} where false`;
     } else {
@@ -448,25 +470,30 @@ async function planWrite(
     contentType: negotiated.contentType,
     routine: null,
     offset: 0,
+    kind: mutation,
     mutation,
-    returnPreference: preference,
+    prefs,
   };
 }
 
+type ResultRow = { page_total: string | number; total_result_set: string | number | null; body: string | null };
+
+/** RangeQuery.hs `contentRangeH`: `lower-upper` unless nothing is in range, then `/total` or `/*`. */
+function contentRange(lower: number, upper: number, total: number | null): string {
+  return `${total !== 0 && lower <= upper ? `${lower}-${upper}` : '*'}/${total ?? '*'}`;
+}
+
 /** Response.hs `actionResponse` for MutationCreate, MutationUpdate and MutationDelete. */
-function answerWrite(
-  plan: WritePlan,
-  row: { page_total: string | number; body: string | null } | undefined,
-  gucStatus: string | null,
-  gucHeaders: string | null,
-): ReplayResponse {
+function answerWrite(plan: WritePlan, row: ResultRow | undefined, gucStatus: string | null, gucHeaders: string | null): ReplayResponse {
   const count = Number(row?.page_total ?? 0);
-  const representation = plan.returnPreference === 'representation';
+  const total = plan.prefs.count === 'exact' ? count : null;
+  const representation = plan.prefs.representation === 'full';
   const headers: Record<string, string> = {
-    // An update's range is the rows it changed; an insert's and a delete's is not (`*/*`).
-    'content-range': plan.mutation === 'update' && count > 0 ? `0-${count - 1}/*` : '*/*',
+    // An update's range is the rows it changed; an insert's and a delete's is not (`*`).
+    'content-range': plan.mutation === 'update' ? contentRange(0, count - 1, total) : contentRange(1, 0, total),
   };
-  if (plan.returnPreference) headers['preference-applied'] = `return=${plan.returnPreference}`;
+  const applied = preferenceApplied(plan.prefs, plan.kind);
+  if (applied) headers['preference-applied'] = applied;
   let status = plan.mutation === 'insert' ? 201 : representation ? 200 : 204;
   let text = '';
   if (representation) {
@@ -480,18 +507,19 @@ function answerWrite(
   return respond(status, headers, text, plan.sql, true);
 }
 
-/** Response.hs: the status, Content-Range and the headers and status the query set. */
-function answer(
-  plan: Plan,
-  method: string,
-  row: { page_total: string | number; body: string | null } | undefined,
-  gucStatus: string | null,
-  gucHeaders: string | null,
-): ReplayResponse {
+/** Response.hs: the status (RangeQuery.hs `rangeStatusHeader`), Content-Range and the headers and status the query set. */
+function answer(plan: Plan, method: string, prefs: Preferences, row: ResultRow | undefined, gucStatus: string | null, gucHeaders: string | null): ReplayResponse {
   const count = Number(row?.page_total ?? 0);
-  const from = plan.offset;
-  const headers: Record<string, string> = { 'content-range': count > 0 ? `${from}-${from + count - 1}/*` : '*/*' };
-  let status = 200;
+  const total = row?.total_result_set === null || row?.total_result_set === undefined ? null : Number(row.total_result_set);
+  const lower = plan.offset;
+  const upper = lower + count - 1;
+  const headers: Record<string, string> = { 'content-range': contentRange(lower, upper, total) };
+  const applied = preferenceApplied(prefs, plan.kind);
+  if (applied) headers['preference-applied'] = applied;
+  if (total !== null && lower > total) {
+    return errorResponse(416, error('PGRST103', 'Requested range not satisfiable', `An offset of ${lower} was requested, but there are only ${total} rows.`), headers, plan.sql);
+  }
+  let status = total !== null && 1 + upper - lower < total ? 206 : 200;
   let text = row?.body ?? '';
   if (plan.routine?.returnsVoid) {
     status = 204;
@@ -524,18 +552,20 @@ export function createReplay(sql: Sql, options: ReplayOptions = {}) {
 
     // Auth.hs / Auth/Jwt.hs: the role and the claims.
     let claims: Record<string, unknown> = {};
-    const bearer = /^bearer\s+(.*)$/i.exec(headers.authorization ?? '');
+    // wai-extra `extractBearerAuth`: the scheme up to the first space, then the rest without the
+    // leading spaces — so `Bearer` alone is an empty token.
+    const bearer = /^bearer(?:\s+|$)(.*)$/is.exec(headers.authorization ?? '');
     if (bearer) {
       if (!options.jwtSecret) return errorResponse(500, error('PGRST300', 'Server lacks JWT secret'));
-      const verified = await verifyJwt(bearer[1]!.trim(), options.jwtSecret, options.now?.());
+      const verified = await verifyJwt(bearer[1]!, options.jwtSecret, options.now?.());
       if (!verified.ok) {
-        return errorResponse(verified.status, error(verified.code, verified.message), {
-          'www-authenticate': `Bearer error="invalid_token", error_description="${verified.message}"`,
+        return errorResponse(verified.status, error(verified.code, verified.message, verified.details), {
+          'www-authenticate': `Bearer error="invalid_token", error_description=${JSON.stringify(verified.message)}`,
         });
       }
       claims = verified.claims;
     }
-    const role = typeof claims.role === 'string' ? claims.role : config.anonRole;
+    const role = roleClaim(claims) ?? config.anonRole;
 
     const rpc = /^\/rpc\/([^/]+)$/.exec(url.pathname);
     const relation = /^\/([^/]+)$/.exec(url.pathname);
@@ -554,12 +584,26 @@ export function createReplay(sql: Sql, options: ReplayOptions = {}) {
       if (cause instanceof QueryStringError) return errorResponse(400, error('PGRST100', cause.message));
       throw cause;
     }
+    // Preferences.hs; Plan.hs refuses invalid ones under handling=strict.
+    const prefs = parsePreferences(headers.prefer);
+    const kind: PlanKind = rpc ? 'call' : !isWrite ? 'read' : method === 'POST' ? 'insert' : method === 'PATCH' ? 'update' : 'delete';
+    checkModelled(prefs, kind);
+    if (prefs.invalid.length && prefs.handling === 'strict') {
+      return errorResponse(400, error('PGRST122', 'Invalid preferences given with handling=strict', `Invalid preferences: ${prefs.invalid.join(', ')}`));
+    }
+    let range: RowRange;
+    try {
+      range = topLevelRange(query, method, headers.range);
+    } catch (cause) {
+      if (cause instanceof RangeError416) return errorResponse(416, error('PGRST103', cause.message, cause.details));
+      throw cause;
+    }
     const accepts = acceptedMediaTypes(headers.accept);
     const planned = rpc
-      ? await planCall(sql, config, decodeURIComponent(rpc[1]!), method, query, req.body ?? null, headers, accepts)
+      ? await planCall(sql, config, decodeURIComponent(rpc[1]!), method, query, req.body ?? null, headers, accepts, range, prefs)
       : isWrite
-        ? await planWrite(sql, config, decodeURIComponent(relation![1]!), method, query, req.body ?? null, headers, accepts)
-        : await planRead(sql, config, decodeURIComponent(relation![1]!), query, accepts);
+        ? await planWrite(sql, config, decodeURIComponent(relation![1]!), method, query, req.body ?? null, headers, accepts, prefs)
+        : await planRead(sql, config, decodeURIComponent(relation![1]!), query, accepts, range, prefs);
     if (!('params' in planned)) return planned;
     const plan = planned;
 
@@ -575,15 +619,15 @@ export function createReplay(sql: Sql, options: ReplayOptions = {}) {
         cookies: parseCookies(req.headers),
         readOnly: plan.readOnly,
         preRequest: config.preRequest,
+        timezone: prefs.timezone,
         settings: plan.routine?.settings,
         isolationLevel: plan.routine?.isolationLevel,
       },
-      async (tx: postgres.TransactionSql) =>
-        (await tx.unsafe(plan.sql, plan.params as never[])) as unknown as { page_total: string; body: string | null }[],
+      async (tx: postgres.TransactionSql) => (await tx.unsafe(plan.sql, plan.params as never[])) as unknown as ResultRow[],
     );
     if (!outcome.ok) return errorResponse(outcome.status, outcome.body, outcome.headers, plan.sql);
     if ('mutation' in plan) return answerWrite(plan as WritePlan, outcome.value[0], outcome.responseStatus, outcome.responseHeaders);
-    return answer(plan, method, outcome.value[0], outcome.responseStatus, outcome.responseHeaders);
+    return answer(plan, method, prefs, outcome.value[0], outcome.responseStatus, outcome.responseHeaders);
   }
 
   /** A fetch for clients (postgrest-js, the SDK): the same request, as a Response. */

@@ -22,6 +22,8 @@ export interface RequestContext {
   cookies: Record<string, string>;
   readOnly: boolean;
   preRequest: string | null;
+  /** `Prefer: timezone=…` (PreQuery.hs: set after the cookies, before the function's settings). */
+  timezone?: string | null;
   /** The called function's hoisted `SET` clauses. */
   settings?: [string, string][];
   /** The called function's `SET default_transaction_isolation`. */
@@ -75,6 +77,7 @@ export async function inRequestTransaction<T>(
         ['request.path', context.path],
         ['request.headers', JSON.stringify(context.headers)],
         ['request.cookies', JSON.stringify(context.cookies)],
+        ...(context.timezone ? ([['timezone', context.timezone]] as [string, string][]) : []),
         ...(context.settings ?? []),
       ];
       await tx.unsafe(
@@ -103,29 +106,47 @@ export function errorAnswer(
   authenticated: boolean,
 ): { status: number; headers: Record<string, string>; body: PostgrestErrorBody } {
   if (error.code === 'PGRST') {
-    // MESSAGE is the body (code and message required), DETAIL the status and headers.
-    try {
-      const body = JSON.parse(error.message) as Partial<PostgrestErrorBody>;
-      const detail = JSON.parse(error.detail ?? '') as { status: number; headers: Record<string, string> };
-      if (typeof body.code !== 'string' || typeof body.message !== 'string' || typeof detail.status !== 'number') {
-        throw new Error('incomplete');
-      }
-      return {
-        status: detail.status,
-        headers: detail.headers ?? {},
-        body: { code: body.code, message: body.message, details: body.details ?? null, hint: body.hint ?? null },
-      };
-    } catch {
-      return {
-        status: 500,
-        headers: {},
-        body: { code: 'PGRST121', message: 'Could not parse JSON in the "RAISE SQLSTATE \'PGRST\'" error', details: null, hint: null },
-      };
+    // Error.hs `parseRaisePGRST`: MESSAGE a JSON object with code and message, DETAIL one with
+    // status and headers (status_text optional); anything else is PGRST121.
+    const parseError = (details: string, hint: string) => ({
+      status: 500,
+      headers: {},
+      body: { code: 'PGRST121', message: 'Could not parse JSON in the "RAISE SQLSTATE \'PGRST\'" error', details, hint },
+    });
+    const detailHint = "DETAIL must be a JSON object with obligatory keys: 'status', 'headers' and optional key: 'status_text'.";
+    const body = parseJson(error.message) as Partial<PostgrestErrorBody> | undefined;
+    if (!isObject(body) || typeof body.code !== 'string' || typeof body.message !== 'string') {
+      return parseError(`Invalid JSON value for MESSAGE: '${error.message}'`, "MESSAGE must be a JSON object with obligatory keys: 'code', 'message' and optional keys: 'details', 'hint'.");
     }
+    if (error.detail === undefined) return parseError('DETAIL is missing in the RAISE statement', detailHint);
+    const detail = parseJson(error.detail) as { status?: unknown; headers?: unknown } | undefined;
+    if (
+      !isObject(detail) || !Number.isInteger(detail.status) || !isObject(detail.headers) ||
+      !Object.values(detail.headers as Record<string, unknown>).every((v) => typeof v === 'string')
+    ) {
+      return parseError(`Invalid JSON value for DETAIL: '${error.detail}'`, detailHint);
+    }
+    return {
+      status: detail.status as number,
+      headers: detail.headers as Record<string, string>,
+      body: { code: body.code, message: body.message, details: body.details ?? null, hint: body.hint ?? null },
+    };
   }
+  const status = httpStatusFor(error.code, authenticated, error.message);
   return {
-    status: httpStatusFor(error.code, authenticated, error.message),
-    headers: {},
+    status,
+    // Error.hs `ErrorHeaders PgError`: a 401 asks for a token.
+    headers: status === 401 ? { 'www-authenticate': 'Bearer' } : {},
     body: { code: error.code, message: error.message, details: error.detail ?? null, hint: error.hint ?? null },
   };
 }
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
