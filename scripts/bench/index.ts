@@ -187,11 +187,12 @@ async function main(): Promise<void> {
         ms: unchanged.ms,
         rowsWritten: unchanged.result.rows_written,
         ratio: unchanged.ms / fullFill,
+        floorRatio: unchanged.ms / floor,
         tenantsConsidered: unchanged.result.tenants_considered ?? null,
       },
       fullRerun: { ms: fullRerun.ms, rowsWritten: fullRerun.result.rows_written, corrected: fullRerun.result.corrected ?? null, ratio: fullRerun.ms / fullFill },
       sourceWrites,
-      onePercent: { ms: onePercent.ms, changedTenants, rowsWritten: onePercent.result.rows_written, ratio: onePercent.ms / fullFill },
+      onePercent: { ms: onePercent.ms, changedTenants, rowsWritten: onePercent.result.rows_written, ratio: onePercent.ms / fullFill, floorRatio: onePercent.ms / floor },
       perTenant: {
         sample: baselineSample,
         clientLoopUsPerTenant: (clientLoop.ms * 1000) / baselineSample,

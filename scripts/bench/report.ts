@@ -12,7 +12,7 @@ export interface Report {
   fullFill: { ms: number; runsMs: number[]; rowsWritten: number; usPerTenant: number; ratio: number };
   floor: { ms: number; runsMs: number[]; ratio: number };
   /** The daily, incremental run when nothing changed. */
-  unchanged: { ms: number; rowsWritten: number; ratio: number; tenantsConsidered: number | null };
+  unchanged: { ms: number; rowsWritten: number; ratio: number; floorRatio: number; tenantsConsidered: number | null };
   /** The weekly full run (reconciliation) when nothing changed: `corrected` should be 0. */
   fullRerun: { ms: number; rowsWritten: number; corrected: number | null; ratio: number };
   /** A bulk source insert with the change-tracking triggers / without. */
@@ -22,7 +22,7 @@ export interface Report {
     statementsOf100: { withMs: number; withoutMs: number; ratio: number };
     triggerRatio: number;
   };
-  onePercent: { ms: number; changedTenants: number; rowsWritten: number; ratio: number };
+  onePercent: { ms: number; changedTenants: number; rowsWritten: number; ratio: number; floorRatio: number };
   perTenant: {
     sample: number;
     clientLoopUsPerTenant: number;
@@ -51,9 +51,10 @@ export function printReport(r: Report): void {
   const rows: [string, string, string][] = [
     ['full fill, all tenants (cold)', `${ms(r.fullFill.ms)}, ${r.fullFill.rowsWritten} rows, ${r.fullFill.usPerTenant.toFixed(1)} µs/tenant`, ''],
     ['floor: bare INSERT … SELECT of the same rows', ms(r.floor.ms), ''],
-    ['  full fill / floor', x(r.floor.ratio), target(r.floor.ratio <= 1.5, '≤ 1.5×')],
+    ['  full fill / floor', x(r.floor.ratio), target(r.floor.ratio <= 3, '≤ 3×; 1.5× the moonshot')],
     ['daily (incremental) run, nothing changed', `${ms(r.unchanged.ms)}, ${r.unchanged.rowsWritten} rows written`, target(r.unchanged.rowsWritten === 0, '0 rows')],
     ['  / full fill', x(r.unchanged.ratio), target(r.unchanged.ratio <= 0.02, '≤ 0.02')],
+    ['  / floor (a slower full fill cannot flatter it)', x(r.unchanged.floorRatio), ''],
     [
       'weekly full run (reconciliation), nothing changed',
       `${ms(r.fullRerun.ms)}, ${r.fullRerun.corrected ?? '?'} rows corrected`,
@@ -66,6 +67,7 @@ export function printReport(r: Report): void {
       target(r.onePercent.rowsWritten === r.onePercent.changedTenants, `${r.onePercent.changedTenants} rows`),
     ],
     ['  / full fill', x(r.onePercent.ratio), target(r.onePercent.ratio <= 0.05, '≤ 0.05')],
+    ['  / floor', x(r.onePercent.floorRatio), ''],
     [
       `bulk insert of ${r.sourceWrites.rows} AVI reports, one statement`,
       `${ms(r.sourceWrites.oneStatement.withMs)} tracked, ${ms(r.sourceWrites.oneStatement.withoutMs)} without`,
@@ -85,7 +87,7 @@ export function printReport(r: Report): void {
     ],
     ['backfill, every week of every tenant', `${ms(r.backfill.ms)}, ${r.backfill.rowsWritten} rows`, ''],
     ['  floor for the same rows', ms(r.backfill.floorMs), ''],
-    ['  backfill / floor', x(r.backfill.ratio), ''],
+    ['  backfill / floor', x(r.backfill.ratio), target(r.backfill.ratio <= 3, '≤ 3×')],
     [
       `anomalies: daily fill, a new week for all ${r.scale.tenants} tenants`,
       `${ms(r.anomalies.withMs)} with detection, ${ms(r.anomalies.withoutMs)} without; ${r.anomalies.rowsWritten} rows, ${r.anomalies.anomalies} anomalies`,

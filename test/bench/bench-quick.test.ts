@@ -53,6 +53,9 @@ it('npm run bench -- --quick runs every measurement and writes its JSON', () => 
   expect(report.sourceWrites.triggerRatio).toBeGreaterThan(0);
   expect(report.onePercent.changedTenants).toBeGreaterThan(0);
   expect(report.onePercent.rowsWritten).toBe(report.onePercent.changedTenants);
+  // Each daily run also as a ratio to the floor, so that a slower full fill cannot flatter it.
+  expect(report.unchanged.floorRatio).toBeCloseTo(report.unchanged.ms / report.floor.ms, 6);
+  expect(report.onePercent.floorRatio).toBeCloseTo(report.onePercent.ms / report.floor.ms, 6);
   expect(report.backfill.rowsWritten).toBe(1960 * 8 + report.onePercent.changedTenants);
   expect(report.reads.history.samples).toBe(100);
   // One batch at least per source table, however little expired.
