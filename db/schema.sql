@@ -3409,7 +3409,7 @@ CREATE FUNCTION kpi_api.change_log_head(of_tenant uuid) RETURNS text
     SET search_path TO ''
     AS $$
   select c.txid::text || '.' || c.seq from kpi.kpi_changes c
-  where c.txid < (select kpi_api.change_log_horizon()) and (of_tenant is null or c.tenant_id = of_tenant)
+  where c.txid < kpi_api.change_log_horizon() and (of_tenant is null or c.tenant_id = of_tenant)
   order by c.txid desc, c.seq desc limit 1
 $$;
 
@@ -3451,7 +3451,7 @@ CREATE FUNCTION kpi_api.changes_held_back(after_cursor text, of_tenant uuid) RET
   select exists (
     select from kpi.kpi_changes c, kpi_api.cursor_position(after_cursor) p
     where (c.txid, c.seq) > (p.txid, p.seq)
-      and c.txid >= (select kpi_api.change_log_horizon())
+      and c.txid >= kpi_api.change_log_horizon()
       and (of_tenant is null or c.tenant_id = of_tenant))
 $$;
 

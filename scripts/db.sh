@@ -218,6 +218,13 @@ clear_stale_pid() {
 
 psql_super() { "$BINDIR/psql" -X -v ON_ERROR_STOP=1 -q -h 127.0.0.1 -p "$PORT" -U "$SUPERUSER" "$@"; }
 
+# True while the server started last is replaying WAL after a crash: it runs, and the end of its
+# log is a redo in progress or a refusal because recovery has not reached a consistent state.
+pg_is_recovering() {
+  as_server_user "$BINDIR/pg_ctl" -D "$DATA_DIR" status >/dev/null 2>&1 || return 1
+  tail -n 3 "$DATA_DIR.log" 2>/dev/null | grep -qE 'redo in progress|not yet accepting connections|redo starts at'
+}
+
 cmd_up() {
   BINDIR=$(ensure_binaries)
   create_data_dir
@@ -237,9 +244,20 @@ cmd_up() {
   if ! is_running; then
     say "starting PostgreSQL on 127.0.0.1:$PORT (log: $DATA_DIR.log)"
     if ! as_server_user "$BINDIR/pg_ctl" -D "$DATA_DIR" -l "$DATA_DIR.log" -w -t 60 start >/dev/null; then
-      # The reason is in the server's log; show its end rather than make the reader go looking.
-      tail -n 5 "$DATA_DIR.log" 2>/dev/null | sed 's/^/db:   /' >&2 || true
-      die "the server did not start; see $DATA_DIR.log"
+      # After a crash the server replays its WAL before it accepts connections, which can take
+      # minutes on a large cluster (the bench's): wait while the log says it is still replaying.
+      while pg_is_recovering; do
+        say "still recovering after a crash ($(grep -o 'elapsed time: [0-9.]* s' "$DATA_DIR.log" | tail -n 1)); waiting"
+        sleep 10
+        if as_server_user "$BINDIR/pg_ctl" -D "$DATA_DIR" status >/dev/null 2>&1 && psql_super -d postgres -tAc 'select 1' >/dev/null 2>&1; then
+          break
+        fi
+      done
+      if ! psql_super -d postgres -tAc 'select 1' >/dev/null 2>&1; then
+        # The reason is in the server's log; show its end rather than make the reader go looking.
+        tail -n 5 "$DATA_DIR.log" 2>/dev/null | sed 's/^/db:   /' >&2 || true
+        die "the server did not start; see $DATA_DIR.log"
+      fi
     fi
   fi
   if [ -z "$(psql_super -d postgres -tAc "select 1 from pg_database where datname = '$DB_NAME'")" ]; then

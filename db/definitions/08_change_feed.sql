@@ -158,7 +158,9 @@ $$;
 -- a migration, a test) hold every tenant's feed back; pg_stat_activity says which database each
 -- running transaction is in (its backend_xid is shown to every role). A running transaction not
 -- found there — one that ended since the snapshot, or a prepared one — counts as this database's:
--- the error is always on the side of waiting.
+-- the error is always on the side of waiting. Callers compare with the call itself, not a scalar
+-- subquery: the planner then estimates with its value and probes the log's position index (a
+-- subquery's unknown value is planned as a third of the log: a sequential scan of all of it).
 create or replace function kpi_api.change_log_horizon() returns xid8
 language sql stable
 set search_path = ''
@@ -220,7 +222,7 @@ language sql stable
 set search_path = ''
 as $$
   select c.txid::text || '.' || c.seq from kpi.kpi_changes c
-  where c.txid < (select kpi_api.change_log_horizon()) and (of_tenant is null or c.tenant_id = of_tenant)
+  where c.txid < kpi_api.change_log_horizon() and (of_tenant is null or c.tenant_id = of_tenant)
   order by c.txid desc, c.seq desc limit 1
 $$;
 
@@ -233,7 +235,7 @@ as $$
   select exists (
     select from kpi.kpi_changes c, kpi_api.cursor_position(after_cursor) p
     where (c.txid, c.seq) > (p.txid, p.seq)
-      and c.txid >= (select kpi_api.change_log_horizon())
+      and c.txid >= kpi_api.change_log_horizon()
       and (of_tenant is null or c.tenant_id = of_tenant))
 $$;
 
