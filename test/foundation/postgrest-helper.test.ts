@@ -483,16 +483,21 @@ describe('as strict as v16.2', () => {
     expect(response.json()).toMatchObject({ code: '22P02' });
   });
 
-  it('5. only statement_timeout, plan_filter.statement_cost_limit and default_transaction_isolation are hoisted (SchemaCache.hs; Config.hs defaultHoistedAllowList)', async () => {
-    await db.sql.unsafe(`create or replace function api.probe_hoisting() returns json language sql stable
-                           set statement_timeout = '1234ms' set work_mem = '1234kB' as $$
-                           select json_build_object('timeout', current_setting('statement_timeout'), 'work_mem', current_setting('work_mem')) $$;
-                         grant execute on function api.probe_hoisting() to anon`);
-    const answered = (await GET('/rpc/probe_hoisting')).json() as { timeout: string; work_mem: string };
-    expect(answered.timeout).toBe('1234ms');
-    expect(answered.work_mem).toBe('1234kB'); // the function's own SET, applied by PostgreSQL on the call, not hoisted
-    const hoisted = await replay.request({ method: 'GET', url: '/rpc/probe_settings', headers: {} });
-    expect(hoisted.status).toBe(200);
+  it('5. only statement_timeout, plan_filter.statement_cost_limit and default_transaction_isolation are hoisted, the last setting the level (SchemaCache.hs; Config.hs defaultHoistedAllowList; MainTx.hs)', async () => {
+    await db.sql.unsafe(`
+      create or replace function api.probe_isolated() returns text language sql stable
+        set default_transaction_isolation = 'repeatable read' as $$ select current_setting('transaction_isolation') $$;
+      create or replace function api.probe_work_mem() returns text language sql stable
+        set work_mem = '1234kB' as $$ select current_setting('work_mem') $$;
+      -- Runs before the main query, after PostgREST's settings: it sees what was hoisted, and only that.
+      create or replace function api.probe_pre_work_mem() returns void language sql as $$
+        select set_config('response.headers', json_build_array(json_build_object('X-Work-Mem', current_setting('work_mem')))::text, true) $$;
+      grant execute on function api.probe_isolated(), api.probe_work_mem(), api.probe_pre_work_mem() to anon`);
+    expect((await GET('/rpc/probe_isolated')).json()).toBe('repeatable read');
+    const [{ before }] = await db.sql<[{ before: string }]>`select current_setting('work_mem') as before`;
+    const response = await rpc(authenticator, 'probe_work_mem', {}, { method: 'GET', preRequest: 'api.probe_pre_work_mem' });
+    expect(response.body).toBe('1234kB'); // the function's own SET, applied by PostgreSQL on the call
+    expect(response.headers['x-work-mem']).toBe(before); // not hoisted: the pre-request did not see it
   });
 
   it("6. RAISE SQLSTATE 'PGRST' whose DETAIL lacks headers is 500 PGRST121 (Error.hs FromJSON PgRaiseErrDetails)", async () => {
