@@ -2809,19 +2809,10 @@ $$;
 --
 
 CREATE FUNCTION kpi.supabase_access_token_hook(event jsonb) RETURNS jsonb
-    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
     AS $$
-declare
-  member uuid;
-begin
-  begin
-    member := (event ->> 'user_id')::uuid;
-  exception when invalid_text_representation then
-    member := null;
-  end;
-  return jsonb_set(event, '{claims}', coalesce(event -> 'claims', '{}') || kpi.token_claims(member));
-end
+  select jsonb_set(event, '{claims}', coalesce(event -> 'claims', '{}') || kpi.token_claims(kpi.uuid_or_null(event ->> 'user_id')))
 $$;
 
 
@@ -2839,15 +2830,15 @@ COMMENT ON FUNCTION kpi.supabase_access_token_hook(event jsonb) IS 'Supabase Aut
 CREATE FUNCTION kpi.tenant_id_of(tenant text) RETURNS uuid
     LANGUAGE plpgsql STABLE
     SET search_path TO ''
-    AS $_$
+    AS $$
 declare
   found uuid;
 begin
   if tenant is null or btrim(tenant) = '' then
     perform kpi.raise_error('INVALID_INPUT', 'a tenant is required (its slug or its id)');
   end if;
-  if btrim(tenant) ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
-    select t.id into found from kpi.tenants t where t.id = btrim(tenant)::uuid;
+  if kpi.uuid_or_null(tenant) is not null then
+    select t.id into found from kpi.tenants t where t.id = kpi.uuid_or_null(tenant);
   else
     select s.tenant_id into found from kpi.tenant_slugs s where s.slug = lower(btrim(tenant));
   end if;
@@ -2857,7 +2848,7 @@ begin
   end if;
   return found;
 end
-$_$;
+$$;
 
 
 --
@@ -3022,7 +3013,7 @@ $$;
 CREATE FUNCTION kpi.try_fill_kpi_history(tenant text) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
-    AS $_$
+    AS $$
 declare
   failed_sqlstate text;
   failed_message text;
@@ -3038,7 +3029,7 @@ exception when others then
     named := kpi.tenant_id_of(tenant);
   exception when others then
     -- No such tenant: the log names what was asked for (an id as its tenant_id).
-    named := case when btrim(tenant) ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then btrim(tenant)::uuid end;
+    named := kpi.uuid_or_null(tenant);
   end;
   select * into known from kpi.error_codes e where e.sqlstate = failed_sqlstate;
   if known.code is null then
@@ -3059,7 +3050,7 @@ exception when others then
                     else failed_message end,
     'run_id', run_id);
 end
-$_$;
+$$;
 
 
 --
@@ -3089,6 +3080,25 @@ CREATE FUNCTION kpi.utc_iso(ts timestamp with time zone) RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path TO ''
     RETURN ((to_json((ts AT TIME ZONE 'UTC'::text)) #>> '{}'::text[]) || '+00:00'::text);
+
+
+--
+-- Name: uuid_or_null(text); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.uuid_or_null(value text) RETURNS uuid
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    AS $_$
+  select case when btrim(value) ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then btrim(value)::uuid end
+$_$;
+
+
+--
+-- Name: FUNCTION uuid_or_null(value text); Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON FUNCTION kpi.uuid_or_null(value text) IS 'The uuid the text spells (any case, spaces around), else NULL. Example: select kpi.uuid_or_null(''acme'');';
 
 
 --
@@ -3824,7 +3834,7 @@ $$;
 CREATE FUNCTION kpi_api.run_cron(body jsonb, secret text) RETURNS json
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    AS $_$
+    AS $$
 declare
   unknown_field text;
   result jsonb;
@@ -3844,7 +3854,7 @@ begin
   end if;
   if body ? 'tenantId' then
     if jsonb_typeof(body -> 'tenantId') <> 'string'
-       or (body ->> 'tenantId') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+       or kpi.uuid_or_null(body ->> 'tenantId') is null then
       perform kpi_api.raise_http_error('INVALID_INPUT', 'tenantId must be a UUID string');
     end if;
     result := kpi.try_fill_kpi_history(body ->> 'tenantId');
@@ -3865,7 +3875,7 @@ begin
   end if;
   return result::json;
 end
-$_$;
+$$;
 
 
 --

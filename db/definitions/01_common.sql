@@ -5,6 +5,17 @@
 -- Errors
 -- ============================================================================================
 
+-- Text that should name a tenant or a user by id: the uuid when it is one (any case, spaces
+-- around), else NULL — for the places where a slug or junk may come instead, without an exception
+-- to catch. The one test of "is this an id" (kpi.tenant_id_of, the cron body, the token hook).
+create or replace function kpi.uuid_or_null(value text) returns uuid
+language sql immutable
+set search_path = ''
+as $$
+  select case when btrim(value) ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then btrim(value)::uuid end
+$$;
+comment on function kpi.uuid_or_null(text) is 'The uuid the text spells (any case, spaces around), else NULL. Example: select kpi.uuid_or_null(''acme'');';
+
 -- Raises the named error (kpi.error_codes) with its SQLSTATE; an unknown name is a programming error.
 create or replace function kpi.raise_error(code text, message text, hint text default null) returns void
 language plpgsql stable

@@ -97,8 +97,8 @@ begin
   if tenant is null or btrim(tenant) = '' then
     perform kpi.raise_error('INVALID_INPUT', 'a tenant is required (its slug or its id)');
   end if;
-  if btrim(tenant) ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
-    select t.id into found from kpi.tenants t where t.id = btrim(tenant)::uuid;
+  if kpi.uuid_or_null(tenant) is not null then
+    select t.id into found from kpi.tenants t where t.id = kpi.uuid_or_null(tenant);
   else
     select s.tenant_id into found from kpi.tenant_slugs s where s.slug = lower(btrim(tenant));
   end if;
@@ -137,20 +137,11 @@ comment on function kpi.token_claims(uuid) is
 -- the hook's role (supabase_auth_admin) may execute it and nothing else of the schema. A user
 -- id that is not a uuid adds no tenant, rather than failing every sign-in.
 create or replace function kpi.supabase_access_token_hook(event jsonb) returns jsonb
-language plpgsql stable
+language sql stable
 security definer
 set search_path = ''
 as $$
-declare
-  member uuid;
-begin
-  begin
-    member := (event ->> 'user_id')::uuid;
-  exception when invalid_text_representation then
-    member := null;
-  end;
-  return jsonb_set(event, '{claims}', coalesce(event -> 'claims', '{}') || kpi.token_claims(member));
-end
+  select jsonb_set(event, '{claims}', coalesce(event -> 'claims', '{}') || kpi.token_claims(kpi.uuid_or_null(event ->> 'user_id')))
 $$;
 comment on function kpi.supabase_access_token_hook(jsonb) is
   'Supabase Auth custom access token hook (Authentication → Hooks): adds tenant_ids and tenant_roles (kpi.token_claims) to every access token. See docs/deploy.md.';

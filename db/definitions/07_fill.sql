@@ -587,7 +587,7 @@ exception when others then
     named := kpi.tenant_id_of(tenant);
   exception when others then
     -- No such tenant: the log names what was asked for (an id as its tenant_id).
-    named := case when btrim(tenant) ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then btrim(tenant)::uuid end;
+    named := kpi.uuid_or_null(tenant);
   end;
   select * into known from kpi.error_codes e where e.sqlstate = failed_sqlstate;
   if known.code is null then

@@ -347,7 +347,7 @@ begin
   end if;
   if body ? 'tenantId' then
     if jsonb_typeof(body -> 'tenantId') <> 'string'
-       or (body ->> 'tenantId') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+       or kpi.uuid_or_null(body ->> 'tenantId') is null then
       perform kpi_api.raise_http_error('INVALID_INPUT', 'tenantId must be a UUID string');
     end if;
     result := kpi.try_fill_kpi_history(body ->> 'tenantId');

@@ -14,7 +14,7 @@ import { roleClaim, verifyJwt } from './jwt.js';
 import { parseListValue, parseQueryString, QueryStringError, RangeError416, ReplayUnsupported, topLevelRange, type Filter, type QueryString, type RowRange } from './query-string.js';
 import { checkModelled, parsePreferences, preferenceApplied, type PlanKind, type Preferences } from './preferences.js';
 import { findRoutine, relationColumns, relationExists, routinesNamed, type Routine } from './schema-cache.js';
-import { inRequestTransaction, requestHeaders, type PostgrestErrorBody } from './transaction.js';
+import { inRequestTransaction, isObject, requestHeaders, type PostgrestErrorBody } from './transaction.js';
 
 export interface ReplayRequest {
   method: string;
@@ -230,7 +230,6 @@ function jsonPayload(body: string | null, isProc: boolean): { raw: string; keys:
     return errorResponse(400, error('PGRST102', 'Empty or invalid json'));
   }
   const raw = body!;
-  const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
   if (Array.isArray(payload)) {
     const first = payload[0];
     if (first === undefined) return { raw, keys: [], isArray: true };
