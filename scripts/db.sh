@@ -44,14 +44,8 @@ has_pg_cron() {
   [ -f "$libdir/pg_cron.so" ]
 }
 
-apt_install() {
-  say "installing $* with apt-get"
-  export DEBIAN_FRONTEND=noninteractive
-  if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial || true)" ] || [ -n "${KPI_APT_UPDATE:-}" ]; then
-    apt-get update -qq >&2
-  fi
-  apt-get install -y -qq "$@" >&2 || { apt-get update -qq >&2 && apt-get install -y -qq "$@" >&2; }
-}
+# shellcheck source=scripts/lib/apt.sh
+. "$ROOT/scripts/lib/apt.sh"
 
 # Installs PostgreSQL and the matching pg_cron when missing (root on Debian/Ubuntu), or says exactly
 # what to run. Prints the bin directory.
@@ -59,7 +53,7 @@ ensure_binaries() {
   local bindir major
   bindir=$(find_bindir || true)
   if [ -z "$bindir" ]; then
-    if is_root && command -v apt-get >/dev/null; then
+    if can_apt_install; then
       apt_install postgresql postgresql-contrib
       bindir=$(find_bindir || true)
     fi
@@ -69,7 +63,7 @@ ensure_binaries() {
   major=$("$bindir/postgres" --version | sed -E 's/[^0-9]*([0-9]+).*/\1/')
   [ "$major" -ge 15 ] || die "PostgreSQL $major found in $bindir; 15 or newer is needed (security_invoker views)."
   if ! has_pg_cron "$bindir"; then
-    if is_root && command -v apt-get >/dev/null; then
+    if can_apt_install; then
       apt_install "postgresql-$major-cron"
     fi
     has_pg_cron "$bindir" || die "pg_cron is not installed for PostgreSQL $major. Run: sudo apt-get install postgresql-$major-cron"

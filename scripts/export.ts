@@ -10,14 +10,14 @@
 // randomly named temporary file, synced, then renamed). A run goes on after the last change of the
 // last file written — the state file says it, and so do the files' names — so a run that dies at
 // any point, or a deleted state file, never exports a change twice nor skips one.
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import postgres from 'postgres';
 import { compareCursors } from '../sdk/src/follow.js';
+import { databaseUrl } from './lib/database-url.js';
 import { parseCli } from './lib/cli.js';
 
 type Format = 'parquet' | 'ndjson' | 'csv';
@@ -325,10 +325,8 @@ async function main(): Promise<void> {
     console.error(`export: --format and --out are required\n${USAGE}`);
     process.exit(2);
   }
-  const databaseUrl =
-    process.env.DATABASE_URL ?? execFileSync('bash', [fileURLToPath(new URL('./db.sh', import.meta.url)), 'url'], { encoding: 'utf8' }).trim();
   try {
-    const result = await exportChanges({ format: values.format as Format, out: values.out, tenant: values.tenant, since: values.since, databaseUrl });
+    const result = await exportChanges({ format: values.format as Format, out: values.out, tenant: values.tenant, since: values.since, databaseUrl: databaseUrl() });
     if (result.files.length === 0) console.log(`export: nothing new after ${result.cursor}`);
     else {
       console.log(`export: ${result.changes} changes → ${result.files.length} file(s) (next run starts after ${result.cursor})`);

@@ -4,9 +4,9 @@
 //
 //   npm run gen:types                  (DATABASE_URL, or the local cluster)
 import { writeFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import postgres from 'postgres';
+import { databaseUrl } from './lib/database-url.js';
 import { parseCli } from './lib/cli.js';
 
 export const TYPES_FILE = fileURLToPath(new URL('../sdk/src/database.types.ts', import.meta.url));
@@ -185,10 +185,7 @@ comments) and kpi.error_codes: the SDK's types follow the SQL. Reads DATABASE_UR
 cluster of scripts/db.sh (run npm run db:migrate first).`,
     options: {},
   });
-  const url =
-    process.env.DATABASE_URL ??
-    execFileSync('bash', [fileURLToPath(new URL('./db.sh', import.meta.url)), 'url'], { encoding: 'utf8' }).trim();
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
   try {
     writeFileSync(TYPES_FILE, await generateTypes(sql));
     console.log(`wrote ${TYPES_FILE}`);

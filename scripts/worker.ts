@@ -2,12 +2,12 @@
 // (kpi.alerts) to a webhook, and serves the change feed as Server-Sent Events (GET /v1/stream),
 // until stopped (Ctrl-C, SIGTERM). Each part runs when it is configured; run as many workers as you
 // like: they never post the same alert at the same time.
-import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { startAlertDelivery, type AlertDelivery } from '../sdk/src/alerts.js';
 import { KpiHistoryError } from '../sdk/src/errors.js';
 import { startChangeStream, type ChangeStream } from '../sdk/src/stream.js';
+import { databaseUrl } from './lib/database-url.js';
 import { parseCli } from './lib/cli.js';
 
 export const USAGE = `usage: npm run worker [-- --help]
@@ -75,12 +75,6 @@ export function workerConfig(env: NodeJS.ProcessEnv): WorkerConfig {
   return { alerts, stream };
 }
 
-function databaseUrl(): string {
-  return (
-    process.env.DATABASE_URL ??
-    execFileSync('bash', [fileURLToPath(new URL('./db.sh', import.meta.url)), 'url'], { encoding: 'utf8' }).trim()
-  );
-}
 
 /** Where a database URL points, without its password. */
 function where(url: string): string {

@@ -26,6 +26,7 @@ const RUN_ELSEWHERE: Record<string, string> = {
   worker: 'test/alerts/delivery.test.ts',
   export: 'test/export/export.test.ts',
   soak: 'test/stream/soak.test.ts',
+  dashboard: 'test/browser/dashboard-command.test.ts',
 };
 
 const dir = mkdtempSync(join(tmpdir(), 'kpi-scripts-'));

@@ -14,6 +14,7 @@ import {
   TEST_JWT_SECRET,
   type Replay,
 } from '../helpers/postgrest.js';
+import { serveReplay } from '../helpers/postgrest/http.js';
 
 const db = useTestDatabase();
 let authenticator: Sql;
@@ -447,6 +448,55 @@ describe('errors (src/library/PostgREST/Error.hs mapSQLtoHTTP; test/spec/Feature
 });
 
 // Where the replay was laxer than v16.2, one test each, naming the source at tag v16.2 it follows.
+describe('CORS over HTTP (src/library/PostgREST/Cors.hs; test/spec/Feature/CorsSpec.hs)', () => {
+  /** The replay behind a socket with `origins` as server-cors-allowed-origins; one request's status and headers. */
+  async function ask(origins: string[], method: string, path: string, headers: Record<string, string>) {
+    const server = await serveReplay(createReplay(authenticator, { jwtSecret: TEST_JWT_SECRET, config: { ...postgrestConfig(), corsAllowedOrigins: origins } }));
+    try {
+      const response = await fetch(`${server.url}${path}`, { method, headers });
+      await response.arrayBuffer();
+      return { status: response.status, headers: Object.fromEntries(response.headers) };
+    } finally {
+      await server.close();
+    }
+  }
+  const preflight = { Accept: '*/*', Origin: 'http://example.com', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'Foo,Bar' };
+
+  it('"replies naively and permissively to preflight request"', async () => {
+    const answer = await ask([], 'OPTIONS', '/', preflight);
+    expect(answer.status).toBe(200);
+    expect(answer.headers).toMatchObject({
+      'access-control-allow-origin': '*',
+      'access-control-allow-methods': 'GET, POST, PATCH, PUT, DELETE, OPTIONS, HEAD',
+      'access-control-allow-headers': 'Authorization, Foo, Bar, Accept, Accept-Language, Content-Language',
+      'access-control-max-age': '86400',
+    });
+  });
+
+  it('"exposes necesssary response headers to regular request"; none without Origin', async () => {
+    const answer = await ask([], 'GET', '/items', { Origin: 'http://example.com' });
+    expect(answer.status).toBe(200);
+    expect(answer.headers['access-control-expose-headers']).toBe(
+      'Content-Encoding, Content-Location, Content-Range, Content-Type, Date, Location, Server, Transfer-Encoding, Range-Unit',
+    );
+    expect(answer.headers['access-control-allow-origin']).toBe('*');
+    const plain = await ask([], 'GET', '/items', {});
+    expect(Object.keys(plain.headers).filter((name) => name.startsWith('access-control-'))).toEqual([]);
+  });
+
+  it('with server-cors-allowed-origins: the origin itself and credentials; another origin gets no CORS header', async () => {
+    const origins = ['http://example.com', 'http://example2.com'];
+    const allowed = await ask(origins, 'OPTIONS', '/items', { ...preflight, 'Access-Control-Request-Headers': 'Content-Type' });
+    expect(allowed.status).toBe(200);
+    expect(allowed.headers).toMatchObject({ 'access-control-allow-origin': 'http://example.com', 'access-control-allow-credentials': 'true' });
+    const get = await ask(origins, 'GET', '/items', { Accept: '*/*', Origin: 'http://example.com' });
+    expect(get.headers['access-control-allow-origin']).toBe('http://example.com');
+    const other = await ask(origins, 'GET', '/items', { Accept: '*/*', Origin: 'http://invalid.com' });
+    expect(other.status).toBe(200);
+    expect(other.headers['access-control-allow-origin']).toBeUndefined();
+  });
+});
+
 describe('as strict as v16.2', () => {
   const bearer = async (claims: Record<string, unknown>, options: { alg?: 'HS256' | 'HS384' | 'HS512'; secret?: string } = {}) => {
     const { SignJWT } = await import('jose');

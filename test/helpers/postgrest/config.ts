@@ -15,6 +15,8 @@ export interface PostgrestConfig {
    * transaction — each a regular expression matched against `name=value` (SchemaCache.hs).
    */
   hoistedTxSettings: string[];
+  /** `server-cors-allowed-origins`: empty allows every origin (`*`), as PostgREST's default. */
+  corsAllowedOrigins: string[];
 }
 
 export function postgrestService(): { image: string; environment: Record<string, string> } {
@@ -41,6 +43,7 @@ export function postgrestConfig(): PostgrestConfig {
     maxRows: env.PGRST_DB_MAX_ROWS ? Number(env.PGRST_DB_MAX_ROWS) : null,
     // Config.hs defaultHoistedAllowList.
     hoistedTxSettings: list(env.PGRST_DB_HOISTED_TX_SETTINGS, 'statement_timeout,plan_filter.statement_cost_limit,default_transaction_isolation'),
+    corsAllowedOrigins: list(env.PGRST_SERVER_CORS_ALLOWED_ORIGINS, ''),
   };
 }
 
