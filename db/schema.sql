@@ -1187,17 +1187,23 @@ begin
   from kpi.fill_targets(p_mode, p_tenants, p_from, p_to) t;
 
   -- A backfill counts the history weeks it left as they are, not the reports (retention may have
-  -- deleted those).
+  -- deleted those). From the tenants, and into the history only for those whose sources have a
+  -- horizon, one index range each: a join the planner may start from the history reads every row
+  -- a long backfill has written so far in its transaction (no statistics know of them), batch
+  -- after batch — measured 12 s of a 16 s batch after four batches of 1,000 tenants.
   if p_mode = 'range' then
-    select count(*) into weeks_kept
+    select coalesce(sum(k.weeks), 0) into weeks_kept
     from kpi.tenants t
     join kpi.plans p on p.plan = t.plan
     cross join kpi.retention_state rs
     cross join lateral (select kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days),
                                                   t.sources_purged_before, rs.last_cleanup_as_of) as horizon) x
-    join kpi.kpi_history h on h.tenant_id = t.id
-     and h.as_of >= coalesce(p_from, '-infinity'::date) and h.as_of <= coalesce(p_to, 'infinity'::date)
-     and kpi.week_end(h.as_of) <= x.horizon
+    cross join lateral (
+      select count(*) as weeks from kpi.kpi_history h
+      where h.tenant_id = t.id
+        and h.as_of >= coalesce(p_from, '-infinity'::date) and h.as_of <= coalesce(p_to, 'infinity'::date)
+        and kpi.week_end(h.as_of) <= x.horizon
+    ) k
     where (p_tenants is null or t.id = any (p_tenants)) and x.horizon > '-infinity'::timestamptz;
   end if;
 
@@ -3256,7 +3262,7 @@ COMMENT ON FUNCTION kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks dat
 CREATE FUNCTION kpi.write_weeks(p_tenant_ids uuid[], p_weeks date[]) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
-    SET plan_cache_mode TO 'force_generic_plan'
+    SET plan_cache_mode TO 'force_custom_plan'
     SET enable_memoize TO 'off'
     SET jit TO 'off'
     AS $$
