@@ -1131,10 +1131,9 @@ begin
   from (select distinct p.tenant_id from jsonb_to_recordset(derived_keys) as p (tenant_id uuid)) p
   join kpi.tenants t on t.id = p.tenant_id
   join kpi.plans pl on pl.plan = t.plan
-  cross join kpi.retention_state rs
   join kpi.kpi_history h on h.tenant_id = p.tenant_id
   where kpi.week_end(h.as_of) > kpi.source_horizon(coalesce(t.source_retention_days, pl.source_retention_days),
-                                                  t.sources_purged_before, rs.last_cleanup_as_of);
+                                                  t.sources_purged_before, (select kpi.last_source_cleanup()));
   stats := kpi.write_custom_kpi_values(coalesce(pending_tenants, '{}'), coalesce(pending_weeks, '{}'));
   -- Derived as of the revision read at the start: a change committed since stays pending.
   update kpi.custom_kpis d set derived_revision = p.revision
@@ -1159,6 +1158,7 @@ COMMENT ON FUNCTION kpi.derive_pending_custom_kpis(p_tenant_id uuid) IS 'Derives
 CREATE FUNCTION kpi.execute_fill(p_run_id bigint, p_mode text, p_tenants uuid[], p_from date, p_to date) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_custom_plan'
     AS $$
 declare
   tenant_ids uuid[];
@@ -1195,9 +1195,8 @@ begin
     select coalesce(sum(k.weeks), 0) into weeks_kept
     from kpi.tenants t
     join kpi.plans p on p.plan = t.plan
-    cross join kpi.retention_state rs
     cross join lateral (select kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days),
-                                                  t.sources_purged_before, rs.last_cleanup_as_of) as horizon) x
+                                                  t.sources_purged_before, (select kpi.last_source_cleanup())) as horizon) x
     cross join lateral (
       select count(*) as weeks from kpi.kpi_history h
       where h.tenant_id = t.id
@@ -1451,10 +1450,9 @@ begin
   with tenants as (
     -- Every tenant, or the given ones, with the horizon of its sources.
     select t.id, kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
-                                    rs.last_cleanup_as_of) as horizon
+                                    (select kpi.last_source_cleanup())) as horizon
     from kpi.tenants t
     join kpi.plans p on p.plan = t.plan
-    cross join kpi.retention_state rs
     where p_mode <> 'stale' and (p_tenants is null or t.id = any (p_tenants))
   ),
   consumed as (
@@ -1488,11 +1486,10 @@ begin
     -- stale: the recorded tenants' weeks from the earliest one that may have changed (a tenant
     -- deleted since has none), and every tenant without reports.
     select s.tenant_id, r.week_start,
-           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before, rs.last_cleanup_as_of)
+           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before, (select kpi.last_source_cleanup()))
     from stale s
     join kpi.tenants t on t.id = s.tenant_id
     join kpi.plans p on p.plan = t.plan
-    cross join kpi.retention_state rs
     join kpi.avi_reports r on r.tenant_id = s.tenant_id and r.week_start >= s.from_week
     where p_mode = 'stale'
     union all
@@ -1789,6 +1786,35 @@ begin
   return null;
 end
 $$;
+
+
+--
+-- Name: retention_state; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.retention_state (
+    singleton boolean DEFAULT true NOT NULL,
+    last_cleanup_as_of timestamp with time zone,
+    CONSTRAINT retention_state_one_row CHECK (singleton)
+);
+
+ALTER TABLE ONLY kpi.retention_state FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE retention_state; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.retention_state IS 'When the last source cleanup started (one row): the fill''s horizon follows from it.';
+
+
+--
+-- Name: last_source_cleanup(); Type: FUNCTION; Schema: kpi; Owner: -
+--
+
+CREATE FUNCTION kpi.last_source_cleanup() RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    RETURN (SELECT rs.last_cleanup_as_of FROM kpi.retention_state rs);
 
 
 --
@@ -5576,26 +5602,6 @@ ALTER TABLE kpi.kpi_runs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
-
-
---
--- Name: retention_state; Type: TABLE; Schema: kpi; Owner: -
---
-
-CREATE TABLE kpi.retention_state (
-    singleton boolean DEFAULT true NOT NULL,
-    last_cleanup_as_of timestamp with time zone,
-    CONSTRAINT retention_state_one_row CHECK (singleton)
-);
-
-ALTER TABLE ONLY kpi.retention_state FORCE ROW LEVEL SECURITY;
-
-
---
--- Name: TABLE retention_state; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON TABLE kpi.retention_state IS 'When the last source cleanup started (one row): the fill''s horizon follows from it.';
 
 
 --

@@ -505,10 +505,9 @@ begin
   from (select distinct p.tenant_id from jsonb_to_recordset(derived_keys) as p (tenant_id uuid)) p
   join kpi.tenants t on t.id = p.tenant_id
   join kpi.plans pl on pl.plan = t.plan
-  cross join kpi.retention_state rs
   join kpi.kpi_history h on h.tenant_id = p.tenant_id
   where kpi.week_end(h.as_of) > kpi.source_horizon(coalesce(t.source_retention_days, pl.source_retention_days),
-                                                  t.sources_purged_before, rs.last_cleanup_as_of);
+                                                  t.sources_purged_before, (select kpi.last_source_cleanup()));
   stats := kpi.write_custom_kpi_values(coalesce(pending_tenants, '{}'), coalesce(pending_weeks, '{}'));
   -- Derived as of the revision read at the start: a change committed since stays pending.
   update kpi.custom_kpis d set derived_revision = p.revision

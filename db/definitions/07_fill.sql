@@ -40,10 +40,9 @@ begin
   with tenants as (
     -- Every tenant, or the given ones, with the horizon of its sources.
     select t.id, kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before,
-                                    rs.last_cleanup_as_of) as horizon
+                                    (select kpi.last_source_cleanup())) as horizon
     from kpi.tenants t
     join kpi.plans p on p.plan = t.plan
-    cross join kpi.retention_state rs
     where p_mode <> 'stale' and (p_tenants is null or t.id = any (p_tenants))
   ),
   consumed as (
@@ -77,11 +76,10 @@ begin
     -- stale: the recorded tenants' weeks from the earliest one that may have changed (a tenant
     -- deleted since has none), and every tenant without reports.
     select s.tenant_id, r.week_start,
-           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before, rs.last_cleanup_as_of)
+           kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days), t.sources_purged_before, (select kpi.last_source_cleanup()))
     from stale s
     join kpi.tenants t on t.id = s.tenant_id
     join kpi.plans p on p.plan = t.plan
-    cross join kpi.retention_state rs
     join kpi.avi_reports r on r.tenant_id = s.tenant_id and r.week_start >= s.from_week
     where p_mode = 'stale'
     union all
@@ -355,6 +353,10 @@ create or replace function kpi.execute_fill(p_run_id bigint, p_mode text, p_tena
 returns jsonb
 language plpgsql
 set search_path = ''
+-- A plan for each call, with the tenants as a constant: from its sixth call in a session (a
+-- backfill's batches) a generic plan tests `t.id = any (p_tenants)` on every tenant in turn
+-- (measured: 1 s a batch at 100,000 tenants, where the custom plan probes the 1,000 given).
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   tenant_ids uuid[];
@@ -391,9 +393,8 @@ begin
     select coalesce(sum(k.weeks), 0) into weeks_kept
     from kpi.tenants t
     join kpi.plans p on p.plan = t.plan
-    cross join kpi.retention_state rs
     cross join lateral (select kpi.source_horizon(coalesce(t.source_retention_days, p.source_retention_days),
-                                                  t.sources_purged_before, rs.last_cleanup_as_of) as horizon) x
+                                                  t.sources_purged_before, (select kpi.last_source_cleanup())) as horizon) x
     cross join lateral (
       select count(*) as weeks from kpi.kpi_history h
       where h.tenant_id = t.id
