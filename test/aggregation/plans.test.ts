@@ -19,7 +19,7 @@ describe('a backfill in batches, in one transaction', () => {
     const session = connect(db.url, { max: 1, onnotice: (notice) => void plans.push(notice.message ?? '') });
     try {
       await session.begin(async (tx) => {
-        const [{ run }] = await tx`select kpi.start_kpi_run('backfill', null, null, null) as run`;
+        const run = (await tx`select kpi.start_kpi_run('backfill', null, null, null) as run`)[0]!.run as string; // a bigint, as text
         const first = (await tx`select kpi.backfill_batch(${run}, null, 150, null, null) as b`)[0]!.b as { next_tenant: string };
         expect(first.next_tenant).not.toBeNull();
         await tx`load 'auto_explain'`;
