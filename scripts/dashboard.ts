@@ -7,7 +7,6 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import postgres from 'postgres';
 import { parseCli } from './lib/cli.js';
 import { databaseUrl } from './lib/database-url.js';
 import { mintToken } from './token.js';
@@ -80,13 +79,13 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
 /** The tests' PostgREST emulation and the change stream, in this process, over `databaseUrl`. */
 export async function startEmulatedApi(databaseUrlOfOwner: string, jwtSecret: string, corsAllowedOrigins: string[] = []) {
   // Loaded only here: the emulation is the tests' replay, not part of what the project ships.
-  const { createReplay, postgrestConfig } = await import('../test/helpers/postgrest.js');
+  const { connectAsAuthenticator, createReplay, postgrestConfig } = await import('../test/helpers/postgrest.js');
   const { serveReplay } = await import('../test/helpers/postgrest/http.js');
   const { startChangeStream } = await import('../sdk/src/stream.js');
   const asAuthenticator = new URL(databaseUrlOfOwner);
   asAuthenticator.username = 'authenticator';
   asAuthenticator.password = '';
-  const authenticator = postgres(asAuthenticator.toString(), { max: 4, onnotice: () => {} });
+  const authenticator = connectAsAuthenticator(asAuthenticator.toString());
   const api = await serveReplay(createReplay(authenticator, { jwtSecret, config: { ...postgrestConfig(), corsAllowedOrigins } }));
   const stream = await startChangeStream({ databaseUrl: databaseUrlOfOwner, jwtSecret, port: 0 });
   return {
