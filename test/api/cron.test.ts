@@ -60,20 +60,19 @@ describe('the secret', () => {
     const rowsBefore = (await denials()).length;
     const callsBefore = await deniedCalls();
     // Each session denies 2,500 calls as anon, alternating a missing and a wrong secret, the
-    // way PostgREST would run them (role, headers), committing at the end.
+    // way PostgREST runs them: role and headers per request, one transaction per request.
     const attacker = async () => {
       const sql = connect(db.urlAs('authenticator'), { max: 1 });
-      await sql.begin(async (tx) => {
-        await tx`set local role anon`;
-        await tx.unsafe(`
-          do $$
-          begin
-            for i in 1..2500 loop
-              perform set_config('request.headers', case when i % 2 = 0 then '{}' else '{"x-cron-secret": "wrong-wrong-wrong-wrong-wrong-wrong-wrong"}' end, true);
-              perform api.kpi_history_cron('{}'::json);
-            end loop;
-          end $$`);
-      });
+      await sql`set role anon`;
+      await sql.unsafe(`
+        do $$
+        begin
+          for i in 1..2500 loop
+            perform set_config('request.headers', case when i % 2 = 0 then '{}' else '{"x-cron-secret": "wrong-wrong-wrong-wrong-wrong-wrong-wrong"}' end, true);
+            perform api.kpi_history_cron('{}'::json);
+            commit;
+          end loop;
+        end $$`);
       await sql.end();
     };
     await Promise.all([attacker(), attacker(), attacker(), attacker()]);
