@@ -80,12 +80,12 @@ begin
     select b.tenant_id, b.as_of, k.kpi, k.value, k.n, k.lo, k.hi
     from given g
     cross join lateral (
-      select h.*,
-             count(h.aiv_pct) over w as aiv_pct_n, min(h.aiv_pct) over w as aiv_pct_lo, max(h.aiv_pct) over w as aiv_pct_hi,
-             count(h.ati_pct) over w as ati_pct_n, min(h.ati_pct) over w as ati_pct_lo, max(h.ati_pct) over w as ati_pct_hi,
-             count(h.crs_pct) over w as crs_pct_n, min(h.crs_pct) over w as crs_pct_lo, max(h.crs_pct) over w as crs_pct_hi,
-             count(h.elasticity_usd_per_point) over w as elasticity_n, min(h.elasticity_usd_per_point) over w as elasticity_lo,
-             max(h.elasticity_usd_per_point) over w as elasticity_hi,
+      -- (AIV, ATI, CRS and elasticity are never NULL in the history: one count serves the four.)
+      select h.*, count(*) over w as weeks_n,
+             min(h.aiv_pct) over w as aiv_pct_lo, max(h.aiv_pct) over w as aiv_pct_hi,
+             min(h.ati_pct) over w as ati_pct_lo, max(h.ati_pct) over w as ati_pct_hi,
+             min(h.crs_pct) over w as crs_pct_lo, max(h.crs_pct) over w as crs_pct_hi,
+             min(h.elasticity_usd_per_point) over w as elasticity_lo, max(h.elasticity_usd_per_point) over w as elasticity_hi,
              count(h.vli_integrity_pct) filter (where not h.vli_is_fallback) over w as vli_n,
              min(h.vli_integrity_pct) filter (where not h.vli_is_fallback) over w as vli_lo,
              max(h.vli_integrity_pct) filter (where not h.vli_is_fallback) over w as vli_hi,
@@ -95,10 +95,10 @@ begin
       window w as (order by h.as_of range between interval '84 days' preceding and interval '1 day' preceding)
     ) b
     cross join lateral (values
-      ('aiv_pct', b.aiv_pct, b.aiv_pct_n, b.aiv_pct_lo, b.aiv_pct_hi),
-      ('ati_pct', b.ati_pct, b.ati_pct_n, b.ati_pct_lo, b.ati_pct_hi),
-      ('crs_pct', b.crs_pct, b.crs_pct_n, b.crs_pct_lo, b.crs_pct_hi),
-      ('elasticity_usd_per_point', b.elasticity_usd_per_point, b.elasticity_n, b.elasticity_lo, b.elasticity_hi),
+      ('aiv_pct', b.aiv_pct, b.weeks_n, b.aiv_pct_lo, b.aiv_pct_hi),
+      ('ati_pct', b.ati_pct, b.weeks_n, b.ati_pct_lo, b.ati_pct_hi),
+      ('crs_pct', b.crs_pct, b.weeks_n, b.crs_pct_lo, b.crs_pct_hi),
+      ('elasticity_usd_per_point', b.elasticity_usd_per_point, b.weeks_n, b.elasticity_lo, b.elasticity_hi),
       ('vli_integrity_pct', case when not b.vli_is_fallback then b.vli_integrity_pct end, b.vli_n, b.vli_lo, b.vli_hi),
       ('hrp_pct', b.hrp_pct, b.hrp_pct_n, b.hrp_pct_lo, b.hrp_pct_hi)) as k (kpi, value, n, lo, hi)
     where built_in and b.as_of >= g.first_week and k.value is not null and k.n >= 8
@@ -146,14 +146,15 @@ begin
   ),
   -- The candidates' baselines, sorted (a second index range scan, for the few that got here); the
   -- median is the middle value, or the mean of the two middle ones; the MAD the same of the
-  -- absolute deviations from it. Materialized: otherwise the planner pulls the baseline's
-  -- subquery up into every expression that uses the median, and reads the baseline again for
-  -- each (measured: 5 ms a candidate instead of 0.05).
+  -- absolute deviations from it. Materialized, and the baseline behind OFFSET 0: otherwise the
+  -- planner pulls the baseline's subquery up into every expression that uses it and reads the
+  -- baseline once for each — six reads a candidate (measured: 5 ms a candidate instead of 0.05
+  -- before the CTE; re-scoring 2,000 tenants' whole histories 12.1 s → 6.0 s for the OFFSET).
   medians as materialized (
     select c.*, s.sorted, cardinality(s.sorted) as n,
            round((s.sorted[(cardinality(s.sorted) + 1) / 2] + s.sorted[(cardinality(s.sorted) + 2) / 2]) / 2, 4) as median
     from candidates c
-    cross join lateral (select kpi.baseline_values(c.tenant_id, c.as_of, c.kpi) as sorted) s
+    cross join lateral (select kpi.baseline_values(c.tenant_id, c.as_of, c.kpi) as sorted offset 0) s
   ),
   found as (
     select m.tenant_id, m.as_of, m.kpi, m.value, m.n, m.median, s.mad, m.threshold, z.score
