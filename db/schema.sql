@@ -3289,14 +3289,15 @@ COMMENT ON FUNCTION kpi.write_custom_kpi_values(p_tenant_ids uuid[], p_weeks dat
 CREATE FUNCTION kpi.write_weeks(p_tenant_ids uuid[], p_weeks date[]) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
-    SET plan_cache_mode TO 'force_custom_plan'
+    SET plan_cache_mode TO 'auto'
     SET enable_memoize TO 'off'
     SET jit TO 'off'
-    AS $$
+    AS $_$
 declare
   stats jsonb;
   custom jsonb;
 begin
+  execute $write$
   with computed as materialized (
     select w.tenant_id, w.as_of, a.aiv_pct, a.ati_pct, a.crs_pct, a.elasticity_usd_per_point,
            coalesce(vli.integrity_pct, 100) as vli_integrity_pct,
@@ -3305,7 +3306,7 @@ begin
            kpi.hrp_is_invalid(clarity.hrp) as hrp_is_invalid,
            clarity.hrp,
            clarity.measured_at
-    from unnest(p_tenant_ids, p_weeks) as w (tenant_id, as_of)
+    from unnest($1::uuid[], $2::date[]) as w (tenant_id, as_of)
     join lateral (
       -- (LIMIT 1 keeps this an index probe: flattened into a join, the planner would hash the table.)
       select r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point
@@ -3380,7 +3381,9 @@ begin
                                         to_char(c.measured_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), left(c.hrp::text, 40)))
                     order by c.tenant_id, c.as_of)
              from computed c where c.hrp_is_invalid), '[]'::jsonb))
-  into stats;
+  $write$
+  into stats
+  using p_tenant_ids, p_weeks;
   -- The custom KPIs of the same weeks, when any tenant among them has one.
   if exists (select from kpi.custom_kpis d where d.active and d.tenant_id = any (p_tenant_ids)) then
     custom := kpi.write_custom_kpi_values(p_tenant_ids, p_weeks);
@@ -3390,7 +3393,7 @@ begin
   end if;
   return stats;
 end
-$$;
+$_$;
 
 
 --
