@@ -2160,8 +2160,8 @@ CREATE FUNCTION kpi.rescore_anomalies(p_tenant_ids uuid[], p_weeks date[], p_kpi
     LANGUAGE plpgsql
     SET search_path TO ''
     SET jit TO 'off'
-    SET plan_cache_mode TO 'force_custom_plan'
-    AS $$
+    SET plan_cache_mode TO 'auto'
+    AS $_$
 declare
   changed integer;
   built_in constant boolean := p_kpis = 'built_in';
@@ -2169,9 +2169,11 @@ begin
   if p_kpis is null or p_kpis not in ('built_in', 'custom') then
     raise exception 'kpi.rescore_anomalies: p_kpis is built_in or custom, not %', p_kpis;
   end if;
+  execute $score$
+  -- ($1, $2: the (tenant, week) pairs; $3: true for the built-in KPIs, false for the custom ones.)
   with given as (
     select g.tenant_id, min(g.as_of) as first_week, max(g.as_of) as last_week
-    from unnest(p_tenant_ids, p_weeks) as g (tenant_id, as_of)
+    from unnest($1::uuid[], $2::date[]) as g (tenant_id, as_of)
     group by g.tenant_id
   ),
   -- Per week and KPI: its value, and how many of the 12 weeks before have one, with the least and
@@ -2195,7 +2197,7 @@ begin
              max(h.vli_integrity_pct) filter (where not h.vli_is_fallback) over w as vli_hi,
              count(h.hrp_pct) over w as hrp_pct_n, min(h.hrp_pct) over w as hrp_pct_lo, max(h.hrp_pct) over w as hrp_pct_hi
       from kpi.kpi_history h
-      where built_in and h.tenant_id = g.tenant_id and h.as_of >= g.first_week - 84 and h.as_of <= g.last_week + 84
+      where $3 and h.tenant_id = g.tenant_id and h.as_of >= g.first_week - 84 and h.as_of <= g.last_week + 84
       window w as (order by h.as_of range between interval '84 days' preceding and interval '1 day' preceding)
     ) b
     cross join lateral (values
@@ -2205,7 +2207,7 @@ begin
       ('elasticity_usd_per_point', b.elasticity_usd_per_point, b.weeks_n, b.elasticity_lo, b.elasticity_hi),
       ('vli_integrity_pct', case when not b.vli_is_fallback then b.vli_integrity_pct end, b.vli_n, b.vli_lo, b.vli_hi),
       ('hrp_pct', b.hrp_pct, b.hrp_pct_n, b.hrp_pct_lo, b.hrp_pct_hi)) as k (kpi, value, n, lo, hi)
-    where built_in and b.as_of >= g.first_week and k.value is not null and k.n >= 8
+    where $3 and b.as_of >= g.first_week and k.value is not null and k.n >= 8
     union all
     -- Custom KPIs: the tenant's active keys in each week's values, and the same summary of the
     -- 12 weeks before from one index range scan per week for all its keys.
@@ -2224,7 +2226,7 @@ begin
       where b.tenant_id = w.tenant_id and b.as_of >= w.as_of - 84 and b.as_of < w.as_of and e.key = any (k.keys)
       group by e.key
     ) s
-    where not built_in and k.keys is not null and w.kpi_values ? s.key and (w.kpi_values ->> s.key) is not null and s.n >= 8
+    where not $3 and k.keys is not null and w.kpi_values ? s.key and (w.kpi_values ->> s.key) is not null and s.n >= 8
   ),
   -- The rule in force, and the cheap half of it first. An anomaly needs |value − median| ≥ the
   -- minimum difference, and the median lies between the least and the greatest baseline value: a
@@ -2235,7 +2237,7 @@ begin
   candidates as materialized (
     select x.tenant_id, x.as_of, x.kpi, x.value, r.threshold, r.min_delta, r.min_delta_of_median
     from scored x
-    join kpi.anomaly_rules d on d.kpi = case when built_in then x.kpi else 'custom' end
+    join kpi.anomaly_rules d on d.kpi = case when $3 then x.kpi else 'custom' end
     left join kpi.tenant_anomaly_rules o on o.tenant_id = x.tenant_id and o.kpi = d.kpi
     cross join lateral (
       select coalesce(o.enabled, true) as enabled, coalesce(o.threshold, d.threshold) as threshold,
@@ -2285,7 +2287,7 @@ begin
     select a.tenant_id, a.as_of, a.kpi
     from given g
     join kpi.kpi_anomalies a on a.tenant_id = g.tenant_id and a.as_of >= g.first_week and a.as_of <= g.last_week + 84
-    where (a.kpi = any (kpi.built_in_kpis())) = built_in
+    where (a.kpi = any (kpi.built_in_kpis())) = $3
   ),
   -- Whether each anomaly found is news: new, or its value, baseline, score or direction moved. One
   -- that only met another threshold (a rule changed, the same anomaly still) is updated quietly:
@@ -2348,12 +2350,15 @@ begin
     returning 1
   )
   -- (Every data-modifying part runs whether or not it is read.)
-  select count(*) from upserted into changed;
+  select count(*) from upserted
+  $score$
+  into changed
+  using p_tenant_ids, p_weeks, built_in;
   -- For the run result: how many anomalies this transaction's writes inserted or changed.
   perform set_config('kpi.anomalies_changed', (kpi.anomalies_changed() + changed)::text, true);
   return changed;
 end
-$$;
+$_$;
 
 
 --
@@ -3298,6 +3303,7 @@ declare
   custom jsonb;
 begin
   execute $write$
+  -- ($1, $2: the (tenant, week) pairs.)
   with computed as materialized (
     select w.tenant_id, w.as_of, a.aiv_pct, a.ati_pct, a.crs_pct, a.elasticity_usd_per_point,
            coalesce(vli.integrity_pct, 100) as vli_integrity_pct,

@@ -129,6 +129,7 @@ declare
   custom jsonb;
 begin
   execute $write$
+  -- ($1, $2: the (tenant, week) pairs.)
   with computed as materialized (
     select w.tenant_id, w.as_of, a.aiv_pct, a.ati_pct, a.crs_pct, a.elasticity_usd_per_point,
            coalesce(vli.integrity_pct, 100) as vli_integrity_pct,
