@@ -39,6 +39,20 @@ return (
 -- The rule
 -- ============================================================================================
 
+-- True when a value can be no anomaly under a rule's minimum differences, knowing only the least
+-- and the greatest of its baseline: an anomaly needs |value − median| ≥ the minimum difference,
+-- and the median lies between the least and the greatest, so a value closer than that difference
+-- to both ends is settled without sorting anything. (For the part relative to the median, |median|
+-- is at least the smaller of |least| and |greatest| when both have one sign.) False when the rule
+-- is unknown (NULLs): nothing is ruled out.
+create or replace function kpi.anomaly_ruled_out(value numeric, lo numeric, hi numeric, min_delta numeric,
+                                                 min_delta_of_median numeric) returns boolean
+language sql immutable parallel safe
+return greatest(coalesce(min_delta, 0),
+                case when sign(lo) = sign(hi) then coalesce(min_delta_of_median, 0) * least(abs(lo), abs(hi)) else 0 end)
+       > greatest(hi - value, value - lo);
+
+
 -- Re-scores the given weeks of the given tenants and the 12 weeks after each (their baselines
 -- include it): per tenant, every week from its earliest given week to 12 weeks after its latest,
 -- of the built-in KPIs (p_kpis 'built_in', from kpi_history) or of the custom ones ('custom', from
@@ -70,16 +84,29 @@ begin
   execute $score$
   -- ($1, $2: the (tenant, week) pairs; $3: true for the built-in KPIs, false for the custom ones.)
   with given as (
-    select g.tenant_id, min(g.as_of) as first_week, max(g.as_of) as last_week
-    from unnest($1::uuid[], $2::date[]) as g (tenant_id, as_of)
-    group by g.tenant_id
+    select x.*, exists (select from kpi.tenant_anomaly_rules o where o.tenant_id = x.tenant_id) as overridden
+    from (select g.tenant_id, min(g.as_of) as first_week, max(g.as_of) as last_week
+          from unnest($1::uuid[], $2::date[]) as g (tenant_id, as_of)
+          group by g.tenant_id) x
+  ),
+  -- The default rule's minimum differences, by the KPI's place in kpi.built_in_kpis() (and the
+  -- custom KPIs' rule): what values of a tenant without rules of its own are ruled out by before
+  -- anything else (kpi.anomaly_ruled_out), so that only the few that are not go further.
+  default_rule as materialized (
+    select array_agg(d.min_delta order by k.place) as min_delta,
+           array_agg(d.min_delta_of_median order by k.place) as min_delta_of_median,
+           (select c.min_delta from kpi.anomaly_rules c where c.kpi = 'custom') as custom_min_delta,
+           (select c.min_delta_of_median from kpi.anomaly_rules c where c.kpi = 'custom') as custom_min_delta_of_median
+    from unnest(kpi.built_in_kpis()) with ordinality as k (kpi, place)
+    left join kpi.anomaly_rules d on d.kpi = k.kpi
   ),
   -- Per week and KPI: its value, and how many of the 12 weeks before have one, with the least and
-  -- the greatest — nothing sorted or copied yet. One index range scan per tenant, from 12 weeks
-  -- before its first week to 12 after its last, and the 12 weeks before each row as a window
-  -- frame over it: a backfill's 52 weeks of a tenant cost one scan, not 52. (A lateral that
-  -- cannot be flattened: without it the planner, which cannot know how many tenants it is given,
-  -- hashes the whole table instead.)
+  -- the greatest — nothing sorted or copied yet — kept only where the default rule does not rule
+  -- the value out (every value, for a tenant with rules of its own): a few percent of them. One
+  -- index range scan per tenant, from 12 weeks before its first week to 12 after its last, and the
+  -- 12 weeks before each row as a window frame over it: a backfill's 52 weeks of a tenant cost one
+  -- scan, not 52. (A lateral that cannot be flattened: without it the planner, which cannot know
+  -- how many tenants it is given, hashes the whole table instead.)
   scored as materialized (
     select b.tenant_id, b.as_of, k.kpi, k.value, k.n, k.lo, k.hi
     from given g
@@ -98,14 +125,17 @@ begin
       where $3 and h.tenant_id = g.tenant_id and h.as_of >= g.first_week - 84 and h.as_of <= g.last_week + 84
       window w as (order by h.as_of range between interval '84 days' preceding and interval '1 day' preceding)
     ) b
+    -- (Each KPI with its place in kpi.built_in_kpis().)
     cross join lateral (values
-      ('aiv_pct', b.aiv_pct, b.weeks_n, b.aiv_pct_lo, b.aiv_pct_hi),
-      ('ati_pct', b.ati_pct, b.weeks_n, b.ati_pct_lo, b.ati_pct_hi),
-      ('crs_pct', b.crs_pct, b.weeks_n, b.crs_pct_lo, b.crs_pct_hi),
-      ('elasticity_usd_per_point', b.elasticity_usd_per_point, b.weeks_n, b.elasticity_lo, b.elasticity_hi),
-      ('vli_integrity_pct', case when not b.vli_is_fallback then b.vli_integrity_pct end, b.vli_n, b.vli_lo, b.vli_hi),
-      ('hrp_pct', b.hrp_pct, b.hrp_pct_n, b.hrp_pct_lo, b.hrp_pct_hi)) as k (kpi, value, n, lo, hi)
+      ('aiv_pct', 1, b.aiv_pct, b.weeks_n, b.aiv_pct_lo, b.aiv_pct_hi),
+      ('ati_pct', 2, b.ati_pct, b.weeks_n, b.ati_pct_lo, b.ati_pct_hi),
+      ('crs_pct', 3, b.crs_pct, b.weeks_n, b.crs_pct_lo, b.crs_pct_hi),
+      ('elasticity_usd_per_point', 4, b.elasticity_usd_per_point, b.weeks_n, b.elasticity_lo, b.elasticity_hi),
+      ('vli_integrity_pct', 5, case when not b.vli_is_fallback then b.vli_integrity_pct end, b.vli_n, b.vli_lo, b.vli_hi),
+      ('hrp_pct', 6, b.hrp_pct, b.hrp_pct_n, b.hrp_pct_lo, b.hrp_pct_hi)) as k (kpi, place, value, n, lo, hi)
+    cross join default_rule f
     where $3 and b.as_of >= g.first_week and k.value is not null and k.n >= 8
+      and (g.overridden or not kpi.anomaly_ruled_out(k.value, k.lo, k.hi, f.min_delta[k.place], f.min_delta_of_median[k.place]))
     union all
     -- Custom KPIs: the tenant's active keys in each week's values, and the same summary of the
     -- 12 weeks before from one index range scan per week for all its keys.
@@ -124,13 +154,13 @@ begin
       where b.tenant_id = w.tenant_id and b.as_of >= w.as_of - 84 and b.as_of < w.as_of and e.key = any (k.keys)
       group by e.key
     ) s
+    cross join default_rule f
     where not $3 and k.keys is not null and w.kpi_values ? s.key and (w.kpi_values ->> s.key) is not null and s.n >= 8
+      and (g.overridden
+           or not kpi.anomaly_ruled_out((w.kpi_values ->> s.key)::numeric, s.lo, s.hi, f.custom_min_delta, f.custom_min_delta_of_median))
   ),
-  -- The rule in force, and the cheap half of it first. An anomaly needs |value − median| ≥ the
-  -- minimum difference, and the median lies between the least and the greatest baseline value: a
-  -- value closer than that difference to both ends can be no anomaly, so most values are settled
-  -- here without sorting anything. (For the part relative to the median, |median| is at least
-  -- the smaller of |least| and |greatest| when both have one sign.) Materialized, so that what
+  -- The rule in force (the tenant's own, else the default), and the cheap half of it again
+  -- (kpi.anomaly_ruled_out) for the tenants with rules of their own. Materialized, so that what
   -- follows runs only for what passes.
   candidates as materialized (
     select x.tenant_id, x.as_of, x.kpi, x.value, r.threshold, r.min_delta, r.min_delta_of_median
@@ -142,11 +172,7 @@ begin
              coalesce(o.min_delta, d.min_delta, 0) as min_delta,
              coalesce(o.min_delta_of_median, d.min_delta_of_median, 0) as min_delta_of_median
     ) r
-    cross join lateral (
-      select greatest(r.min_delta, case when sign(x.lo) = sign(x.hi) then r.min_delta_of_median * least(abs(x.lo), abs(x.hi)) else 0 end)
-             as least_delta
-    ) q
-    where r.enabled and not (x.hi - q.least_delta < x.value and x.value < x.lo + q.least_delta)
+    where r.enabled and not kpi.anomaly_ruled_out(x.value, x.lo, x.hi, r.min_delta, r.min_delta_of_median)
   ),
   -- The candidates' baselines, sorted (a second index range scan, for the few that got here); the
   -- median is the middle value, or the mean of the two middle ones; the MAD the same of the

@@ -165,6 +165,15 @@ describe('rules', () => {
     expect(await anomaliesOf(mine)).toHaveLength(1);
   });
 
+  it('a per-tenant minimum difference below the default: 11 after twelve 10s is an anomaly for it alone', async () => {
+    // The default (2 points) rules 11 out before anything is sorted; the tenant's own 0.5 must not be.
+    const [t, other] = [await newTenant(), await newTenant()];
+    await db.sql`insert into kpi.tenant_anomaly_rules (tenant_id, kpi, min_delta) values (${t}, 'hrp_pct', 0.5)`;
+    for (const tenant of [t, other]) await insertWeeks(tenant, [...Array.from({ length: 12 }, () => ({ hrp: 10 })), { hrp: 11 }]);
+    expect(await anomaliesOf(t)).toMatchObject([{ kpi: 'hrp_pct', value: 11, baseline_median: 10, score: Infinity, direction: 'up' }]);
+    expect(await anomaliesOf(other)).toEqual([]);
+  });
+
   it('a per-tenant minimum difference: 10 points turns the spike of 9 into no anomaly', async () => {
     const t = await newTenant();
     await insertWeeks(t, [...AROUND_51, { aiv: 60 }]);
