@@ -89,8 +89,8 @@ interface Opened {
   errors: string[];
 }
 
-/** The dashboard with `#token=…` (and `tenant`), once it has loaded or failed. */
-async function open(fragment: Record<string, string>, dashboardUrl = dashboard.url): Promise<Opened> {
+/** The dashboard with `#token=…` (and `tenant`), once it has loaded or failed (within `waitMs`). */
+async function open(fragment: Record<string, string>, dashboardUrl = dashboard.url, waitMs = 20_000): Promise<Opened> {
   const page = await browser.newPage({ viewport: { width: 1040, height: 1100 }, acceptDownloads: true });
   const errors: string[] = [];
   page.on('console', (message) => {
@@ -98,7 +98,7 @@ async function open(fragment: Record<string, string>, dashboardUrl = dashboard.u
   });
   page.on('pageerror', (error) => errors.push(error.message));
   await page.goto(`${dashboardUrl}#${new URLSearchParams(fragment)}`);
-  await page.waitForFunction(() => document.body.dataset.state !== 'loading', null, { timeout: 20_000 });
+  await page.waitForFunction(() => document.body.dataset.state !== 'loading', null, { timeout: waitMs });
   return { page, errors };
 }
 
@@ -241,7 +241,9 @@ describe.skipIf(!browserPath.path)(`the dashboard in Chromium${browserPath.reaso
     const strict = await startEmulatedApi(db.url, TEST_JWT_SECRET, ['https://app.example.com']);
     const elsewhere = await startDashboard({ apiUrl: strict.apiUrl, streamUrl: strict.streamUrl, emulation: true });
     try {
-      const { page } = await open({ token: await tokenFor(NORTHWIND) }, elsewhere.url);
+      // The SDK retries a GET that gets no answer (1 s, 2 s, 4 s, as postgrest-js does) before it
+      // says NETWORK_ERROR: 7 s at least, three times that on a busy CI machine.
+      const { page } = await open({ token: await tokenFor(NORTHWIND) }, elsewhere.url, 50_000);
       expect(await page.evaluate(() => document.body.dataset.error)).toBe('NETWORK_ERROR');
       expect(await page.textContent('#message')).toContain("refuses this page's origin (CORS)");
       await page.close();
@@ -249,5 +251,5 @@ describe.skipIf(!browserPath.path)(`the dashboard in Chromium${browserPath.reaso
       await elsewhere.close();
       await strict.close();
     }
-  });
+  }, 60_000);
 });
