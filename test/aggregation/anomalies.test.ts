@@ -101,6 +101,35 @@ describe('scores, by hand', () => {
     expect(await anomaliesOf(u)).toMatchObject([{ kpi: 'elasticity_usd_per_point', value: 1060, baseline_median: 1000, direction: 'up' }]);
   });
 
+  it('the minimum differences hold to the cent: 12.00 after twelve 10s is an anomaly, 11.99 is not; elasticity 1050.00 over a median of 1000 is, 1049.99 is not', async () => {
+    const flat = (key: 'hrp' | 'elasticity', v: number) => Array.from({ length: 12 }, () => ({ [key]: v }));
+    const cases = [
+      { weeks: [...flat('hrp', 10), { hrp: 12 }], kpi: 'hrp_pct', value: 12 },
+      { weeks: [...flat('hrp', 10), { hrp: 11.99 }], kpi: null },
+      { weeks: [...flat('elasticity', 1000), { elasticity: 1050 }], kpi: 'elasticity_usd_per_point', value: 1050 },
+      { weeks: [...flat('elasticity', 1000), { elasticity: 1049.99 }], kpi: null },
+    ];
+    for (const c of cases) {
+      const t = await newTenant();
+      await insertWeeks(t, c.weeks);
+      const found = await anomaliesOf(t);
+      if (c.kpi === null) expect(found).toEqual([]);
+      else expect(found).toMatchObject([{ as_of: week(12), kpi: c.kpi, value: c.value, score: Infinity, direction: 'up' }]);
+    }
+  });
+
+  it('the history’s KPIs keep at most two decimals, which the scoring’s whole cents rely on', async () => {
+    const columns = await db.sql<{ column_name: string; data_type: string; numeric_scale: number }[]>`
+      select column_name, data_type, numeric_scale from information_schema.columns
+      where table_schema = 'kpi' and table_name = 'kpi_history'
+        and column_name in ('aiv_pct', 'ati_pct', 'crs_pct', 'elasticity_usd_per_point', 'vli_integrity_pct', 'hrp_pct')`;
+    expect(columns).toHaveLength(6);
+    for (const c of columns) {
+      expect(c.data_type, c.column_name).toBe('numeric');
+      expect(c.numeric_scale, c.column_name).toBeLessThanOrEqual(2);
+    }
+  });
+
   it('fewer than 8 baseline values: no score (7 weeks of history, or 12 weeks with 5 HRPs missing)', async () => {
     const t = await newTenant();
     await insertWeeks(t, [...AROUND_51.slice(0, 7), { aiv: 90 }]);
