@@ -453,7 +453,7 @@ CREATE FUNCTION kpi.anomaly_change_data(a kpi.kpi_anomalies) RETURNS jsonb
 
 CREATE FUNCTION kpi.anomaly_ruled_out(value numeric, lo numeric, hi numeric, min_delta numeric, min_delta_of_median numeric) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN (GREATEST(COALESCE(min_delta, (0)::numeric), CASE WHEN (sign(lo) = sign(hi)) THEN (COALESCE(min_delta_of_median, (0)::numeric) * LEAST(abs(lo), abs(hi))) ELSE (0)::numeric END) > GREATEST((hi - value), (value - lo)));
+    RETURN (GREATEST(COALESCE(min_delta, (0)::numeric), CASE WHEN ((COALESCE(min_delta_of_median, (0)::numeric) <> (0)::numeric) AND (sign(lo) = sign(hi))) THEN (min_delta_of_median * LEAST(abs(lo), abs(hi))) ELSE (0)::numeric END) > GREATEST((hi - value), (value - lo)));
 
 
 --
@@ -2186,11 +2186,12 @@ begin
           from unnest($1::uuid[], $2::date[]) as g (tenant_id, as_of)
           group by g.tenant_id) x
   ),
-  -- The default rule's minimum differences, by the KPI's place in kpi.built_in_kpis() (and the
-  -- custom KPIs' rule): what values of a tenant without rules of its own are ruled out by before
-  -- anything else (kpi.anomaly_ruled_out), so that only the few that are not go further.
+  -- The default rule's minimum differences (the built-in KPIs' in cents), by the KPI's place in
+  -- kpi.built_in_kpis() (and the custom KPIs' rule): what values of a tenant without rules of its
+  -- own are ruled out by before anything else (kpi.anomaly_ruled_out), so that only the few that
+  -- are not go further.
   default_rule as materialized (
-    select array_agg(d.min_delta order by k.place) as min_delta,
+    select array_agg(d.min_delta * 100 order by k.place) as min_delta_cents,
            array_agg(d.min_delta_of_median order by k.place) as min_delta_of_median,
            (select c.min_delta from kpi.anomaly_rules c where c.kpi = 'custom') as custom_min_delta,
            (select c.min_delta_of_median from kpi.anomaly_rules c where c.kpi = 'custom') as custom_min_delta_of_median
@@ -2204,35 +2205,62 @@ begin
   -- 12 weeks before each row as a window frame over it: a backfill's 52 weeks of a tenant cost one
   -- scan, not 52. (A lateral that cannot be flattened: without it the planner, which cannot know
   -- how many tenants it is given, hashes the whole table instead.)
+  --
+  -- The frame is re-aggregated for every row (min and max cannot take a row back out), 12 rows by
+  -- 12 aggregates: so they run over whole cents as bigint, compared as machine integers, not over
+  -- numeric, whose every new least or greatest is a copy (the history's KPIs are numeric(p, 2),
+  -- so ×100 is exact; test/aggregation/anomalies.test.ts checks the columns). Measured on 2,000
+  -- tenants' whole histories, 104,435 rows: the window 0.93 s → 0.54 s. The rule is tested per KPI
+  -- on each row, and a row becomes one row per KPI only where one passes (unpivoting every row
+  -- first cost more than the test). Each OFFSET 0 keeps a subquery from being pulled up, which
+  -- would evaluate its expressions again for every row of every frame.
   scored as materialized (
-    select b.tenant_id, b.as_of, k.kpi, k.value, k.n, k.lo, k.hi
-    from given g
-    cross join lateral (
-      -- (AIV, ATI, CRS and elasticity are never NULL in the history: one count serves the four.)
-      select h.*, count(*) over w as weeks_n,
-             min(h.aiv_pct) over w as aiv_pct_lo, max(h.aiv_pct) over w as aiv_pct_hi,
-             min(h.ati_pct) over w as ati_pct_lo, max(h.ati_pct) over w as ati_pct_hi,
-             min(h.crs_pct) over w as crs_pct_lo, max(h.crs_pct) over w as crs_pct_hi,
-             min(h.elasticity_usd_per_point) over w as elasticity_lo, max(h.elasticity_usd_per_point) over w as elasticity_hi,
-             count(h.vli_integrity_pct) filter (where not h.vli_is_fallback) over w as vli_n,
-             min(h.vli_integrity_pct) filter (where not h.vli_is_fallback) over w as vli_lo,
-             max(h.vli_integrity_pct) filter (where not h.vli_is_fallback) over w as vli_hi,
-             count(h.hrp_pct) over w as hrp_pct_n, min(h.hrp_pct) over w as hrp_pct_lo, max(h.hrp_pct) over w as hrp_pct_hi
-      from kpi.kpi_history h
-      where $3 and h.tenant_id = g.tenant_id and h.as_of >= g.first_week - 84 and h.as_of <= g.last_week + 84
-      window w as (order by h.as_of range between interval '84 days' preceding and interval '1 day' preceding)
+    select b.tenant_id, b.as_of, k.kpi, k.value, k.n, k.lo_cents * 0.01 as lo, k.hi_cents * 0.01 as hi
+    from (
+      select b.*,
+             b.weeks_n >= 8 and (b.overridden or not kpi.anomaly_ruled_out(b.aiv, b.aiv_lo, b.aiv_hi, f.min_delta_cents[1], f.min_delta_of_median[1])) as aiv_in,
+             b.weeks_n >= 8 and (b.overridden or not kpi.anomaly_ruled_out(b.ati, b.ati_lo, b.ati_hi, f.min_delta_cents[2], f.min_delta_of_median[2])) as ati_in,
+             b.weeks_n >= 8 and (b.overridden or not kpi.anomaly_ruled_out(b.crs, b.crs_lo, b.crs_hi, f.min_delta_cents[3], f.min_delta_of_median[3])) as crs_in,
+             b.weeks_n >= 8 and (b.overridden or not kpi.anomaly_ruled_out(b.elasticity, b.elasticity_lo, b.elasticity_hi, f.min_delta_cents[4], f.min_delta_of_median[4])) as elasticity_in,
+             b.vli is not null and b.vli_n >= 8 and (b.overridden or not kpi.anomaly_ruled_out(b.vli, b.vli_lo, b.vli_hi, f.min_delta_cents[5], f.min_delta_of_median[5])) as vli_in,
+             b.hrp is not null and b.hrp_n >= 8 and (b.overridden or not kpi.anomaly_ruled_out(b.hrp, b.hrp_lo, b.hrp_hi, f.min_delta_cents[6], f.min_delta_of_median[6])) as hrp_in
+      from given g
+      cross join lateral (
+        -- (AIV, ATI, CRS and elasticity are never NULL in the history: one count serves the four.)
+        select g.overridden, h.*, count(*) over w as weeks_n,
+               min(h.aiv) over w as aiv_lo, max(h.aiv) over w as aiv_hi,
+               min(h.ati) over w as ati_lo, max(h.ati) over w as ati_hi,
+               min(h.crs) over w as crs_lo, max(h.crs) over w as crs_hi,
+               min(h.elasticity) over w as elasticity_lo, max(h.elasticity) over w as elasticity_hi,
+               count(h.vli) over w as vli_n, min(h.vli) over w as vli_lo, max(h.vli) over w as vli_hi,
+               count(h.hrp) over w as hrp_n, min(h.hrp) over w as hrp_lo, max(h.hrp) over w as hrp_hi
+        from (
+          -- (A fallback VLI is no measurement: neither scored nor in a baseline.)
+          select h.tenant_id, h.as_of, h.aiv_pct, h.ati_pct, h.crs_pct, h.elasticity_usd_per_point,
+                 case when not h.vli_is_fallback then h.vli_integrity_pct end as vli_integrity_pct, h.hrp_pct,
+                 (h.aiv_pct * 100)::bigint as aiv, (h.ati_pct * 100)::bigint as ati, (h.crs_pct * 100)::bigint as crs,
+                 (h.elasticity_usd_per_point * 100)::bigint as elasticity,
+                 case when not h.vli_is_fallback then (h.vli_integrity_pct * 100)::bigint end as vli,
+                 (h.hrp_pct * 100)::bigint as hrp
+          from kpi.kpi_history h
+          where $3 and h.tenant_id = g.tenant_id and h.as_of >= g.first_week - 84 and h.as_of <= g.last_week + 84
+          offset 0
+        ) h
+        window w as (order by h.as_of range between interval '84 days' preceding and interval '1 day' preceding)
+      ) b
+      cross join default_rule f
+      where $3 and b.as_of >= g.first_week
+      offset 0
     ) b
-    -- (Each KPI with its place in kpi.built_in_kpis().)
+    -- (Each KPI in its place in kpi.built_in_kpis().)
     cross join lateral (values
-      ('aiv_pct', 1, b.aiv_pct, b.weeks_n, b.aiv_pct_lo, b.aiv_pct_hi),
-      ('ati_pct', 2, b.ati_pct, b.weeks_n, b.ati_pct_lo, b.ati_pct_hi),
-      ('crs_pct', 3, b.crs_pct, b.weeks_n, b.crs_pct_lo, b.crs_pct_hi),
-      ('elasticity_usd_per_point', 4, b.elasticity_usd_per_point, b.weeks_n, b.elasticity_lo, b.elasticity_hi),
-      ('vli_integrity_pct', 5, case when not b.vli_is_fallback then b.vli_integrity_pct end, b.vli_n, b.vli_lo, b.vli_hi),
-      ('hrp_pct', 6, b.hrp_pct, b.hrp_pct_n, b.hrp_pct_lo, b.hrp_pct_hi)) as k (kpi, place, value, n, lo, hi)
-    cross join default_rule f
-    where $3 and b.as_of >= g.first_week and k.value is not null and k.n >= 8
-      and (g.overridden or not kpi.anomaly_ruled_out(k.value, k.lo, k.hi, f.min_delta[k.place], f.min_delta_of_median[k.place]))
+      ('aiv_pct', b.aiv_in, b.aiv_pct, b.weeks_n, b.aiv_lo, b.aiv_hi),
+      ('ati_pct', b.ati_in, b.ati_pct, b.weeks_n, b.ati_lo, b.ati_hi),
+      ('crs_pct', b.crs_in, b.crs_pct, b.weeks_n, b.crs_lo, b.crs_hi),
+      ('elasticity_usd_per_point', b.elasticity_in, b.elasticity_usd_per_point, b.weeks_n, b.elasticity_lo, b.elasticity_hi),
+      ('vli_integrity_pct', b.vli_in, b.vli_integrity_pct, b.vli_n, b.vli_lo, b.vli_hi),
+      ('hrp_pct', b.hrp_in, b.hrp_pct, b.hrp_n, b.hrp_lo, b.hrp_hi)) as k (kpi, kept, value, n, lo_cents, hi_cents)
+    where (b.aiv_in or b.ati_in or b.crs_in or b.elasticity_in or b.vli_in or b.hrp_in) and k.kept
     union all
     -- Custom KPIs: the tenant's active keys in each week's values, and the same summary of the
     -- 12 weeks before from one index range scan per week for all its keys.
