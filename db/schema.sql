@@ -2252,7 +2252,7 @@ begin
       where $3 and b.as_of >= g.first_week
       offset 0
     ) b
-    -- (Each KPI in its place in kpi.built_in_kpis().)
+    -- (Each KPI in its place in kpi.built_in_kpis(), the subscripts of the rule's arrays above.)
     cross join lateral (values
       ('aiv_pct', b.aiv_in, b.aiv_pct, b.weeks_n, b.aiv_lo, b.aiv_hi),
       ('ati_pct', b.ati_in, b.ati_pct, b.weeks_n, b.ati_lo, b.ati_hi),

@@ -94,9 +94,9 @@ export async function resetToGenerated(sql: postgres.Sql): Promise<void> {
   await sql`truncate kpi.kpi_history, kpi.custom_kpi_weeks, kpi.kpi_anomalies, kpi.alerts, kpi.kpi_runs`;
   // The generated reports were recorded as changes; every measurement starts from none.
   await sql`truncate kpi.source_changes`;
-  // Nor from the change feed an earlier run left (1.3 million entries a run at 20,000 tenants,
-  // never pruned here): every history row written goes into the feed's per-tenant index, so a
-  // feed grown by earlier runs slows the fill down run after run (20,000 tenants: 1.04 s with an
-  // empty feed, 1.60 s with 4.1 million entries left; docs/performance.md).
+  // Nor from the change feed earlier runs left (1.3 million entries a run at 20,000 tenants,
+  // those of the runs rolled back among them, dead): a measurement must not depend on how many
+  // runs the database has seen (a full fill took 1.60 s with 4.1 million such entries, 1.04 s
+  // after emptying the feed; docs/performance.md).
   await sql`truncate kpi.kpi_changes`;
 }
