@@ -3280,6 +3280,9 @@ begin
                                   when 'elasticity_usd_per_point' then w.elasticity_usd_per_point
                                   when 'vli_integrity_pct' then w.vli_integrity_pct when 'hrp_pct' then w.hrp_pct
                                   else (select case when not c.out_of_range then c.computed end from checked c where c.key = d.right_kpi) end as right_value
+          -- (Kept apart: pulled up, each operand's expression was copied into every use of the
+          -- value below, sixteen in all; measured on 19,600 weeks: 2.1 s → 1.4–2.0 s.)
+          offset 0
         ) o
         cross join lateral (
           select r.value, coalesce(r.value < d.valid_min or r.value > d.valid_max, false) or not kpi.custom_value_is_storable(r.value) as out_of_range
