@@ -105,6 +105,26 @@ describe('each source and aggregate, by hand', () => {
     });
   });
 
+  it('latest is the value of the latest report to the microsecond, the later-written one at the same instant', async () => {
+    const tenant = await newTenant();
+    await insertAvi(db.sql, tenant, { weekStart: W1, aivPct: 10, atiPct: 20 });
+    // Written first, measured a microsecond later than the two after it: the latest. (The time as
+    // text: postgres.js would send a timestamptz parameter through a JS Date, to the millisecond.)
+    const report = (at: string, metrics: object) =>
+      db.sql`insert into kpi.clarity_reports (tenant_id, measured_at, metrics) values (${tenant}, ${at}::text::timestamptz, ${db.sql.json(metrics as never)})`;
+    await report('2024-01-03T12:00:00.000001Z', { a: 1 });
+    await report('2024-01-03T12:00:00Z', { a: 2, b: 7 });
+    // Same instant as the report before, written after it (a greater id): the latest of b.
+    await report('2024-01-03T12:00:00Z', { a: 3, b: 8 });
+    // The latest of all, with no number for either: left out.
+    await insertClarity(db.sql, tenant, '2024-01-05T00:00:00Z', { a: 'n/a' });
+    await define(tenant, { key: 'a_latest', source: 'clarity', path: ['a'], aggregate: 'latest' });
+    await define(tenant, { key: 'b_latest', source: 'clarity', path: ['b'], aggregate: 'latest' });
+    await backfill(tenant);
+    const v = await values(tenant);
+    expect([v.a_latest?.[0], v.b_latest?.[0]]).toEqual([1, 8]);
+  });
+
   it('a string where a number was expected is left out, with an INVALID_CUSTOM warning', async () => {
     const tenant = await tenantWithSources();
     await define(tenant, SOURCE_KPIS[0]!);
@@ -407,6 +427,36 @@ describe('anomaly detection covers custom KPIs', () => {
     await db.sql`delete from kpi.custom_kpis where tenant_id = ${tenant}`;
     expect(await anomalies()).toEqual([]);
     expect(await db.sql`select from kpi.alerts where tenant_id = ${tenant}`).toHaveLength(0);
+  });
+
+  it('a key whose definition is inactive is not scored, though a week still holds its values', async () => {
+    const tenant = await newTenant();
+    const weeks = Array.from({ length: 13 }, (_, w) => new Date(Date.UTC(2024, 0, 1 + 7 * w)).toISOString().slice(0, 10));
+    for (const [w, week] of weeks.entries()) {
+      await insertAvi(db.sql, tenant, { weekStart: week, aivPct: 50 });
+      await insertClarity(db.sql, tenant, `${week}T12:00:00Z`, { latency: { p95_ms: w === 12 ? 1000 : 100 + (w % 3) } });
+    }
+    await define(tenant, { key: 'p95', source: 'clarity', path: ['latency', 'p95_ms'], aggregate: 'avg' });
+    await define(tenant, { key: 'aiv', source: 'avi', field: 'aiv_pct', aggregate: 'latest' });
+    await backfill(tenant);
+    const scored = () => db.sql`select kpi from kpi.kpi_anomalies where tenant_id = ${tenant}`;
+    expect(await scored()).toEqual([{ kpi: 'p95' }]);
+    const kept = await db.sql<{ as_of: string; p95: string }[]>`
+      select as_of::text, kpi_values ->> 'p95' as p95 from kpi.custom_kpi_weeks where tenant_id = ${tenant}`;
+    await db.sql`update kpi.custom_kpis set active = false where tenant_id = ${tenant} and key = 'p95'`;
+    expect(await scored()).toEqual([]);
+    // What a fill that was writing while the definition changed may leave: the values back, every
+    // week re-scored by the write — and the key not, being inactive.
+    for (const { as_of, p95 } of kept) {
+      await db.sql`update kpi.custom_kpi_weeks set kpi_values = kpi_values || jsonb_build_object('p95', ${p95}::numeric)
+                   where tenant_id = ${tenant} and as_of = ${as_of}`;
+    }
+    expect(await db.sql`select count(*)::int as n from kpi.custom_kpi_weeks where tenant_id = ${tenant} and kpi_values ? 'p95'`).toEqual([{ n: 13 }]);
+    expect(await scored()).toEqual([]);
+    // Active again: derived and scored as before.
+    await db.sql`update kpi.custom_kpis set active = true where tenant_id = ${tenant} and key = 'p95'`;
+    await db.sql`select kpi.fill_all_kpi_history()`;
+    expect(await scored()).toEqual([{ kpi: 'p95' }]);
   });
 
   it('the minimum difference applies to custom KPIs too: a high score on a tiny move is no anomaly', async () => {
