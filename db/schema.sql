@@ -1248,7 +1248,8 @@ begin
     'custom_values', case when written ? 'custom_values' or (derived ->> 'values')::bigint > 0
                           then coalesce((written ->> 'custom_values')::bigint, 0) + (derived ->> 'values')::bigint end,
     'custom_kpis_derived', nullif((derived ->> 'kpis_derived')::bigint, 0),
-    'errors', (select coalesce(jsonb_agg(kpi.no_avi_error(n) order by n), '[]'::jsonb) from unnest(no_avi) n)
+    'errors', (select coalesce(jsonb_agg(kpi.no_avi_error(n, t.slug) order by n), '[]'::jsonb)
+               from unnest(no_avi) n left join kpi.tenants t on t.id = n)
               || (select coalesce(jsonb_agg(jsonb_build_object(
                         'tenant_id', f.tenant_id,
                         'tenant', (select t.slug from kpi.tenants t where t.id = f.tenant_id),
@@ -1866,61 +1867,12 @@ $$;
 
 
 --
--- Name: tenants; Type: TABLE; Schema: kpi; Owner: -
+-- Name: no_avi_error(uuid, text); Type: FUNCTION; Schema: kpi; Owner: -
 --
 
-CREATE TABLE kpi.tenants (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    slug text NOT NULL,
-    name text NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    plan text DEFAULT 'enterprise'::text NOT NULL,
-    source_retention_days integer,
-    sources_purged_before timestamp with time zone,
-    CONSTRAINT tenants_name_not_blank CHECK ((btrim(name) <> ''::text)),
-    CONSTRAINT tenants_slug_format CHECK ((slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'::text)),
-    CONSTRAINT tenants_source_retention_positive CHECK ((source_retention_days > 0))
-);
-
-ALTER TABLE ONLY kpi.tenants FORCE ROW LEVEL SECURITY;
-
-
---
--- Name: TABLE tenants; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON TABLE kpi.tenants IS 'Customers of the SaaS. The slug is URL- and filename-safe (used in CSV file names).';
-
-
---
--- Name: COLUMN tenants.plan; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON COLUMN kpi.tenants.plan IS 'The tenant''s plan: how long its source reports are kept (kpi.plans).';
-
-
---
--- Name: COLUMN tenants.source_retention_days; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON COLUMN kpi.tenants.source_retention_days IS 'Overrides the plan''s source retention for this tenant (days); NULL: the plan''s.';
-
-
---
--- Name: COLUMN tenants.sources_purged_before; Type: COMMENT; Schema: kpi; Owner: -
---
-
-COMMENT ON COLUMN kpi.tenants.sources_purged_before IS 'Sources older than this may have been deleted under an earlier, shorter retention: history weeks ending before it are never recomputed.';
-
-
---
--- Name: no_avi_error(uuid); Type: FUNCTION; Schema: kpi; Owner: -
---
-
-CREATE FUNCTION kpi.no_avi_error(p_tenant_id uuid) RETURNS jsonb
+CREATE FUNCTION kpi.no_avi_error(p_tenant_id uuid, p_slug text) RETURNS jsonb
     LANGUAGE sql STABLE
-    SET search_path TO ''
-    RETURN jsonb_build_object('tenant_id', p_tenant_id, 'tenant', (SELECT t.slug FROM kpi.tenants t WHERE (t.id = no_avi_error.p_tenant_id)), 'code', 'NO_AVI', 'message', format('tenant %s has no AVI report'::text, COALESCE((SELECT t.slug FROM kpi.tenants t WHERE (t.id = no_avi_error.p_tenant_id)), (p_tenant_id)::text)), 'hint', 'Insert a row into kpi.avi_reports for this tenant first.');
+    RETURN jsonb_build_object('tenant_id', p_tenant_id, 'tenant', p_slug, 'code', 'NO_AVI', 'message', format('tenant %s has no AVI report'::text, COALESCE(p_slug, (p_tenant_id)::text)), 'hint', 'Insert a row into kpi.avi_reports for this tenant first.');
 
 
 --
@@ -3978,6 +3930,54 @@ begin
   return result::json;
 end
 $$;
+
+
+--
+-- Name: tenants; Type: TABLE; Schema: kpi; Owner: -
+--
+
+CREATE TABLE kpi.tenants (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    slug text NOT NULL,
+    name text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    plan text DEFAULT 'enterprise'::text NOT NULL,
+    source_retention_days integer,
+    sources_purged_before timestamp with time zone,
+    CONSTRAINT tenants_name_not_blank CHECK ((btrim(name) <> ''::text)),
+    CONSTRAINT tenants_slug_format CHECK ((slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'::text)),
+    CONSTRAINT tenants_source_retention_positive CHECK ((source_retention_days > 0))
+);
+
+ALTER TABLE ONLY kpi.tenants FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE tenants; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON TABLE kpi.tenants IS 'Customers of the SaaS. The slug is URL- and filename-safe (used in CSV file names).';
+
+
+--
+-- Name: COLUMN tenants.plan; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.tenants.plan IS 'The tenant''s plan: how long its source reports are kept (kpi.plans).';
+
+
+--
+-- Name: COLUMN tenants.source_retention_days; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.tenants.source_retention_days IS 'Overrides the plan''s source retention for this tenant (days); NULL: the plan''s.';
+
+
+--
+-- Name: COLUMN tenants.sources_purged_before; Type: COMMENT; Schema: kpi; Owner: -
+--
+
+COMMENT ON COLUMN kpi.tenants.sources_purged_before IS 'Sources older than this may have been deleted under an earlier, shorter retention: history weeks ending before it are never recomputed.';
 
 
 --

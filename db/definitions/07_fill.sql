@@ -297,15 +297,18 @@ return jsonb_strip_nulls(jsonb_build_object(
 -- ============================================================================================
 
 -- The error a tenant without AVI reports is, the same in every run and in the single-tenant
--- raise (kpi.fill_kpi_history).
-create or replace function kpi.no_avi_error(p_tenant_id uuid) returns jsonb
+-- raise (kpi.fill_kpi_history); the slug is read by the caller, with one join for all of them.
+-- Every run lists these tenants, 2 % of them in the bench, so a day on which nothing changed is
+-- mostly this list: no SET clause and no table read, so that it is inlined into the run's
+-- statement rather than called 2,000 times (measured at 100,000 tenants: 25 ms of the 66 ms run).
+drop function if exists kpi.no_avi_error(uuid);
+create or replace function kpi.no_avi_error(p_tenant_id uuid, p_slug text) returns jsonb
 language sql stable
-set search_path = ''
 return jsonb_build_object(
   'tenant_id', p_tenant_id,
-  'tenant', (select t.slug from kpi.tenants t where t.id = p_tenant_id),
+  'tenant', p_slug,
   'code', 'NO_AVI',
-  'message', format('tenant %s has no AVI report', coalesce((select t.slug from kpi.tenants t where t.id = p_tenant_id), p_tenant_id::text)),
+  'message', format('tenant %s has no AVI report', coalesce(p_slug, p_tenant_id::text)),
   'hint', 'Insert a row into kpi.avi_reports for this tenant first.');
 
 -- Definitions not derived yet (new, changed, re-activated) of every tenant or the given ones, over
@@ -444,7 +447,8 @@ begin
     'custom_values', case when written ? 'custom_values' or (derived ->> 'values')::bigint > 0
                           then coalesce((written ->> 'custom_values')::bigint, 0) + (derived ->> 'values')::bigint end,
     'custom_kpis_derived', nullif((derived ->> 'kpis_derived')::bigint, 0),
-    'errors', (select coalesce(jsonb_agg(kpi.no_avi_error(n) order by n), '[]'::jsonb) from unnest(no_avi) n)
+    'errors', (select coalesce(jsonb_agg(kpi.no_avi_error(n, t.slug) order by n), '[]'::jsonb)
+               from unnest(no_avi) n left join kpi.tenants t on t.id = n)
               || (select coalesce(jsonb_agg(jsonb_build_object(
                         'tenant_id', f.tenant_id,
                         'tenant', (select t.slug from kpi.tenants t where t.id = f.tenant_id),
