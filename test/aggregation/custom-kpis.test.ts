@@ -403,7 +403,8 @@ describe('rollups and the change feed cover custom KPIs', () => {
 });
 
 describe('anomaly detection covers custom KPIs', () => {
-  it('a week far from its previous 12 is an anomaly named by the key, with an alert; deleting the KPI removes both', async () => {
+  /** Thirteen weeks of a p95 latency (100, 101, 102 repeated, then 1000) defined as custom KPI p95. */
+  async function tenantWithLatencySpike(): Promise<{ tenant: string; weeks: string[] }> {
     const tenant = await newTenant();
     const weeks = Array.from({ length: 13 }, (_, w) => new Date(Date.UTC(2024, 0, 1 + 7 * w)).toISOString().slice(0, 10));
     for (const [w, week] of weeks.entries()) {
@@ -411,6 +412,11 @@ describe('anomaly detection covers custom KPIs', () => {
       await insertClarity(db.sql, tenant, `${week}T12:00:00Z`, { latency: { p95_ms: w === 12 ? 1000 : 100 + (w % 3) } });
     }
     await define(tenant, { key: 'p95', source: 'clarity', path: ['latency', 'p95_ms'], aggregate: 'avg' });
+    return { tenant, weeks };
+  }
+
+  it('a week far from its previous 12 is an anomaly named by the key, with an alert; deleting the KPI removes both', async () => {
+    const { tenant, weeks } = await tenantWithLatencySpike();
     await backfill(tenant);
     const anomalies = () => db.sql`select as_of::text, kpi, value::float, baseline_median::float, direction from kpi.kpi_anomalies where tenant_id = ${tenant}`;
     // Median of 100, 101, 102 repeated: 101; the built-in KPIs are steady, so nothing else.
@@ -430,13 +436,7 @@ describe('anomaly detection covers custom KPIs', () => {
   });
 
   it('a key whose definition is inactive is not scored, though a week still holds its values', async () => {
-    const tenant = await newTenant();
-    const weeks = Array.from({ length: 13 }, (_, w) => new Date(Date.UTC(2024, 0, 1 + 7 * w)).toISOString().slice(0, 10));
-    for (const [w, week] of weeks.entries()) {
-      await insertAvi(db.sql, tenant, { weekStart: week, aivPct: 50 });
-      await insertClarity(db.sql, tenant, `${week}T12:00:00Z`, { latency: { p95_ms: w === 12 ? 1000 : 100 + (w % 3) } });
-    }
-    await define(tenant, { key: 'p95', source: 'clarity', path: ['latency', 'p95_ms'], aggregate: 'avg' });
+    const { tenant } = await tenantWithLatencySpike();
     await define(tenant, { key: 'aiv', source: 'avi', field: 'aiv_pct', aggregate: 'latest' });
     await backfill(tenant);
     const scored = () => db.sql`select kpi from kpi.kpi_anomalies where tenant_id = ${tenant}`;
