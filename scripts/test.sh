@@ -22,8 +22,16 @@ results=.data/vitest-results.json
 rm -f "$results"
 status=0
 errors=.data/vitest-stderr.log
-node_modules/.bin/vitest run --reporter=default --reporter=json --outputFile.json="$results" "$@" 2> >(tee "$errors" >&2) || status=$?
-wait # for tee
+# vitest's stderr is copied to $errors by tee, through a descriptor closed in vitest itself (its
+# fd 2 alone keeps the pipe): a process substitution's descriptor stays open in the command, every
+# process vitest starts inherits it, among them the test cluster the harness starts and leaves
+# running, and tee, holding the caller's stderr, lived as long as that server (`npm test 2>&1 |
+# tail` never ended).
+exec {stderr_copy}> >(tee "$errors" >&2)
+tee_pid=$!
+node_modules/.bin/vitest run --reporter=default --reporter=json --outputFile.json="$results" "$@" 2>&"$stderr_copy" {stderr_copy}>&- || status=$?
+exec {stderr_copy}>&-
+wait "$tee_pid"
 # One plain closing line, the same for every runner that reads it.
 if [ -f "$results" ]; then
   node scripts/test-summary.mjs "$results" || status=1
