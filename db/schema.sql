@@ -1252,12 +1252,13 @@ begin
                from unnest(no_avi) n left join kpi.tenants t on t.id = n)
               || (select coalesce(jsonb_agg(jsonb_build_object(
                         'tenant_id', f.tenant_id,
-                        'tenant', (select t.slug from kpi.tenants t where t.id = f.tenant_id),
+                        'tenant', t.slug,
                         'code', 'INTERNAL_ERROR', 'sqlstate', f.sqlstate,
                         'message', format('the fill of tenant %s failed and wrote nothing for it: %s',
-                                          coalesce((select t.slug from kpi.tenants t where t.id = f.tenant_id), f.tenant_id::text), f.message))
+                                          coalesce(t.slug, f.tenant_id::text), f.message))
                         order by f.tenant_id), '[]'::jsonb)
-                  from jsonb_to_recordset(failed) f (tenant_id uuid, sqlstate text, message text)),
+                  from jsonb_to_recordset(failed) f (tenant_id uuid, sqlstate text, message text)
+                  left join kpi.tenants t on t.id = f.tenant_id),
     -- A pending KPI's warning for one of the run's weeks is in both lists: once is enough.
     'warnings', (select coalesce(jsonb_agg(w.warning order by w.warning ->> 'tenant_id', w.warning ->> 'as_of', w.warning ->> 'kpi', w.warning ->> 'code'), '[]'::jsonb)
                  from (select distinct x.warning

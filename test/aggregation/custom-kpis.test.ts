@@ -108,14 +108,11 @@ describe('each source and aggregate, by hand', () => {
   it('latest is the value of the latest report to the microsecond, the later-written one at the same instant', async () => {
     const tenant = await newTenant();
     await insertAvi(db.sql, tenant, { weekStart: W1, aivPct: 10, atiPct: 20 });
-    // Written first, measured a microsecond later than the two after it: the latest. (The time as
-    // text: postgres.js would send a timestamptz parameter through a JS Date, to the millisecond.)
-    const report = (at: string, metrics: object) =>
-      db.sql`insert into kpi.clarity_reports (tenant_id, measured_at, metrics) values (${tenant}, ${at}::text::timestamptz, ${db.sql.json(metrics as never)})`;
-    await report('2024-01-03T12:00:00.000001Z', { a: 1 });
-    await report('2024-01-03T12:00:00Z', { a: 2, b: 7 });
+    // Written first, measured a microsecond later than the two after it: the latest.
+    await insertClarity(db.sql, tenant, '2024-01-03T12:00:00.000001Z', { a: 1 });
+    await insertClarity(db.sql, tenant, '2024-01-03T12:00:00Z', { a: 2, b: 7 });
     // Same instant as the report before, written after it (a greater id): the latest of b.
-    await report('2024-01-03T12:00:00Z', { a: 3, b: 8 });
+    await insertClarity(db.sql, tenant, '2024-01-03T12:00:00Z', { a: 3, b: 8 });
     // The latest of all, with no number for either: left out.
     await insertClarity(db.sql, tenant, '2024-01-05T00:00:00Z', { a: 'n/a' });
     await define(tenant, { key: 'a_latest', source: 'clarity', path: ['a'], aggregate: 'latest' });
