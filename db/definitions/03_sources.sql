@@ -126,10 +126,13 @@ return (select rs.last_cleanup_as_of from kpi.retention_state rs);
 -- Before this instant a tenant's sources may be gone, so the history of weeks that end at or
 -- before it is final: the later of what the last cleanup may have deleted under the current
 -- retention, and the horizon an earlier, shorter retention left. -infinity: nothing was deleted.
--- Until the first cleanup, every week can still be computed from intact sources.
+-- Until the first cleanup, every week can still be computed from intact sources. Stable, not
+-- immutable: a timestamptz minus days depends on the time zone, and an immutable function whose
+-- body is not is never inlined — it was a function call per tenant in every fill (measured: 0.2 s
+-- of the 1.0 s that choosing the weeks of 100,000 tenants takes).
 create or replace function kpi.source_horizon(retention_days integer, purged_before timestamptz, last_cleanup timestamptz)
 returns timestamptz
-language sql immutable parallel safe
+language sql stable parallel safe
 return greatest(coalesce(purged_before, '-infinity'::timestamptz),
                 coalesce(last_cleanup - make_interval(days => retention_days), '-infinity'::timestamptz));
 

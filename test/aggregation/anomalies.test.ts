@@ -118,18 +118,6 @@ describe('scores, by hand', () => {
     }
   });
 
-  it('the history’s KPIs keep at most two decimals, which the scoring’s whole cents rely on', async () => {
-    const columns = await db.sql<{ column_name: string; data_type: string; numeric_scale: number }[]>`
-      select column_name, data_type, numeric_scale from information_schema.columns
-      where table_schema = 'kpi' and table_name = 'kpi_history'
-        and column_name in ('aiv_pct', 'ati_pct', 'crs_pct', 'elasticity_usd_per_point', 'vli_integrity_pct', 'hrp_pct')`;
-    expect(columns).toHaveLength(6);
-    for (const c of columns) {
-      expect(c.data_type, c.column_name).toBe('numeric');
-      expect(c.numeric_scale, c.column_name).toBeLessThanOrEqual(2);
-    }
-  });
-
   it('fewer than 8 baseline values: no score (7 weeks of history, or 12 weeks with 5 HRPs missing)', async () => {
     const t = await newTenant();
     await insertWeeks(t, [...AROUND_51.slice(0, 7), { aiv: 90 }]);
