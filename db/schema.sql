@@ -1484,7 +1484,10 @@ begin
     ) latest on true
     where p_mode = 'latest'
     union all
-    -- range: every report in [from, to], and NULL for a tenant with none at all.
+    -- range: every report in [from, to], and NULL for a tenant with none at all. (Whether it has
+    -- none is one probe of its own reports. Asked with NOT EXISTS, the planner hashed every
+    -- tenant's reports instead, for each batch that had a tenant without any: 1,019,400 reports
+    -- read for 1,000 tenants at 20,000 tenants, half of the batch's choosing.)
     select t.id, r.week_start, t.horizon
     from tenants t
     left join lateral (
@@ -1492,7 +1495,7 @@ begin
       where r.tenant_id = t.id and r.week_start >= coalesce(p_from, '-infinity'::date) and r.week_start <= coalesce(p_to, 'infinity'::date)
     ) r on true
     where p_mode = 'range'
-      and (r.week_start is not null or not exists (select from kpi.avi_reports a where a.tenant_id = t.id))
+      and (r.week_start is not null or (select a.week_start from kpi.avi_reports a where a.tenant_id = t.id limit 1) is null)
     union all
     -- stale: the recorded tenants' weeks from the earliest one that may have changed (a tenant
     -- deleted since has none), and every tenant without reports.

@@ -13,13 +13,13 @@ const db = useTestDatabase();
 
 describe('a backfill in batches, in one transaction', () => {
   it('plans each batch with the history written so far: the history is probed by its index, never scanned', async () => {
-    await insertGeneratedTenants(db.sql, 300, 20);
     // The history empty and known to be empty, as on a new installation or after a truncate.
     await db.sql`vacuum analyze kpi.kpi_history`;
     const plans: string[] = [];
     const session = connect(db.url, { max: 1, onnotice: (notice) => void plans.push(notice.message ?? '') });
     try {
       await session.begin(async (tx) => {
+        await insertGeneratedTenants(tx, 300, 20);
         const run = (await tx`select kpi.start_kpi_run('backfill', null, null, null) as run`)[0]!.run as string; // a bigint, as text
         const first = (await tx`select kpi.backfill_batch(${run}, null, 150, null, null) as b`)[0]!.b as { next_tenant: string };
         expect(first.next_tenant).not.toBeNull();
@@ -42,17 +42,57 @@ describe('a backfill in batches, in one transaction', () => {
     const write = plans.find((plan) => plan.includes('insert into kpi.kpi_history'));
     expect(write, plans.map((p) => p.split('\n')[1]).join('\n')).toBeDefined();
     expect(write).toMatch(/Index (Only )?Scan using kpi_history_pkey on kpi_history/);
-    // Every read of the history in the batch is of the batch's own tenants: a scan of the history
-    // (or its key) that does not name tenant_id reads other tenants' rows too.
-    const untargeted = plans.flatMap((plan) =>
-      plan
-        .split('->')
-        .filter((node) => /\bon kpi_history(_pkey)?\b/.test(node) && !/^\s*(Insert|Update|Delete) on/.test(node) && !node.includes('tenant_id'))
-        .map((node) => `${plan.split('\n')[1]!.slice(0, 120)} … ${node.trim().split('\n')[0]}`),
-    );
-    expect(untargeted).toEqual([]);
+    // Every read of the history in the batch is of the batch's own tenants.
+    expect(untargetedReads(plans, 'kpi_history')).toEqual([]);
+  });
+
+  it('asks whether a tenant has any AVI report by a probe of its own reports, never by hashing every tenant’s', async () => {
+    const plans: string[] = [];
+    const session = connect(db.url, { max: 1, onnotice: (notice) => void plans.push(notice.message ?? '') });
+    try {
+      await session.begin(async (tx) => {
+        await insertGeneratedTenants(tx, 300, 20);
+        // Tenants without any report, first in id order: each is a NO_AVI error of the first batch.
+        await tx`
+          insert into kpi.tenants (id, slug, name)
+          select ('00000000-0000-4000-a000-' || lpad(i::text, 12, '0'))::uuid, 'bare-' || i, 'Bare ' || i from generate_series(1, 5) i`;
+        await tx`analyze kpi.tenants`;
+        const run = (await tx`select kpi.start_kpi_run('backfill', null, null, null) as run`)[0]!.run as string;
+        await tx`load 'auto_explain'`;
+        await tx`set local auto_explain.log_min_duration = 0`;
+        await tx`set local auto_explain.log_nested_statements = on`;
+        await tx`set local auto_explain.log_level = notice`;
+        const batch = (await tx`select kpi.backfill_batch(${run}, null, 100, null, null) as b`)[0]!.b as { errors: { code: string }[] };
+        await tx`set local auto_explain.log_min_duration = -1`;
+        expect(batch.errors.map((e) => e.code)).toEqual(Array(5).fill('NO_AVI'));
+        throw new RollbackSignal();
+      }).catch((error) => {
+        if (!(error instanceof RollbackSignal)) throw error;
+      });
+    } finally {
+      await session.end();
+    }
+    // Choosing the batch's weeks: how the planner reads the batch's own reports depends on the
+    // table's size (a hash join over all of them, here, is cheaper than 100 range scans), but whether
+    // a tenant has any report at all is a probe per tenant, never a hashed subplan over every
+    // tenant's reports, built again in each batch (at 20,000 tenants: 1,019,400 reports read per
+    // batch of 1,000).
+    const choosing = plans.filter((plan) => plan.includes('with tenants as'));
+    expect(choosing).toHaveLength(1);
+    expect(choosing[0]).not.toMatch(/hashed SubPlan/);
   });
 });
+
+/** The plan nodes reading `table` (or its primary key) without naming tenant_id: they read other tenants' rows too. */
+function untargetedReads(plans: string[], table: string): string[] {
+  const reads = new RegExp(`\\bon ${table}(_pkey)?\\b`);
+  return plans.flatMap((plan) =>
+    plan
+      .split('->')
+      .filter((node) => reads.test(node) && !/^\s*(Insert|Update|Delete) on/.test(node) && !node.includes('tenant_id'))
+      .map((node) => `${plan.split('\n')[1]!.slice(0, 120)} … ${node.trim().split('\n')[0]}`),
+  );
+}
 
 class RollbackSignal extends Error {}
 
