@@ -5,6 +5,7 @@
 // a plan made once while the history was empty probes it by sequential scans, and every later
 // batch then reads all the rows written so far for each row it writes. The plans are read from
 // auto_explain, sent to this connection as notices.
+import type { TransactionSql } from 'postgres';
 import { describe, expect, it } from 'vitest';
 import { connect, useTestDatabase } from '../helpers/database.js';
 import { insertGeneratedTenants } from '../fixtures/sources.js';
@@ -15,63 +16,43 @@ describe('a backfill in batches, in one transaction', () => {
   it('plans each batch with the history written so far: the history is probed by its index, never scanned', async () => {
     // The history empty and known to be empty, as on a new installation or after a truncate.
     await db.sql`vacuum analyze kpi.kpi_history`;
-    const plans: string[] = [];
-    const session = connect(db.url, { max: 1, onnotice: (notice) => void plans.push(notice.message ?? '') });
-    try {
-      await session.begin(async (tx) => {
-        await insertGeneratedTenants(tx, 300, 20);
-        const run = (await tx`select kpi.start_kpi_run('backfill', null, null, null) as run`)[0]!.run as string; // a bigint, as text
-        const first = (await tx`select kpi.backfill_batch(${run}, null, 150, null, null) as b`)[0]!.b as { next_tenant: string };
-        expect(first.next_tenant).not.toBeNull();
-        await tx`load 'auto_explain'`;
-        await tx`set local auto_explain.log_min_duration = 0`;
-        await tx`set local auto_explain.log_nested_statements = on`;
-        await tx`set local auto_explain.log_level = notice`;
-        await tx`select kpi.backfill_batch(${run}, ${first.next_tenant}, 150, null, null)`;
-        await tx`set local auto_explain.log_min_duration = -1`;
-        expect(Number((await tx`select count(*) from kpi.kpi_history`)[0]!.count)).toBe(300 * 20);
-        throw new RollbackSignal(); // nothing kept
-
-      }).catch((error) => {
-        if (!(error instanceof RollbackSignal)) throw error;
-      });
-    } finally {
-      await session.end();
-    }
+    const plans = await plansInRolledBackTransaction(async (tx, explained) => {
+      await insertGeneratedTenants(tx, 300, 20);
+      const run = (await tx`select kpi.start_kpi_run('backfill', null, null, null) as run`)[0]!.run as string; // a bigint, as text
+      const first = (await tx`select kpi.backfill_batch(${run}, null, 150, null, null) as b`)[0]!.b as { next_tenant: string };
+      expect(first.next_tenant).not.toBeNull();
+      await explained(() => tx`select kpi.backfill_batch(${run}, ${first.next_tenant}, 150, null, null)`);
+      expect(Number((await tx`select count(*) from kpi.kpi_history`)[0]!.count)).toBe(300 * 20);
+    });
     // The second batch's write probed the 3,000 rows the first wrote, for each of its own 3,000.
     const write = plans.find((plan) => plan.includes('insert into kpi.kpi_history'));
     expect(write, plans.map((p) => p.split('\n')[1]).join('\n')).toBeDefined();
     expect(write).toMatch(/Index (Only )?Scan using kpi_history_pkey on kpi_history/);
-    // Every read of the history in the batch is of the batch's own tenants.
-    expect(untargetedReads(plans, 'kpi_history')).toEqual([]);
+    // Every read of the history in the batch is of the batch's own tenants: a scan of the history
+    // (or its key) that does not name tenant_id reads other tenants' rows too.
+    const untargeted = plans.flatMap((plan) =>
+      plan
+        .split('->')
+        .filter((node) => /\bon kpi_history(_pkey)?\b/.test(node) && !/^\s*(Insert|Update|Delete) on/.test(node) && !node.includes('tenant_id'))
+        .map((node) => `${plan.split('\n')[1]!.slice(0, 120)} … ${node.trim().split('\n')[0]}`),
+    );
+    expect(untargeted).toEqual([]);
   });
 
   it('asks whether a tenant has any AVI report by a probe of its own reports, never by hashing every tenant’s', async () => {
-    const plans: string[] = [];
-    const session = connect(db.url, { max: 1, onnotice: (notice) => void plans.push(notice.message ?? '') });
-    try {
-      await session.begin(async (tx) => {
-        await insertGeneratedTenants(tx, 300, 20);
-        // Tenants without any report, first in id order: each is a NO_AVI error of the first batch.
-        await tx`
-          insert into kpi.tenants (id, slug, name)
-          select ('00000000-0000-4000-a000-' || lpad(i::text, 12, '0'))::uuid, 'bare-' || i, 'Bare ' || i from generate_series(1, 5) i`;
-        await tx`analyze kpi.tenants`;
-        const run = (await tx`select kpi.start_kpi_run('backfill', null, null, null) as run`)[0]!.run as string;
-        await tx`load 'auto_explain'`;
-        await tx`set local auto_explain.log_min_duration = 0`;
-        await tx`set local auto_explain.log_nested_statements = on`;
-        await tx`set local auto_explain.log_level = notice`;
-        const batch = (await tx`select kpi.backfill_batch(${run}, null, 100, null, null) as b`)[0]!.b as { errors: { code: string }[] };
-        await tx`set local auto_explain.log_min_duration = -1`;
-        expect(batch.errors.map((e) => e.code)).toEqual(Array(5).fill('NO_AVI'));
-        throw new RollbackSignal();
-      }).catch((error) => {
-        if (!(error instanceof RollbackSignal)) throw error;
-      });
-    } finally {
-      await session.end();
-    }
+    const plans = await plansInRolledBackTransaction(async (tx, explained) => {
+      await insertGeneratedTenants(tx, 300, 20);
+      // Tenants without any report, first in id order: each is a NO_AVI error of the first batch.
+      await tx`
+        insert into kpi.tenants (id, slug, name)
+        select ('00000000-0000-4000-a000-' || lpad(i::text, 12, '0'))::uuid, 'bare-' || i, 'Bare ' || i from generate_series(1, 5) i`;
+      await tx`analyze kpi.tenants`;
+      const run = (await tx`select kpi.start_kpi_run('backfill', null, null, null) as run`)[0]!.run as string;
+      const batch = (await explained(() => tx`select kpi.backfill_batch(${run}, null, 100, null, null) as b`))[0]!.b as {
+        errors: { code: string }[];
+      };
+      expect(batch.errors.map((e) => e.code)).toEqual(Array(5).fill('NO_AVI'));
+    });
     // Choosing the batch's weeks: how the planner reads the batch's own reports depends on the
     // table's size (a hash join over all of them, here, is cheaper than 100 range scans), but whether
     // a tenant has any report at all is a probe per tenant, never a hashed subplan over every
@@ -83,15 +64,37 @@ describe('a backfill in batches, in one transaction', () => {
   });
 });
 
-/** The plan nodes reading `table` (or its primary key) without naming tenant_id: they read other tenants' rows too. */
-function untargetedReads(plans: string[], table: string): string[] {
-  const reads = new RegExp(`\\bon ${table}(_pkey)?\\b`);
-  return plans.flatMap((plan) =>
-    plan
-      .split('->')
-      .filter((node) => reads.test(node) && !/^\s*(Insert|Update|Delete) on/.test(node) && !node.includes('tenant_id'))
-      .map((node) => `${plan.split('\n')[1]!.slice(0, 120)} … ${node.trim().split('\n')[0]}`),
-  );
+/**
+ * Runs `body` in a transaction of its own session that is rolled back (nothing kept), and returns
+ * the plans of every statement run inside `explained(…)`, nested ones too (auto_explain's notices).
+ */
+async function plansInRolledBackTransaction(
+  body: (tx: TransactionSql, explained: <T>(run: () => Promise<T>) => Promise<T>) => Promise<void>,
+): Promise<string[]> {
+  const plans: string[] = [];
+  const session = connect(db.url, { max: 1, onnotice: (notice) => void plans.push(notice.message ?? '') });
+  try {
+    await session
+      .begin(async (tx) => {
+        await tx`load 'auto_explain'`;
+        await tx`set local auto_explain.log_nested_statements = on`;
+        await tx`set local auto_explain.log_level = notice`;
+        const explained = async <T>(run: () => Promise<T>): Promise<T> => {
+          await tx`set local auto_explain.log_min_duration = 0`;
+          const result = await run();
+          await tx`set local auto_explain.log_min_duration = -1`;
+          return result;
+        };
+        await body(tx, explained);
+        throw new RollbackSignal(); // nothing kept
+      })
+      .catch((error) => {
+        if (!(error instanceof RollbackSignal)) throw error;
+      });
+  } finally {
+    await session.end();
+  }
+  return plans;
 }
 
 class RollbackSignal extends Error {}
