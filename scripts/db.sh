@@ -127,7 +127,17 @@ resolve_port() {
   fi
 }
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# A port is in use when something answers on it, or when any socket is bound to it: the 543xx ports
+# lie in Linux's ephemeral range, so a client connection of another program (the tests open many)
+# can hold one for a while without listening, and the server's bind then fails. Sockets in
+# TIME_WAIT (state 06) do not count: PostgreSQL binds with SO_REUSEADDR.
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+  local local_port
+  local_port=$(printf ':%04X' "$1")
+  awk -v p="$local_port" 'FNR > 1 && $4 != "06" && substr($2, length($2) - 4) == p { found = 1; exit }
+    END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
 
 # Ports the project gives to other databases, never taken by this one even when free now: the
 # compose stack's (54330), the end-to-end stack's (54331) and the benchmark's cluster (54359).
@@ -157,10 +167,15 @@ choose_port() {
   if [ -n "${KPI_DB_PORT:-}" ]; then
     die "port $PORT is held by $holder. Set KPI_DB_PORT to a free port, or stop what holds it."
   fi
-  local candidate=$((PORT + 1))
+  local held=$PORT
+  PORT=$(next_free_port "$held")
+  say "port $held is held by $holder: this cluster takes $PORT, and keeps it (KPI_DB_PORT overrides)"
+}
+
+next_free_port() {
+  local candidate=$(($1 + 1))
   while port_in_use "$candidate" || is_reserved_port "$candidate"; do candidate=$((candidate + 1)); done
-  say "port $PORT is held by $holder: this cluster takes $candidate, and keeps it (KPI_DB_PORT overrides)"
-  PORT=$candidate
+  echo "$candidate"
 }
 
 url() { echo "postgres://$SUPERUSER@127.0.0.1:$PORT/$DB_NAME"; }
@@ -237,7 +252,19 @@ cmd_up() {
   fi
   if ! is_running; then
     say "starting PostgreSQL on 127.0.0.1:$PORT (log: $DATA_DIR.log)"
-    if ! as_server_user "$BINDIR/pg_ctl" -D "$DATA_DIR" -l "$DATA_DIR.log" -w -t 60 start >/dev/null; then
+    local started=0 attempt
+    for attempt in 1 2 3; do
+      as_server_user "$BINDIR/pg_ctl" -D "$DATA_DIR" -l "$DATA_DIR.log" -w -t 60 start >/dev/null && { started=1; break; }
+      # A port chosen here can be taken between the check and the server's bind (another cluster
+      # starting at the same moment, a client's ephemeral port): take the next one. A port given
+      # in KPI_DB_PORT is never changed.
+      [ -z "${KPI_DB_PORT:-}" ] && ! is_running && tail -n 5 "$DATA_DIR.log" 2>/dev/null | grep -q 'Address already in use' || break
+      local taken=$PORT
+      PORT=$(next_free_port "$taken")
+      say "port $taken was taken while the server started: this cluster takes $PORT, and keeps it (KPI_DB_PORT overrides)"
+      write_config
+    done
+    if [ "$started" = 0 ]; then
       # After a crash the server replays its WAL before it accepts connections, which can take
       # minutes on a large cluster (the bench's): wait while the log says it is still replaying.
       while pg_is_recovering; do

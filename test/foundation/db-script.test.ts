@@ -2,7 +2,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { createConnection } from 'node:net';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../helpers/dbmate.js';
@@ -36,6 +36,25 @@ function portAnswers(port: number): Promise<boolean> {
     });
     socket.once('error', () => resolve(false));
   });
+}
+
+/**
+ * Holds `port` the way a client's ephemeral port does: the local end of a connection to a listener
+ * elsewhere, so nothing answers on `port` and yet a server cannot bind it.
+ */
+async function holdAsClientPort(port: number): Promise<() => Promise<void>> {
+  const listener = createServer((peer) => peer.on('error', () => {}));
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  const address = listener.address();
+  if (address === null || typeof address === 'string') throw new Error('the listener has no port');
+  const client: Socket = await new Promise((resolve, reject) => {
+    const socket = createConnection({ host: '127.0.0.1', port: address.port, localAddress: '127.0.0.1', localPort: port });
+    socket.once('connect', () => resolve(socket)).once('error', reject);
+  });
+  return async () => {
+    client.destroy();
+    await new Promise((resolve) => listener.close(resolve));
+  };
 }
 
 afterAll(() => {
@@ -138,6 +157,23 @@ describe('scripts/db.sh', () => {
     expect(second.stderr).toMatch(/stop it with: KPI_DB_DIR=\S+ scripts\/db\.sh down\)/);
   }, 60_000);
 
+  it('a port given in KPI_DB_PORT that only a client connection holds (an ephemeral port): up says so and stops, before the server fails to bind', async () => {
+    const port = await freePort(Number(env.KPI_DB_PORT) + 1);
+    const release = await holdAsClientPort(port);
+    try {
+      const up = spawnSync('bash', [`${projectRoot}scripts/db.sh`, 'up'], {
+        env: { ...env, KPI_DB_DIR: join(dir, 'ephemeral'), KPI_DB_PORT: String(port) },
+        encoding: 'utf8',
+      });
+      expect(up.status).toBe(1);
+      expect(up.stderr).toContain(`port ${port} is held by another program. Set KPI_DB_PORT to a free port`);
+      expect(up.stderr).not.toContain('could not bind');
+    } finally {
+      await release();
+      spawnSync('bash', [`${projectRoot}scripts/db.sh`, 'down'], { env: { ...env, KPI_DB_DIR: join(dir, 'ephemeral') } });
+    }
+  }, 120_000);
+
   it('without KPI_DB_PORT, a new cluster whose default port is taken takes the next free one the project has not given to another database, and keeps it', async () => {
     // Whatever holds 54329 — the developer's own cluster, or one started here for the purpose.
     const holderEnv = { ...env, KPI_DB_DIR: join(dir, 'holder'), KPI_DB_PORT: '54329' };
@@ -145,12 +181,18 @@ describe('scripts/db.sh', () => {
     if (startedHolder) expect(spawnSync('bash', [`${projectRoot}scripts/db.sh`, 'up'], { env: holderEnv }).status).toBe(0);
     const otherEnv = { ...env, KPI_DB_DIR: join(dir, 'other'), KPI_DB_PORT: undefined };
     const other = (...args: string[]) => spawnSync('bash', [`${projectRoot}scripts/db.sh`, ...args], { env: otherEnv, encoding: 'utf8' });
+    // The first free port after 54329 that is not reserved, held as a client's ephemeral port is:
+    // the script must pass it by too.
+    let firstFree = await freePort(54330);
+    while ([54330, 54331, 54359].includes(firstFree)) firstFree = await freePort(firstFree + 1);
+    const release = await holdAsClientPort(firstFree);
     try {
       const up = other('up');
       expect(up.status, up.stderr).toBe(0);
       const chosen = /this cluster takes (\d+), and keeps it/.exec(up.stderr)?.[1];
       expect(chosen, up.stderr).toBeDefined();
       expect(Number(chosen)).toBeGreaterThan(54329);
+      expect(Number(chosen)).not.toBe(firstFree);
       // Never the ports the docs give to the compose, end-to-end and benchmark databases.
       expect(['54330', '54331', '54359']).not.toContain(chosen);
       // url, status and psql find it again, without KPI_DB_PORT.
@@ -159,6 +201,7 @@ describe('scripts/db.sh', () => {
       expect(other('psql', '-tAc', 'show port').stdout.trim()).toBe(chosen);
       expect(other('up').stderr).not.toContain('takes');
     } finally {
+      await release();
       other('down');
       if (startedHolder) spawnSync('bash', [`${projectRoot}scripts/db.sh`, 'down'], { env: holderEnv });
     }
