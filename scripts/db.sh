@@ -252,14 +252,14 @@ cmd_up() {
   fi
   if ! is_running; then
     say "starting PostgreSQL on 127.0.0.1:$PORT (log: $DATA_DIR.log)"
-    local started=0 attempt
-    for attempt in 1 2 3; do
+    local started=0 taken
+    for _ in 1 2 3; do
       as_server_user "$BINDIR/pg_ctl" -D "$DATA_DIR" -l "$DATA_DIR.log" -w -t 60 start >/dev/null && { started=1; break; }
       # A port chosen here can be taken between the check and the server's bind (another cluster
       # starting at the same moment, a client's ephemeral port): take the next one. A port given
       # in KPI_DB_PORT is never changed.
       [ -z "${KPI_DB_PORT:-}" ] && ! is_running && tail -n 5 "$DATA_DIR.log" 2>/dev/null | grep -q 'Address already in use' || break
-      local taken=$PORT
+      taken=$PORT
       PORT=$(next_free_port "$taken")
       say "port $taken was taken while the server started: this cluster takes $PORT, and keeps it (KPI_DB_PORT overrides)"
       write_config
